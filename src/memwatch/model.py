@@ -1,0 +1,285 @@
+"""Immutable records that flow kernel -> source -> store -> snapshot -> view.
+
+Everything here is a frozen dataclass so that a snapshot handed to the UI, the exporter or a
+recorder can never be changed under their feet by the collector that keeps running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+ProcessKey = tuple[int, int]
+"""(pid, start time in clock ticks since boot): a pid alone is not an identity, pids are reused."""
+
+
+class EventKind(str, Enum):
+    """What a ring-buffer event (or a derived event) reports."""
+
+    MMAP = "mmap"
+    MUNMAP = "munmap"
+    BRK = "brk"
+    MREMAP = "mremap"
+    EXIT = "exit"
+    OOM = "oom"
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCounts:
+    """Per-process counters kept by the eBPF program since the tracer attached.
+
+    Only successful calls count. ``outstanding_bytes`` is what traced mmaps mapped and traced
+    munmaps/mremaps have not yet unmapped (see README "Outstanding bytes" for partial unmaps).
+    """
+
+    mmap_count: int = 0
+    mmap_bytes: int = 0
+    munmap_count: int = 0
+    munmap_bytes: int = 0
+    brk_count: int = 0
+    brk_grow_bytes: int = 0
+    brk_shrink_bytes: int = 0
+    mremap_count: int = 0
+    mremap_grow_bytes: int = 0
+    mremap_shrink_bytes: int = 0
+    outstanding_bytes: int = 0
+    outstanding_peak_bytes: int = 0
+    untracked_unmap_bytes: int = 0
+    failed_calls: int = 0
+    events_throttled: int = 0
+    first_seen: float = 0.0
+    """Wall-clock seconds of the first traced call."""
+    last_seen: float = 0.0
+
+    @property
+    def brk_bytes(self) -> int:
+        """Net heap change made by brk while traced (growth minus shrink)."""
+        return self.brk_grow_bytes - self.brk_shrink_bytes
+
+    @property
+    def calls(self) -> int:
+        return self.mmap_count + self.munmap_count + self.brk_count + self.mremap_count
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """One process as /proc and psutil saw it at one tick (the cheap path)."""
+
+    pid: int
+    ppid: int
+    name: str
+    cmdline: str
+    user: str
+    start_ticks: int
+    """Field 22 of /proc/PID/stat: with the pid, the process's identity."""
+    start_time: float
+    """Wall-clock seconds when the process started."""
+    threads: int
+    rss_kb: int
+    virt_kb: int
+    peak_kb: int
+    swap_kb: int
+    shared_kb: int
+    anon_kb: int
+    cgroup: str
+    kernel_thread: bool
+    state: str = "?"
+
+    @property
+    def key(self) -> ProcessKey:
+        return (self.pid, self.start_ticks)
+
+
+@dataclass(frozen=True, slots=True)
+class SmapsRollup:
+    """The expensive figures from /proc/PID/smaps_rollup, read on demand only."""
+
+    pss_kb: int
+    uss_kb: int
+    swap_pss_kb: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A ring-buffer event, in wall-clock time, with the process name resolved."""
+
+    timestamp: float
+    kind: EventKind
+    pid: int
+    tid: int
+    name: str
+    addr: int = 0
+    length: int = 0
+    new_addr: int = 0
+    new_length: int = 0
+    flags: int = 0
+    prot: int = 0
+    # EXIT: final counters and the exit status; OOM: the victim's memory when chosen.
+    exit_code: int | None = None
+    peak_rss_kb: int | None = None
+    counts: KernelCounts | None = None
+    rss_kb: int | None = None
+    total_vm_kb: int | None = None
+    start_ticks: int | None = None
+
+    def describe(self) -> str:
+        """One line for humans; never interpreted as markup by callers that use Text."""
+        k = self.kind
+        if k is EventKind.MMAP:
+            return f"mmap {self.length} B at {self.addr:#x}"
+        if k is EventKind.MUNMAP:
+            return f"munmap {self.length} B at {self.addr:#x}"
+        if k is EventKind.BRK:
+            delta = self.new_addr - self.addr
+            return f"brk {delta:+d} B (break {self.addr:#x} -> {self.new_addr:#x})"
+        if k is EventKind.MREMAP:
+            return f"mremap {self.length} -> {self.new_length} B ({self.addr:#x} -> {self.new_addr:#x})"
+        if k is EventKind.EXIT:
+            peak = f", peak RSS {self.peak_rss_kb} KB" if self.peak_rss_kb is not None else ""
+            return f"exit code {self.exit_code}{peak}"
+        return f"OOM kill, RSS {self.rss_kb} KB, VIRT {self.total_vm_kb} KB"
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMemory:
+    """System-wide memory from /proc/meminfo and /proc/pressure/memory, in KB."""
+
+    total_kb: int
+    available_kb: int
+    used_kb: int
+    free_kb: int
+    swap_total_kb: int
+    swap_used_kb: int
+    pressure_some_avg10: float | None = None
+    pressure_full_avg10: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TracerHealth:
+    """What the eBPF side is doing, and how much it could not say."""
+
+    enabled: bool
+    reason: str | None = None
+    """Why eBPF is off, as a sentence a user can act on."""
+    mode: str | None = None
+    """How the syscalls are attached: 'tracepoint' or 'raw' (no tracefs needed)."""
+    events: int = 0
+    events_dropped: int = 0
+    events_throttled: int = 0
+    map_full: int = 0
+    event_rate: float = 0.0
+    """Events per second delivered over the last tick."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessView:
+    """A process as the store knows it: the latest sample merged with counters and history."""
+
+    sample: ProcessSample
+    kernel: KernelCounts | None
+    """None when eBPF is off: a dash, never a 0."""
+    rollup: SmapsRollup | None = None
+    growth_kb_s: float | None = None
+    leak_suspect: bool = False
+    leak_reason: str | None = None
+    rss_history: tuple[int, ...] = ()
+    outstanding_history: tuple[int, ...] = ()
+    event_rate_history: tuple[float, ...] = ()
+    recent_events: tuple[Event, ...] = ()
+
+    @property
+    def key(self) -> ProcessKey:
+        return self.sample.key
+
+    @property
+    def pid(self) -> int:
+        return self.sample.pid
+
+
+SortColumn = Literal[
+    "pid", "name", "rss", "virt", "peak", "swap", "shared", "pss", "uss", "mmap", "munmap", "brk",
+    "mremap", "outstanding", "growth", "threads",
+]
+SORT_COLUMNS: tuple[str, ...] = SortColumn.__args__  # type: ignore[attr-defined]
+
+
+def sort_value(view: ProcessView, column: str) -> float | str:
+    """The value a column sorts by; missing figures sort below every present one."""
+    s, k = view.sample, view.kernel
+    missing = float("-inf")
+    match column:
+        case "pid":
+            return s.pid
+        case "name":
+            return s.name.lower()
+        case "rss":
+            return s.rss_kb
+        case "virt":
+            return s.virt_kb
+        case "peak":
+            return s.peak_kb
+        case "swap":
+            return s.swap_kb
+        case "shared":
+            return s.shared_kb
+        case "threads":
+            return s.threads
+        case "pss":
+            return view.rollup.pss_kb if view.rollup else missing
+        case "uss":
+            return view.rollup.uss_kb if view.rollup else missing
+        case "growth":
+            return view.growth_kb_s if view.growth_kb_s is not None else missing
+    if k is None:
+        return missing
+    match column:
+        case "mmap":
+            return k.mmap_count
+        case "munmap":
+            return k.munmap_count
+        case "brk":
+            return k.brk_count
+        case "mremap":
+            return k.mremap_count
+        case "outstanding":
+            return k.outstanding_bytes
+    raise ValueError(f"unknown sort column {column!r}; choose one of {', '.join(SORT_COLUMNS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a reader needs for one frame; immutable, cheap to hand across threads."""
+
+    timestamp: float
+    interval_s: float
+    hostname: str
+    system: SystemMemory
+    tracer: TracerHealth
+    processes: tuple[ProcessView, ...]
+    events: tuple[Event, ...] = ()
+    """Bounded log of exits and OOM kills, oldest first."""
+    system_history: tuple[SystemMemory, ...] = ()
+    duration_s: float = 0.0
+    paused: bool = False
+    replay_position: tuple[int, int] | None = None
+    """(frame index, frame count) when the snapshot comes from a recording."""
+    by_key: dict[ProcessKey, ProcessView] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.by_key and self.processes:
+            self.by_key.update((p.key, p) for p in self.processes)
+
+    def top(self, n: int = 100, sort: str = "rss", descending: bool = True,
+            pids: tuple[int, ...] = ()) -> list[ProcessView]:
+        """The n processes ranked by ``sort`` (n=0: all), plus any ``pids`` regardless of rank."""
+        if sort != "name":
+            ranked = sorted(self.processes, key=lambda v: (sort_value(v, sort), -v.pid), reverse=descending)
+        else:
+            ranked = sorted(self.processes, key=lambda v: (sort_value(v, sort), v.pid), reverse=descending)
+        chosen = ranked if n <= 0 else ranked[:n]
+        if pids:
+            wanted = set(pids)
+            have = {v.pid for v in chosen}
+            chosen = chosen + [v for v in ranked if v.pid in wanted and v.pid not in have]
+        return chosen

@@ -1,0 +1,1 @@
+"""Snapshot sources: live, /proc-only, and replay."""
