@@ -1,0 +1,166 @@
+"""Round trips of every model object and the headless JSON contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from frames import BACKSLASH_NAME, DEGRADED_REASON, MARKUP_NAME, PAREN_NAME, make_frames
+from memwatch.model import Event, EventKind, KernelCounts, ProcessView, Snapshot
+from memwatch.serialize import (
+    HEADLESS_COLUMNS,
+    SerializationError,
+    event_from_dict,
+    event_to_dict,
+    headless_document,
+    headless_process_dict,
+    snapshot_from_dict,
+    snapshot_to_dict,
+)
+
+
+def _through_json(d: dict[str, Any]) -> dict[str, Any]:
+    """What a reader of a file gets back: JSON text, not the dict we built."""
+    result: dict[str, Any] = json.loads(json.dumps(d))
+    return result
+
+
+@pytest.mark.parametrize("degraded", [False, True])
+def test_every_frame_round_trips_to_an_equal_snapshot(degraded: bool) -> None:
+    for frame in make_frames(5, degraded=degraded):
+        back = snapshot_from_dict(_through_json(snapshot_to_dict(frame)))
+        assert back == frame
+        assert back.by_key.keys() == frame.by_key.keys()
+
+
+def test_round_trip_keeps_tuples_and_nested_objects_typed() -> None:
+    frame = make_frames(5)[-1]
+    back = snapshot_from_dict(_through_json(snapshot_to_dict(frame)))
+    leaky = next(v for v in back.processes if v.leak_suspect)
+    assert isinstance(leaky.rss_history, tuple)
+    assert isinstance(leaky.recent_events, tuple)
+    assert isinstance(leaky.kernel, KernelCounts)
+    assert all(e.kind is EventKind.MMAP for e in leaky.recent_events)
+    assert {e.kind for e in back.events} == {EventKind.EXIT, EventKind.OOM}
+
+
+def test_odd_names_survive_exactly() -> None:
+    names = [MARKUP_NAME, PAREN_NAME, BACKSLASH_NAME, "new\nline\ttab", "\udcff lone surrogate", "日本語"]
+    base = make_frames(1)[0]
+    template = base.processes[0]
+    views = tuple(
+        dataclasses.replace(template, sample=dataclasses.replace(template.sample, pid=100 + i, name=n,
+                                                                 cmdline=n + " --arg"))
+        for i, n in enumerate(names)
+    )
+    frame = dataclasses.replace(base, processes=views, by_key={})
+    # ensure_ascii (json's default) is how recordings write, so lone surrogates must survive it.
+    back = snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(frame), ensure_ascii=True)))
+    assert [v.sample.name for v in back.processes] == names
+    assert [v.sample.cmdline for v in back.processes] == [n + " --arg" for n in names]
+
+
+def test_event_round_trip_with_and_without_counts() -> None:
+    exit_event = next(e for e in make_frames(5)[-1].events if e.kind is EventKind.EXIT)
+    assert exit_event.counts is not None
+    plain = Event(timestamp=1.5, kind=EventKind.BRK, pid=7, tid=8, name="[b]x", addr=0x1000, new_addr=0x3000)
+    for event in (exit_event, plain):
+        d = _through_json(event_to_dict(event))
+        assert d["kind"] == event.kind.value
+        assert event_from_dict(d) == event
+
+
+def test_replay_position_round_trips() -> None:
+    frame = dataclasses.replace(make_frames(1)[0], replay_position=(3, 9))
+    assert snapshot_from_dict(_through_json(snapshot_to_dict(frame))).replay_position == (3, 9)
+
+
+def test_foreign_dicts_raise_a_serialization_error() -> None:
+    with pytest.raises(SerializationError, match="not a memwatch snapshot"):
+        snapshot_from_dict({"timestamp": 1.0})
+    with pytest.raises(SerializationError, match="not a memwatch event"):
+        event_from_dict({**event_to_dict(make_frames(5)[-1].events[0]), "kind": "teleport"})
+
+
+# --- headless JSON contract -----------------------------------------------------------------------
+
+_INT_KEYS = ("pid", "ppid", "rss_kb", "virt_kb", "peak_kb", "swap_kb", "shared_kb")
+_STR_KEYS = ("name", "cmdline", "user")
+_NULLABLE_INT_KEYS = ("pss_kb", "uss_kb", "mmap_count", "munmap_count", "brk_count", "mremap_count",
+                      "mmap_bytes", "munmap_bytes", "brk_bytes", "outstanding_bytes")
+_KERNEL_KEYS = _NULLABLE_INT_KEYS[2:]
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_shape(doc: dict[str, Any]) -> None:
+    assert list(doc) == ["timestamp", "duration_s", "hostname", "bpf", "system", "processes"]
+    assert isinstance(doc["timestamp"], float)
+    assert isinstance(doc["duration_s"], float)
+    assert isinstance(doc["hostname"], str)
+    bpf = doc["bpf"]
+    assert list(bpf) == ["enabled", "reason", "events", "events_dropped", "map_full"]
+    assert isinstance(bpf["enabled"], bool)
+    assert bpf["reason"] is None or isinstance(bpf["reason"], str)
+    assert all(_is_int(bpf[k]) for k in ("events", "events_dropped", "map_full"))
+    assert list(doc["system"]) == ["total_kb", "available_kb", "used_kb", "swap_total_kb", "swap_used_kb"]
+    assert all(_is_int(v) for v in doc["system"].values())
+    for p in doc["processes"]:
+        assert tuple(p) == HEADLESS_COLUMNS
+        assert all(_is_int(p[k]) for k in _INT_KEYS)
+        assert all(isinstance(p[k], str) for k in _STR_KEYS)
+        assert isinstance(p["start_time"], float)
+        assert all(p[k] is None or _is_int(p[k]) for k in _NULLABLE_INT_KEYS)
+        assert p["growth_kb_s"] is None or isinstance(p["growth_kb_s"], float)
+        assert isinstance(p["leak_suspect"], bool)
+
+
+def _document(frame: Snapshot) -> dict[str, Any]:
+    return _through_json(headless_document(frame, frame.top(0), 0.25))
+
+
+def test_headless_document_shape_with_ebpf() -> None:
+    frame = make_frames(5)[-1]
+    doc = _document(frame)
+    _check_shape(doc)
+    assert doc["bpf"] == {"enabled": True, "reason": None, "events": frame.tracer.events,
+                          "events_dropped": 0, "map_full": 0}
+    assert doc["hostname"] == "testhost"
+    by_pid = {p["pid"]: p for p in doc["processes"]}
+    user_procs = [v for v in frame.processes if not v.sample.kernel_thread]
+    assert all(by_pid[v.pid]["mmap_count"] is not None for v in user_procs)
+    kthread = next(v for v in frame.processes if v.sample.kernel_thread)
+    assert all(by_pid[kthread.pid][k] is None for k in _KERNEL_KEYS)
+
+
+def test_headless_document_nulls_when_ebpf_is_off() -> None:
+    doc = _document(make_frames(5, degraded=True)[-1])
+    _check_shape(doc)
+    assert doc["bpf"]["enabled"] is False
+    assert doc["bpf"]["reason"] == DEGRADED_REASON
+    assert doc["processes"]
+    for p in doc["processes"]:
+        assert all(p[k] is None for k in _KERNEL_KEYS), p["name"]
+
+
+def test_headless_process_uses_net_brk_and_rollup() -> None:
+    frame = make_frames(5)[-1]
+    view: ProcessView = next(v for v in frame.processes if v.rollup is not None and v.kernel is not None)
+    assert view.kernel is not None and view.rollup is not None
+    assert view.kernel.brk_shrink_bytes > 0
+    d = headless_process_dict(view)
+    assert d["brk_bytes"] == view.kernel.brk_grow_bytes - view.kernel.brk_shrink_bytes
+    assert (d["pss_kb"], d["uss_kb"]) == (view.rollup.pss_kb, view.rollup.uss_kb)
+    without = headless_process_dict(dataclasses.replace(view, rollup=None))
+    assert without["pss_kb"] is None and without["uss_kb"] is None
+
+
+def test_headless_keeps_odd_names_literal() -> None:
+    doc = _document(make_frames(5)[-1])
+    names = {p["name"] for p in doc["processes"]}
+    assert {MARKUP_NAME, PAREN_NAME, BACKSLASH_NAME} <= names
