@@ -1,0 +1,377 @@
+"""Recordings: snapshots written to an SQLite file as they come, read back for replay.
+
+Why SQLite: one file, crash-safe transactions and WAL, so a reader can follow a recording that is
+still being written and a recorder killed with SIGKILL leaves every committed frame readable.
+Each frame is one row (zlib-compressed JSON of :func:`~memwatch.serialize.snapshot_to_dict`),
+committed at once. Exits and OOM kills also go to an ``events`` table, once each, so they can be
+queried without decoding frames (``sqlite3 rec.db "select * from events where kind='oom'"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import os
+import socket
+import sqlite3
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from memwatch.model import Event, Snapshot
+from memwatch.serialize import (
+    SerializationError,
+    event_from_dict,
+    event_to_dict,
+    snapshot_from_dict,
+    snapshot_to_dict,
+)
+from memwatch.sources.base import SnapshotSource
+
+FORMAT_VERSION = 1
+"""Version of the file layout; a reader refuses files written with a newer one."""
+
+_ZLIB_LEVEL = 6
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS frames (
+    id INTEGER PRIMARY KEY,
+    timestamp REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    timestamp REAL NOT NULL,
+    kind TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (timestamp, kind, pid, tid)
+);
+CREATE INDEX IF NOT EXISTS events_by_kind ON events (kind, timestamp);
+"""
+
+EventKey = tuple[float, str, int, int]
+
+
+class RecordingError(Exception):
+    """A recording cannot be opened, written or read; the message says why and what to do."""
+
+
+def _event_key(e: Event) -> EventKey:
+    return (e.timestamp, e.kind.value, e.pid, e.tid)
+
+
+def _encode_frame(snapshot: Snapshot) -> bytes:
+    # ensure_ascii keeps lone surrogates (names decoded with surrogateescape) representable.
+    text = json.dumps(snapshot_to_dict(snapshot), separators=(",", ":"), ensure_ascii=True)
+    return zlib.compress(text.encode("ascii"), _ZLIB_LEVEL)
+
+
+def _decode_frame(blob: bytes) -> Snapshot:
+    return snapshot_from_dict(json.loads(zlib.decompress(blob)))
+
+
+def _check_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
+    """Read the meta table, or say in a sentence why this file is not a recording we can read."""
+    try:
+        rows = conn.execute("SELECT key, value FROM meta").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if "no such table" in str(exc):
+            raise RecordingError(
+                f"{path} is an SQLite database but not a memwatch recording (it has no meta table)."
+            ) from None
+        if "not a database" in str(exc):
+            raise RecordingError(
+                f"{path} is not a memwatch recording: it is not an SQLite database."
+            ) from None
+        raise  # e.g. a read-only directory: the caller knows what to try next
+    meta = dict(rows)
+    version_text = meta.get("format_version")
+    if version_text is None:
+        raise RecordingError(f"{path} is not a memwatch recording (its meta table has no format version).")
+    try:
+        version = int(version_text)
+    except ValueError:
+        raise RecordingError(f"{path} has an unreadable format version {version_text!r}.") from None
+    if version > FORMAT_VERSION:
+        raise RecordingError(
+            f"{path} was written by a newer memwatch (recording format {version}; this version reads "
+            f"format {FORMAT_VERSION} and older). Upgrade memwatch to read it."
+        )
+    return meta
+
+
+def _explain_open_error(path: Path, exc: sqlite3.Error) -> RecordingError:
+    if not path.parent.exists():
+        return RecordingError(f"cannot create {path}: the directory {path.parent} does not exist.")
+    return RecordingError(f"cannot open {path}: {exc}.")
+
+
+class Recorder:
+    """Appends snapshots to a recording file, one committed transaction per frame."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._seen_events: set[EventKey] = set()
+        self._hostname_written = False
+        self.frames_written = 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], hostname: str | None = None) -> Recorder:
+        """Create the file (or append to an existing recording).
+
+        The hostname stored in meta is replaced by the first frame's hostname when one arrives.
+        """
+        p = Path(path)
+        if p.is_dir():
+            raise RecordingError(f"cannot record to {p}: it is a directory; give a file name.")
+        try:
+            conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _explain_open_error(p, exc) from None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone() is not None
+            if has_meta:
+                _check_meta(conn, p)
+            elif conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise RecordingError(
+                    f"{p} is an SQLite database but not a memwatch recording; refusing to write into it."
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.strip().split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (repr(time.time()),))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('hostname', ?)",
+                         (hostname or socket.gethostname(),))
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if "not a database" in str(exc):
+                raise RecordingError(
+                    f"{p} exists and is not a memwatch recording (not an SQLite database); "
+                    "refusing to overwrite it."
+                ) from None
+            raise _explain_open_error(p, exc) from None
+        except RecordingError:
+            conn.close()
+            raise
+        recorder = cls(conn, p)
+        recorder.frames_written = 0
+        recorder._hostname_written = conn.execute("SELECT count(*) FROM frames").fetchone()[0] > 0
+        return recorder
+
+    def append(self, snapshot: Snapshot) -> None:
+        """Write one frame and its not-yet-written events, committed before returning."""
+        blob = _encode_frame(snapshot)
+        keys = {_event_key(e) for e in snapshot.events}
+        fresh = [e for e in snapshot.events if _event_key(e) not in self._seen_events]
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT INTO frames (timestamp, data) VALUES (?, ?)", (snapshot.timestamp, blob))
+                if fresh:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO events (timestamp, kind, pid, tid, name, data) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [(e.timestamp, e.kind.value, e.pid, e.tid, e.name,
+                          json.dumps(event_to_dict(e), ensure_ascii=True)) for e in fresh],
+                    )
+                if not self._hostname_written:
+                    conn.execute("UPDATE meta SET value=? WHERE key='hostname'", (snapshot.hostname,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot write to {self.path}: {exc}.") from None
+        # The snapshot's event log is bounded and oldest-first: an event that left it never returns,
+        # so remembering the current log is enough to write each event once.
+        self._seen_events = keys
+        self._hostname_written = True
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Checkpoint and close; safe to call twice."""
+        self._conn.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+async def record(source: SnapshotSource, path: str | os.PathLike[str], duration_s: float | None,
+                 on_frame: Callable[[Snapshot], None] | None = None) -> int:
+    """Record ``source`` into ``path`` until ``duration_s`` has elapsed (None: until cancelled).
+
+    The last frame written is the first one taken at or after the deadline (monotonic clock).
+    A frame with the same timestamp as the previous one (a replay standing at its end) is skipped.
+    Returns the number of frames written; source and file are closed however the loop ends.
+    """
+    recorder = Recorder.open(path)
+    loop = asyncio.get_running_loop()
+    try:
+        snapshot = await source.open()
+        started = loop.time()
+        last_ts: float | None = None
+        while True:
+            if snapshot.timestamp != last_ts:
+                recorder.append(snapshot)
+                last_ts = snapshot.timestamp
+                if on_frame is not None:
+                    on_frame(snapshot)
+            if duration_s is not None and loop.time() - started >= duration_s:
+                break
+            snapshot = await source.next()
+    finally:
+        try:
+            await source.close()
+        finally:
+            recorder.close()
+    return recorder.frames_written
+
+
+class Recording:
+    """A recording opened read-only: frames by index or time, and the events table.
+
+    Works while a recorder is still writing (WAL); call :meth:`refresh` to see frames added since.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, meta: dict[str, str]) -> None:
+        self._conn = conn
+        self.path = path
+        self.meta = meta
+        self._ids: list[int] = []
+        self._timestamps: list[float] = []
+        self._cache: tuple[int, Snapshot] | None = None
+        self.refresh()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Recording:
+        p = Path(path)
+        if not p.exists():
+            raise RecordingError(f"no recording at {p}: the file does not exist.")
+        if p.is_dir():
+            raise RecordingError(f"{p} is a directory, not a recording file.")
+        if not os.access(p, os.R_OK):
+            raise RecordingError(f"cannot read {p}: permission denied.")
+        try:
+            return cls._open_connection(p, immutable=False)
+        except sqlite3.OperationalError as exc:
+            # A WAL file needs a writable -shm beside it. With no -wal content to lose (a recording
+            # copied without it, or closed cleanly) the file can be read as immutable instead.
+            wal = p.with_name(p.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise RecordingError(
+                    f"cannot read {p}: {exc}. Its write-ahead log {wal.name} holds frames that can only be "
+                    f"read with write access to {p.parent}; copy the recording with its -wal and -shm "
+                    "files to a writable directory."
+                ) from None
+        try:
+            return cls._open_connection(p, immutable=True)
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot read {p}: {exc}.") from None
+
+    @classmethod
+    def _open_connection(cls, p: Path, *, immutable: bool) -> Recording:
+        flags = "mode=ro&immutable=1" if immutable else "mode=ro"
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?{flags}", uri=True, check_same_thread=False)
+        try:
+            return cls(conn, p, _check_meta(conn, p))
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise RecordingError(f"{p} is damaged or unreadable: {exc}.") from None
+        except RecordingError:
+            conn.close()
+            raise
+
+    @property
+    def hostname(self) -> str:
+        return self.meta.get("hostname", "")
+
+    @property
+    def format_version(self) -> int:
+        return int(self.meta["format_version"])
+
+    def refresh(self) -> int:
+        """Pick up frames committed since the last look (the recorder may still be writing)."""
+        last_id = self._ids[-1] if self._ids else 0
+        try:
+            rows = self._conn.execute(
+                "SELECT id, timestamp FROM frames WHERE id > ? ORDER BY id", (last_id,)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot read frames from {self.path}: {exc}.") from None
+        for frame_id, ts in rows:
+            self._ids.append(frame_id)
+            self._timestamps.append(ts)
+        return len(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def frame(self, i: int) -> Snapshot:
+        """Frame ``i`` (0-based; negative counts from the end like a list)."""
+        n = len(self._ids)
+        if not -n <= i < n:
+            raise IndexError(f"frame {i} out of range: the recording has {n} frames")
+        i %= n
+        if self._cache is not None and self._cache[0] == i:
+            return self._cache[1]
+        try:
+            row = self._conn.execute("SELECT data FROM frames WHERE id = ?", (self._ids[i],)).fetchone()
+            snapshot = _decode_frame(row[0])
+        except (sqlite3.Error, zlib.error, ValueError, SerializationError, TypeError) as exc:
+            raise RecordingError(f"frame {i} of {self.path} is damaged: {exc}") from None
+        self._cache = (i, snapshot)
+        return snapshot
+
+    def timestamps(self) -> list[float]:
+        return list(self._timestamps)
+
+    def index_at(self, timestamp: float) -> int:
+        """Index of the last frame at or before ``timestamp``; 0 when it is before the first."""
+        return max(bisect.bisect_right(self._timestamps, timestamp) - 1, 0)
+
+    def events(self, kind: str | None = None) -> list[Event]:
+        """Exits and OOM kills (every event written), oldest first; ``kind`` filters e.g. 'oom'."""
+        query = "SELECT data FROM events"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            query += " WHERE kind = ?"
+            args = (kind,)
+        try:
+            rows = self._conn.execute(query + " ORDER BY timestamp, id", args).fetchall()
+            return [event_from_dict(json.loads(r[0])) for r in rows]
+        except (sqlite3.Error, ValueError) as exc:
+            raise RecordingError(f"the events of {self.path} are damaged: {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
