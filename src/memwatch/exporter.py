@@ -1,0 +1,459 @@
+"""Prometheus endpoint: ``memwatch serve`` exposes the newest snapshot at /metrics.
+
+Each scrape is built from the latest snapshot by a custom collector, so a process that left the
+top N (or exited) simply stops being exported: no stale series linger as they would with
+long-lived Gauge children. Per-process series carry pid, name and start_time, so a reused pid
+starts a new series instead of continuing the old process's counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from http import HTTPStatus
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from memwatch import __version__
+from memwatch.exporter_http import HttpRequest, HttpResponse, start_http_server
+from memwatch.model import SORT_COLUMNS, Event, EventKind, ProcessView, Snapshot
+from memwatch.sources.base import SnapshotSource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:9464"
+"""Loopback by default: exposing process names to the network must be a deliberate choice."""
+PROCESS_LABELS = ("pid", "name", "start_time")
+KIB = 1024
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+class ListenAddressError(ValueError):
+    """A --listen value that is not HOST:PORT; the message says what a valid one looks like."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (IPv6 as ``[::1]:9464``) into host and port; port 0 means any free port."""
+    value = text.strip()
+    example = "use HOST:PORT, e.g. 127.0.0.1:9464, 0.0.0.0:9464 or [::1]:9464"
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or value[end + 1:end + 2] != ":":
+            raise ListenAddressError(f"--listen {text!r}: an IPv6 address needs ']:PORT' after it; {example}")
+        host, port_text = value[1:end], value[end + 2:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ListenAddressError(
+                f"--listen {text!r}: {host!r} is not an IPv6 address; {example}") from None
+    else:
+        if value.count(":") > 1:
+            raise ListenAddressError(f"--listen {text!r}: put an IPv6 address in brackets; {example}")
+        host, sep, port_text = value.rpartition(":")
+        if not sep:
+            raise ListenAddressError(f"--listen {text!r}: no port given; {example}")
+        if not host:
+            raise ListenAddressError(
+                f"--listen {text!r}: no host given; name the address to bind explicitly "
+                f"(0.0.0.0 for every IPv4 interface); {example}")
+        if not _HOSTNAME.match(host):
+            raise ListenAddressError(f"--listen {text!r}: {host!r} is not a host name or address; {example}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ListenAddressError(f"--listen {text!r}: the port must be a number from 0 to 65535; {example}")
+    return host, int(port_text)
+
+
+def format_listen(host: str, port: int) -> str:
+    """host:port as a URL authority (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def label_text(text: str) -> str:
+    """Text that encodes as UTF-8: undecodable bytes (surrogate escapes) become visible ``\\xNN``.
+
+    prometheus_client escapes quotes, backslashes and newlines itself, but a lone surrogate from a
+    non-UTF-8 process name would make the whole scrape fail with UnicodeEncodeError.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape") if _only_escaped_surrogates(text) else None
+        if raw is not None:
+            return raw.decode("utf-8", "backslashreplace")
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _only_escaped_surrogates(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+def start_time_label(view: ProcessView) -> str:
+    """Process start, seconds since the epoch, to the clock tick (1/100 s) the kernel keeps."""
+    return f"{view.sample.start_time:.2f}"
+
+
+class EventTally:
+    """Counts exits and OOM kills seen in the snapshots' bounded event logs, each event once.
+
+    The log repeats an event in every snapshot until it ages out, so an event counts when it
+    appears in a log and was absent from the previous one.
+    """
+
+    def __init__(self) -> None:
+        self.exits = 0
+        self.oom_kills = 0
+        self._previous: frozenset[tuple[object, ...]] = frozenset()
+
+    @staticmethod
+    def _identity(event: Event) -> tuple[object, ...]:
+        return (event.kind, event.timestamp, event.pid, event.tid, event.start_ticks)
+
+    def observe(self, events: Iterable[Event]) -> None:
+        current: dict[tuple[object, ...], Event] = {self._identity(e): e for e in events}
+        for ident, event in current.items():
+            if ident in self._previous:
+                continue
+            if event.kind is EventKind.EXIT:
+                self.exits += 1
+            elif event.kind is EventKind.OOM:
+                self.oom_kills += 1
+        self._previous = frozenset(current)
+
+
+def _gauge(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit)
+
+
+def _counter(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=list(labels), unit=unit)
+
+
+def _single(family: Metric, value: float, labels: dict[str, str] | None = None) -> Metric:
+    suffix = "_total" if family.type == "counter" else ""
+    family.add_sample(family.name + suffix, labels or {}, value)
+    return family
+
+
+def system_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """Whole-machine memory from /proc/meminfo and /proc/pressure/memory."""
+    m = snapshot.system
+    yield _single(_gauge("memwatch_memory_total_bytes", "Total usable RAM (MemTotal).", unit="bytes"),
+                  m.total_kb * KIB)
+    yield _single(_gauge("memwatch_memory_available_bytes",
+                         "RAM available for new work without swapping (MemAvailable).", unit="bytes"),
+                  m.available_kb * KIB)
+    yield _single(_gauge("memwatch_memory_used_bytes", "RAM in use: MemTotal minus MemAvailable.",
+                         unit="bytes"), m.used_kb * KIB)
+    yield _single(_gauge("memwatch_memory_free_bytes", "RAM not used for anything (MemFree).",
+                         unit="bytes"), m.free_kb * KIB)
+    yield _single(_gauge("memwatch_swap_total_bytes", "Total swap space (SwapTotal).", unit="bytes"),
+                  m.swap_total_kb * KIB)
+    yield _single(_gauge("memwatch_swap_used_bytes", "Swap in use: SwapTotal minus SwapFree.",
+                         unit="bytes"), m.swap_used_kb * KIB)
+    if m.pressure_some_avg10 is not None:
+        yield _single(_gauge("memwatch_memory_pressure_some_avg10_ratio",
+                             "Share of the last 10 s in which at least one task stalled on memory "
+                             "(PSI 'some' avg10 / 100); absent when the kernel has no PSI."),
+                      m.pressure_some_avg10 / 100.0)
+    if m.pressure_full_avg10 is not None:
+        yield _single(_gauge("memwatch_memory_pressure_full_avg10_ratio",
+                             "Share of the last 10 s in which all non-idle tasks stalled on memory "
+                             "(PSI 'full' avg10 / 100); absent when the kernel has no PSI."),
+                      m.pressure_full_avg10 / 100.0)
+
+
+def tracer_families(snapshot: Snapshot) -> Iterator[Metric]:
+    """eBPF tracer state and the losses it counted; counters only while it is attached."""
+    t = snapshot.tracer
+    mode = (t.mode or "unknown") if t.enabled else "none"
+    yield _single(_gauge("memwatch_tracer_attached",
+                         "1 when the eBPF tracer is attached (mode: tracepoint or raw), 0 when memwatch "
+                         "runs on /proc alone (mode none; see /healthz for the reason).", ["mode"]),
+                  1.0 if t.enabled else 0.0, {"mode": mode})
+    if not t.enabled:
+        return
+    yield _single(_counter("memwatch_tracer_events", "Events the eBPF tracer delivered to user space."),
+                  t.events)
+    yield _single(_counter("memwatch_tracer_events_dropped",
+                           "Events lost because the ring buffer was full (bpf_ringbuf_reserve failed)."),
+                  t.events_dropped)
+    yield _single(_counter("memwatch_tracer_events_throttled",
+                           "Events not streamed because a process exceeded the per-process event rate; "
+                           "its counters still count them."), t.events_throttled)
+    yield _single(_counter("memwatch_tracer_map_full",
+                           "Failed inserts into full kernel hash maps: processes or calls not tracked."),
+                  t.map_full)
+
+
+class _ProcessFamilies:
+    """The per-process families of one scrape, filled one process at a time."""
+
+    def __init__(self) -> None:
+        g, c, L = _gauge, _counter, PROCESS_LABELS
+        self.rss = g("memwatch_process_rss_bytes", "Resident set size (VmRSS).", L, "bytes")
+        self.virtual = g("memwatch_process_virtual_bytes", "Virtual memory size (VmSize).", L, "bytes")
+        self.peak = g("memwatch_process_peak_rss_bytes", "Peak resident set size (VmHWM).", L, "bytes")
+        self.swap = g("memwatch_process_swap_bytes", "Swapped-out anonymous memory (VmSwap).", L, "bytes")
+        self.growth = g("memwatch_process_growth_bytes_per_second",
+                        "RSS growth rate over the store's recent history window; absent until known.", L)
+        self.leak = g("memwatch_process_leak_suspect",
+                      "1 when the leak heuristic flags the process (steady growth), else 0.", L)
+        self.outstanding = g("memwatch_process_outstanding_mapped_bytes",
+                             "Bytes mapped by traced mmap/mremap and not yet unmapped (eBPF only).",
+                             L, "bytes")
+        self.mmap_calls = c("memwatch_process_mmap_calls", "Successful mmap calls since traced.", L)
+        self.munmap_calls = c("memwatch_process_munmap_calls", "Successful munmap calls since traced.", L)
+        self.brk_calls = c("memwatch_process_brk_calls",
+                           "Successful brk calls that moved the break, since traced.", L)
+        self.mremap_calls = c("memwatch_process_mremap_calls", "Successful mremap calls since traced.", L)
+        self.mmap_bytes = c("memwatch_process_mmap_bytes", "Bytes mapped by successful mmap calls.", L,
+                            "bytes")
+        self.munmap_bytes = c("memwatch_process_munmap_bytes", "Bytes passed to successful munmap calls.",
+                              L, "bytes")
+        self.brk_grow = c("memwatch_process_brk_grow_bytes", "Bytes the heap grew by through brk.", L,
+                          "bytes")
+        self.brk_shrink = c("memwatch_process_brk_shrink_bytes", "Bytes the heap shrank by through brk.", L,
+                            "bytes")
+
+    def add(self, view: ProcessView) -> None:
+        s, k = view.sample, view.kernel
+        labels = {"pid": str(s.pid), "name": label_text(s.name), "start_time": start_time_label(view)}
+        self.rss.add_sample(self.rss.name, labels, s.rss_kb * KIB)
+        self.virtual.add_sample(self.virtual.name, labels, s.virt_kb * KIB)
+        self.peak.add_sample(self.peak.name, labels, s.peak_kb * KIB)
+        self.swap.add_sample(self.swap.name, labels, s.swap_kb * KIB)
+        if view.growth_kb_s is not None:
+            self.growth.add_sample(self.growth.name, labels, view.growth_kb_s * KIB)
+        self.leak.add_sample(self.leak.name, labels, 1.0 if view.leak_suspect else 0.0)
+        if k is None:
+            return
+        self.outstanding.add_sample(self.outstanding.name, labels, k.outstanding_bytes)
+        for family, value in (
+            (self.mmap_calls, k.mmap_count), (self.munmap_calls, k.munmap_count),
+            (self.brk_calls, k.brk_count), (self.mremap_calls, k.mremap_count),
+            (self.mmap_bytes, k.mmap_bytes), (self.munmap_bytes, k.munmap_bytes),
+            (self.brk_grow, k.brk_grow_bytes), (self.brk_shrink, k.brk_shrink_bytes),
+        ):
+            family.add_sample(family.name + "_total", labels, value)
+
+    def families(self) -> list[Metric]:
+        return [f for f in vars(self).values() if isinstance(f, Metric) and f.samples]
+
+
+def process_families(views: Iterable[ProcessView]) -> list[Metric]:
+    """Per-process families; a family with no samples (e.g. kernel counters without eBPF) is left out."""
+    families = _ProcessFamilies()
+    for view in views:
+        families.add(view)
+    return families.families()
+
+
+def exported_views(snapshot: Snapshot, *, top: int, pids: tuple[int, ...], sort: str) -> list[ProcessView]:
+    """The processes a scrape exports: the top N by ``sort`` plus any explicitly requested pids."""
+    return snapshot.top(top, sort, pids=pids)
+
+
+def build_metric_families(snapshot: Snapshot | None, *, top: int = 100, pids: tuple[int, ...] = (),
+                          sort: str = "rss", tally: EventTally | None = None) -> list[Metric]:
+    """Every metric family for one scrape of ``snapshot`` (pure: no I/O, no hidden state)."""
+    families: list[Metric] = []
+    info = InfoMetricFamily("memwatch_build", "memwatch version that produced these metrics.")
+    info.add_metric([], {"version": __version__})
+    families.append(info)
+    if snapshot is None:
+        return families
+    views = exported_views(snapshot, top=top, pids=pids, sort=sort)
+    families.extend(system_families(snapshot))
+    families.extend(tracer_families(snapshot))
+    families.extend(process_families(views))
+    if tally is not None:
+        families.append(_single(_counter("memwatch_process_exits",
+                                         "Process exits seen in the event log since memwatch started."),
+                                tally.exits))
+        families.append(_single(_counter("memwatch_oom_kills",
+                                         "Distinct OOM kills seen in the event log since memwatch started."),
+                                tally.oom_kills))
+    families.append(_single(_gauge("memwatch_snapshot_timestamp_seconds",
+                                   "When the exported snapshot was taken, seconds since the epoch."),
+                            snapshot.timestamp))
+    families.append(_single(_gauge("memwatch_snapshot_interval_seconds",
+                                   "Sampling interval of the source.", unit="seconds"),
+                            snapshot.interval_s))
+    families.append(_single(_gauge("memwatch_processes",
+                                   "Processes in the snapshot (all, not only exported)."),
+                            len(snapshot.processes)))
+    families.append(_single(_gauge("memwatch_exported_processes",
+                                   "Processes with per-process series in this scrape (top N plus --pid)."),
+                            len(views)))
+    return families
+
+
+def check_sort(sort: str) -> str:
+    """``sort`` if it names a column; otherwise a ValueError that lists the valid ones."""
+    if sort not in SORT_COLUMNS:
+        raise ValueError(f"unknown sort column {sort!r}; choose one of {', '.join(SORT_COLUMNS)}")
+    return sort
+
+
+class SnapshotCollector(Collector):
+    """Builds the exposition from the latest snapshot at every scrape; the serve loop feeds it."""
+
+    def __init__(self, *, top: int = 100, pids: tuple[int, ...] = (), sort: str = "rss") -> None:
+        if top < 0:
+            raise ValueError(f"--top must be 0 (all processes) or more, not {top}")
+        self.top = top
+        self.pids = tuple(pids)
+        self.sort = check_sort(sort)
+        self.tally = EventTally()
+        self._latest: Snapshot | None = None
+        self._updated_monotonic: float | None = None
+
+    @property
+    def latest(self) -> Snapshot | None:
+        return self._latest
+
+    def update(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` the one the next scrape reports."""
+        self.tally.observe(snapshot.events)
+        self._latest = snapshot
+        self._updated_monotonic = time.monotonic()
+
+    def age_s(self) -> float | None:
+        """Seconds since the last update, None before the first."""
+        return None if self._updated_monotonic is None else time.monotonic() - self._updated_monotonic
+
+    def collect(self) -> Iterable[Metric]:
+        return build_metric_families(self._latest, top=self.top, pids=self.pids, sort=self.sort,
+                                     tally=self.tally)
+
+
+def health_document(collector: SnapshotCollector) -> tuple[int, dict[str, object]]:
+    """/healthz status and body: 503 until the first snapshot, then 200 with the tracer's state."""
+    snap = collector.latest
+    if snap is None:
+        return int(HTTPStatus.SERVICE_UNAVAILABLE), {"status": "starting", "detail": "no snapshot yet"}
+    t = snap.tracer
+    age = collector.age_s()
+    return int(HTTPStatus.OK), {
+        "status": "ok",
+        "snapshot_timestamp": snap.timestamp,
+        "snapshot_age_s": round(age, 3) if age is not None else None,
+        "processes": len(snap.processes),
+        "tracer": {
+            "enabled": t.enabled, "mode": t.mode, "reason": t.reason, "events": t.events,
+            "events_dropped": t.events_dropped, "events_throttled": t.events_throttled,
+            "map_full": t.map_full, "event_rate": t.event_rate,
+        },
+    }
+
+
+class ExporterApp:
+    """Routes requests: /metrics (content-negotiated), /healthz, / (a pointer), 404 otherwise."""
+
+    def __init__(self, collector: SnapshotCollector) -> None:
+        self.collector = collector
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/metrics":
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+            return HttpResponse(200, encoder(self.registry), content_type)
+        if request.path == "/healthz":
+            status, doc = health_document(self.collector)
+            return HttpResponse(status, (json.dumps(doc) + "\n").encode(), "application/json")
+        if request.path == "/":
+            return HttpResponse(200, b"memwatch exporter: metrics at /metrics, health at /healthz\n")
+        return HttpResponse(404, f"Not Found: {request.path}\n".encode("utf-8", "replace"))
+
+
+async def pump_snapshots(source: SnapshotSource, collector: SnapshotCollector) -> None:
+    """Open the source and feed every snapshot to the collector; an ended replay keeps its last frame."""
+    collector.update(await source.open())
+    while True:
+        try:
+            snapshot = await source.next()
+        except (EOFError, StopAsyncIteration):
+            log.info("memwatch serve: the source has no more snapshots; serving the last one")
+            await asyncio.Event().wait()
+        collector.update(snapshot)
+
+
+def _install_stop_signals(stop: asyncio.Event) -> list[signal.Signals]:
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / no signals
+            continue
+        installed.append(sig)
+    return installed
+
+
+async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: int = 100,
+                pids: tuple[int, ...] = (), sort: str = "rss") -> int:
+    """Serve /metrics and /healthz until SIGTERM/SIGINT; return the process exit code.
+
+    0 after a clean shutdown, 2 for bad arguments, 1 when the address cannot be bound or the
+    source fails. The source is always closed (probes detached) before returning.
+    """
+    try:
+        host, port = parse_listen(listen)
+        collector = SnapshotCollector(top=top, pids=pids, sort=sort)
+    except ValueError as exc:
+        print(f"memwatch serve: {exc}", file=sys.stderr)
+        await source.close()
+        return 2
+    app = ExporterApp(collector)
+    try:
+        server = await start_http_server(host, port, app.handle)
+    except OSError as exc:
+        print(f"memwatch serve: cannot listen on {format_listen(host, port)}: {exc.strerror or exc}",
+              file=sys.stderr)
+        await source.close()
+        return 1
+    bound = server.sockets[0].getsockname()
+    print(f"memwatch serve: metrics at http://{format_listen(bound[0], bound[1])}/metrics",
+          file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    installed = _install_stop_signals(stop)
+    pump = asyncio.create_task(pump_snapshots(source, collector), name="memwatch-exporter-pump")
+    stopper = asyncio.create_task(stop.wait(), name="memwatch-exporter-stop")
+    exit_code = 0
+    try:
+        await asyncio.wait({pump, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            print(f"memwatch serve: the snapshot source failed: {pump.exception()}", file=sys.stderr)
+            exit_code = 1
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        server.close()
+        for task in (pump, stopper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 5.0)
+        await source.close()
+    return exit_code
