@@ -217,6 +217,17 @@ class Recorder:
         self.close()
 
 
+async def _append_off_loop(recorder: Recorder, snapshot: Snapshot) -> None:
+    """Encode and commit in a worker thread (tens of ms for hundreds of processes) so the loop
+    stays responsive; on cancellation the write still finishes before the recorder is closed."""
+    write = asyncio.get_running_loop().run_in_executor(None, recorder.append, snapshot)
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        await asyncio.wait([write])
+        raise
+
+
 async def record(source: SnapshotSource, path: str | os.PathLike[str], duration_s: float | None,
                  on_frame: Callable[[Snapshot], None] | None = None) -> int:
     """Record ``source`` into ``path`` until ``duration_s`` has elapsed (None: until cancelled).
@@ -233,7 +244,7 @@ async def record(source: SnapshotSource, path: str | os.PathLike[str], duration_
         last_ts: float | None = None
         while True:
             if snapshot.timestamp != last_ts:
-                recorder.append(snapshot)
+                await _append_off_loop(recorder, snapshot)
                 last_ts = snapshot.timestamp
                 if on_frame is not None:
                     on_frame(snapshot)

@@ -46,7 +46,10 @@ class ReplaySource:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, realtime: bool = True,
                   speed: float = 1.0) -> ReplaySource:
-        """Open a recording file for replay; errors are :class:`RecordingError` with a sentence."""
+        """Open a recording file for replay, paced in real time by default (the dashboard's use).
+
+        Errors are :class:`RecordingError` with a sentence; :meth:`close` closes the file.
+        """
         recording = Recording.open(path)
         try:
             source = cls(recording, realtime=realtime, speed=speed)
