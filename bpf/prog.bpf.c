@@ -1,0 +1,666 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * memwatch kernel side: per-process accounting of mmap, munmap, brk and mremap, process exits and
+ * OOM kills. Arguments are stashed per thread at syscall entry and the call is accounted at exit,
+ * so only successful calls count and results (mapped address, new break) are known.
+ *
+ * Two attach modes share every handler: per-syscall tracepoints (cheapest for the rest of the
+ * system, need tracefs) and raw sys_enter/sys_exit (no tracefs; run for every syscall). Python
+ * turns one set off before load.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "memwatch.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define MAX_ERRNO 4095
+#define MAP_FIXED 0x10
+#define MREMAP_DONTUNMAP 4
+#define MW_MAX_SPAN 8       /* tracked mappings one munmap may cover, beyond which it is "untracked" */
+#define TS_COMPAT 0x0002    /* x86: the task is in a 32-bit syscall */
+
+#if defined(__TARGET_ARCH_x86)
+#define NR_MMAP 9
+#define NR_MUNMAP 11
+#define NR_BRK 12
+#define NR_MREMAP 25
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_MMAP 222
+#define NR_MUNMAP 215
+#define NR_BRK 214
+#define NR_MREMAP 216
+#else
+#error "memwatch: set __TARGET_ARCH_x86 or __TARGET_ARCH_arm64"
+#endif
+
+const volatile struct mw_config cfg = {
+	.event_threshold = 1024,
+	.page_size = 4096,
+	.wakeup_bytes = 65536,
+	.events_per_sec = 1000,
+};
+
+/* Arguments of the syscall a thread is in, between entry and exit. */
+struct mw_inflight {
+	__u32 kind;
+	__u32 _pad;
+	__u64 a0, a1, a2, a3, a4;
+	__u64 old_brk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct mw_inflight);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct mw_proc_stats);
+} proc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 131072);
+	__type(key, struct mw_alloc_key);
+	__type(value, struct mw_alloc);
+} active_allocs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 131072);
+	__type(key, struct mw_alloc_key);
+	__type(value, struct mw_alloc_end);
+} alloc_ends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_counters);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} mem_events SEC(".maps");
+
+/* Keep the shared types in the object's BTF even where no map names them, for the layout check. */
+struct mw_call_event _mw_call_event = {};
+struct mw_exit_event _mw_exit_event = {};
+struct mw_oom_event _mw_oom_event = {};
+struct mw_config _mw_config = {};
+
+static __always_inline void count(__u32 idx)
+{
+	__u32 zero = 0;
+	struct mw_counters *c = bpf_map_lookup_elem(&counters, &zero);
+
+	if (c && idx < MW_CNT_MAX)
+		c->c[idx]++;
+}
+
+static __always_inline __u64 page_round(__u64 len)
+{
+	return (len + cfg.page_size - 1) & ~(cfg.page_size - 1);
+}
+
+static __always_inline bool is_err(long ret)
+{
+	return ret < 0 && ret >= -MAX_ERRNO;
+}
+
+/* The stats of the current process, created on first sight; NULL when the map is full. */
+static __always_inline struct mw_proc_stats *stats_of(__u32 tgid, struct task_struct *task, __u64 now)
+{
+	struct mw_proc_stats *st = bpf_map_lookup_elem(&proc_stats, &tgid);
+
+	if (st)
+		return st;
+
+	struct mw_proc_stats fresh = {};
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	fresh.start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
+	fresh.first_seen_ns = now;
+	BPF_CORE_READ_STR_INTO(&fresh.comm, leader, comm);
+	if (bpf_map_update_elem(&proc_stats, &tgid, &fresh, BPF_NOEXIST)) {
+		/* EEXIST: another thread of the process won the race; anything else: the map is full */
+		st = bpf_map_lookup_elem(&proc_stats, &tgid);
+		if (!st)
+			count(MW_CNT_STATS_FULL);
+		return st;
+	}
+	return bpf_map_lookup_elem(&proc_stats, &tgid);
+}
+
+static __always_inline void add_outstanding(struct mw_proc_stats *st, __s64 delta)
+{
+	__s64 now_out = __sync_add_and_fetch(&st->outstanding_bytes, delta);
+
+	if (now_out > 0 && (__u64)now_out > st->outstanding_peak)
+		st->outstanding_peak = now_out;
+}
+
+/* Per-process budget of call events per second: counts stay exact, the stream stays affordable. */
+static __always_inline bool event_allowed(struct mw_proc_stats *st, __u64 now, __u64 size)
+{
+	if (size < cfg.event_threshold)
+		return false;
+	if (!cfg.events_per_sec)
+		return true;
+	if (now - st->rl_window_ns >= 1000000000ULL) {
+		st->rl_window_ns = now;
+		st->rl_count = 0;
+	}
+	if (st->rl_count >= cfg.events_per_sec) {
+		__sync_fetch_and_add(&st->events_throttled, 1);
+		count(MW_CNT_THROTTLED);
+		return false;
+	}
+	st->rl_count++;
+	return true;
+}
+
+/* Wake the consumer only when enough has piled up; it also drains on a timer. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (bpf_ringbuf_query(&mem_events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes) {
+		count(MW_CNT_WAKEUPS);
+		return BPF_RB_FORCE_WAKEUP;
+	}
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u64 pid_tgid, __u64 now,
+				      __u64 addr, __u64 len, __u64 new_addr, __u64 new_len,
+				      __u32 flags, __u32 prot)
+{
+	struct mw_call_event *e = bpf_ringbuf_reserve(&mem_events, sizeof(*e), 0);
+
+	if (!e) {
+		count(MW_CNT_DROPPED);
+		return;
+	}
+	e->hdr.kind = kind;
+	e->hdr.tgid = pid_tgid >> 32;
+	e->hdr.tid = (__u32)pid_tgid;
+	e->hdr._pad = 0;
+	e->hdr.ts_ns = now;
+	e->addr = addr;
+	e->len = len;
+	e->new_addr = new_addr;
+	e->new_len = new_len;
+	e->flags = flags;
+	e->prot = prot;
+	__builtin_memcpy(e->comm, st->comm, sizeof(e->comm));
+	__sync_fetch_and_add(&st->events_sent, 1);
+	count(MW_CNT_EVENTS);
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+static __always_inline void track(__u32 tgid, __u64 mm, __u64 start, __u64 len)
+{
+	struct mw_alloc_key k = { .tgid = tgid, .addr = start };
+	struct mw_alloc v = { .len = len, .mm = mm };
+	struct mw_alloc_key ek = { .tgid = tgid, .addr = start + len };
+	struct mw_alloc_end ev = { .start = start, .mm = mm };
+
+	if (bpf_map_update_elem(&active_allocs, &k, &v, BPF_ANY) ||
+	    bpf_map_update_elem(&alloc_ends, &ek, &ev, BPF_ANY))
+		count(MW_CNT_ALLOCS_FULL);
+}
+
+/*
+ * Forget the tracked mappings inside [start, end) and return how many of those bytes were tracked.
+ * Resolved: whole mappings (up to MW_MAX_SPAN adjacent ones), a mapping's head (range starts at a
+ * mapping's start) and a mapping's tail (range ends at a mapping's end). A hole punched strictly
+ * inside a mapping, or a range starting in one mapping's middle and running into the next, is not:
+ * those bytes count as untracked and the mapping keeps its length (see README).
+ */
+static __always_inline __u64 untrack(__u32 tgid, __u64 mm, __u64 start, __u64 end)
+{
+	struct mw_alloc_key k = { .tgid = tgid };
+	struct mw_alloc_key ek = { .tgid = tgid };
+	__u64 cur = start, removed = 0;
+
+	for (int i = 0; i < MW_MAX_SPAN; i++) {
+		struct mw_alloc *v;
+		__u64 mend;
+
+		if (cur >= end)
+			break;
+		k.addr = cur;
+		v = bpf_map_lookup_elem(&active_allocs, &k);
+		if (!v)
+			break;
+		mend = cur + v->len;
+		ek.addr = mend;
+		if (v->mm != mm) {
+			bpf_map_delete_elem(&active_allocs, &k);
+			bpf_map_delete_elem(&alloc_ends, &ek);
+			count(MW_CNT_STALE_ALLOCS);
+			break;
+		}
+		if (mend <= end) {
+			removed += mend - cur;
+			bpf_map_delete_elem(&active_allocs, &k);
+			bpf_map_delete_elem(&alloc_ends, &ek);
+			cur = mend;
+			continue;
+		}
+		/* head of a longer mapping: it now starts at end */
+		struct mw_alloc rest = { .len = mend - end, .mm = mm };
+		struct mw_alloc_end rest_end = { .start = end, .mm = mm };
+
+		removed += end - cur;
+		bpf_map_delete_elem(&active_allocs, &k);
+		k.addr = end;
+		if (bpf_map_update_elem(&active_allocs, &k, &rest, BPF_ANY) ||
+		    bpf_map_update_elem(&alloc_ends, &ek, &rest_end, BPF_ANY))
+			count(MW_CNT_ALLOCS_FULL);
+		cur = end;
+	}
+	if (cur >= end)
+		return removed;
+
+	/* tail of a mapping that starts before cur */
+	ek.addr = end;
+	struct mw_alloc_end *tail = bpf_map_lookup_elem(&alloc_ends, &ek);
+
+	if (!tail)
+		return removed;
+	__u64 tstart = tail->start;
+
+	if (tail->mm != mm || tstart >= cur)
+		return removed;
+	k.addr = tstart;
+	struct mw_alloc *head = bpf_map_lookup_elem(&active_allocs, &k);
+
+	if (!head || head->mm != mm)
+		return removed;
+	head->len = cur - tstart;
+	bpf_map_delete_elem(&alloc_ends, &ek);
+	ek.addr = cur;
+	struct mw_alloc_end moved = { .start = tstart, .mm = mm };
+
+	if (bpf_map_update_elem(&alloc_ends, &ek, &moved, BPF_ANY))
+		count(MW_CNT_ALLOCS_FULL);
+	return removed + (end - cur);
+}
+
+static __always_inline int on_enter(__u32 kind, __u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 a4)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mw_inflight *f;
+
+	f = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!f) {
+		count(MW_CNT_SCRATCH_FAIL);
+		return 0;
+	}
+	f->kind = kind;
+	f->a0 = a0;
+	f->a1 = a1;
+	f->a2 = a2;
+	f->a3 = a3;
+	f->a4 = a4;
+	if (kind == MW_EV_BRK)
+		f->old_brk = BPF_CORE_READ(task, mm, brk);
+	return 0;
+}
+
+static __always_inline int on_exit(__u32 kind, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mw_inflight *f = bpf_task_storage_get(&inflight, task, 0, 0);
+	struct mw_inflight in;
+	struct mw_proc_stats *st;
+	__u64 pid_tgid, now, mm;
+	__u32 tgid;
+
+	if (!f || f->kind != kind)
+		return 0;
+	in = *f;
+	f->kind = 0;
+
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
+	now = bpf_ktime_get_boot_ns();
+	st = stats_of(tgid, task, now);
+	if (!st)
+		return 0;
+	st->last_seen_ns = now;
+	mm = (__u64)BPF_CORE_READ(task, mm);
+
+	if (kind == MW_EV_BRK) {
+		/* brk returns the new break; the old one when it failed or was a query (brk(0)) */
+		__u64 nb = (__u64)ret, ob = in.old_brk;
+
+		if (nb == ob) {
+			if (in.a0 && in.a0 != ob)
+				__sync_fetch_and_add(&st->failed_calls, 1);
+			return 0;
+		}
+		__sync_fetch_and_add(&st->brk_count, 1);
+		if (nb > ob)
+			__sync_fetch_and_add(&st->brk_grow_bytes, nb - ob);
+		else
+			__sync_fetch_and_add(&st->brk_shrink_bytes, ob - nb);
+		if (event_allowed(st, now, nb > ob ? nb - ob : ob - nb))
+			emit_call(st, kind, pid_tgid, now, ob, 0, nb, 0, 0, 0);
+		return 0;
+	}
+
+	if (is_err(ret)) {
+		__sync_fetch_and_add(&st->failed_calls, 1);
+		return 0;
+	}
+
+	if (kind == MW_EV_MMAP) {
+		__u64 addr = (__u64)ret, len = page_round(in.a1);
+
+		__sync_fetch_and_add(&st->mmap_count, 1);
+		__sync_fetch_and_add(&st->mmap_bytes, len);
+		if (in.a3 & MAP_FIXED) {
+			/* MAP_FIXED replaced whatever was mapped there */
+			__u64 gone = untrack(tgid, mm, addr, addr + len);
+
+			if (gone)
+				add_outstanding(st, -(__s64)gone);
+		}
+		track(tgid, mm, addr, len);
+		add_outstanding(st, len);
+		if (event_allowed(st, now, len))
+			emit_call(st, kind, pid_tgid, now, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
+		return 0;
+	}
+
+	if (kind == MW_EV_MUNMAP) {
+		__u64 addr = in.a0, len = page_round(in.a1);
+		__u64 gone = untrack(tgid, mm, addr, addr + len);
+
+		__sync_fetch_and_add(&st->munmap_count, 1);
+		__sync_fetch_and_add(&st->munmap_bytes, len);
+		if (gone)
+			add_outstanding(st, -(__s64)gone);
+		if (len > gone)
+			__sync_fetch_and_add(&st->untracked_unmap_bytes, len - gone);
+		if (event_allowed(st, now, len))
+			emit_call(st, kind, pid_tgid, now, addr, len, 0, 0, 0, 0);
+		return 0;
+	}
+
+	if (kind == MW_EV_MREMAP) {
+		__u64 old_addr = in.a0, old_len = page_round(in.a1), new_len = page_round(in.a2);
+		__u64 new_addr = (__u64)ret, gone = 0;
+
+		__sync_fetch_and_add(&st->mremap_count, 1);
+		if (new_len > old_len)
+			__sync_fetch_and_add(&st->mremap_grow_bytes, new_len - old_len);
+		else
+			__sync_fetch_and_add(&st->mremap_shrink_bytes, old_len - new_len);
+		if (in.a3 & MREMAP_DONTUNMAP) {
+			/* the old range stays mapped (emptied); the new one is extra */
+			struct mw_alloc_key k = { .tgid = tgid, .addr = old_addr };
+			struct mw_alloc *v = bpf_map_lookup_elem(&active_allocs, &k);
+
+			if (v && v->mm == mm) {
+				track(tgid, mm, new_addr, new_len);
+				add_outstanding(st, new_len);
+			}
+		} else {
+			gone = untrack(tgid, mm, old_addr, old_addr + old_len);
+			if (gone == old_len && old_len) {
+				/* a traced mapping moved or resized: it stays traced */
+				track(tgid, mm, new_addr, new_len);
+				add_outstanding(st, (__s64)new_len - (__s64)gone);
+			} else if (gone) {
+				add_outstanding(st, -(__s64)gone);
+			}
+		}
+		if (event_allowed(st, now, new_len > old_len ? new_len : old_len))
+			emit_call(st, kind, pid_tgid, now, old_addr, old_len, new_addr, new_len, (__u32)in.a3, 0);
+	}
+	return 0;
+}
+
+/* ---- attach mode 1: per-syscall tracepoints (need tracefs) ---- */
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int tp_enter_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(MW_EV_MMAP, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int tp_exit_mmap(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(MW_EV_MMAP, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_munmap")
+int tp_enter_munmap(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(MW_EV_MUNMAP, ctx->args[0], ctx->args[1], 0, 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_munmap")
+int tp_exit_munmap(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(MW_EV_MUNMAP, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_brk")
+int tp_enter_brk(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(MW_EV_BRK, ctx->args[0], 0, 0, 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_brk")
+int tp_exit_brk(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(MW_EV_BRK, ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_mremap")
+int tp_enter_mremap(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(MW_EV_MREMAP, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[4]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mremap")
+int tp_exit_mremap(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(MW_EV_MREMAP, ctx->ret);
+}
+
+/* ---- attach mode 2: raw syscall tracepoints (no tracefs; run for every syscall) ---- */
+
+static __always_inline __u32 kind_of(long nr)
+{
+	switch (nr) {
+	case NR_MMAP: return MW_EV_MMAP;
+	case NR_MUNMAP: return MW_EV_MUNMAP;
+	case NR_BRK: return MW_EV_BRK;
+	case NR_MREMAP: return MW_EV_MREMAP;
+	}
+	return 0;
+}
+
+static __always_inline bool compat_syscall(void)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	/* 32-bit syscalls use other numbers; the per-syscall tracepoints skip them too */
+	return task->thread_info.status & TS_COMPAT;
+#else
+	return false;
+#endif
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
+{
+	__u32 kind = kind_of(id);
+
+	if (!kind || compat_syscall())
+		return 0;
+	return on_enter(kind, PT_REGS_PARM1_CORE_SYSCALL(regs), PT_REGS_PARM2_CORE_SYSCALL(regs),
+			PT_REGS_PARM3_CORE_SYSCALL(regs), PT_REGS_PARM4_CORE_SYSCALL(regs),
+			PT_REGS_PARM5_CORE_SYSCALL(regs));
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(raw_exit, struct pt_regs *regs, long ret)
+{
+#if defined(__TARGET_ARCH_x86)
+	long nr = BPF_CORE_READ(regs, orig_ax);
+#else
+	long nr = BPF_CORE_READ(regs, syscallno);
+#endif
+	__u32 kind = kind_of(nr);
+
+	if (!kind || compat_syscall())
+		return 0;
+	return on_exit(kind, ret);
+}
+
+/* ---- process lifecycle ---- */
+
+SEC("raw_tp/sched_process_exec")
+int handle_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mw_proc_stats *st = bpf_map_lookup_elem(&proc_stats, &tgid);
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	if (!st)
+		return 0;
+	/* the old image's mappings are gone with its mm; live-mapping entries of it are now stale */
+	__sync_lock_test_and_set(&st->outstanding_bytes, 0);
+	BPF_CORE_READ_STR_INTO(&st->comm, task, comm);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int handle_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct mw_exit_event *e;
+	struct mw_proc_stats *st;
+
+	bpf_task_storage_delete(&inflight, task);
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;   /* a thread, not the whole group */
+
+	count(MW_CNT_EXITS);
+	st = bpf_map_lookup_elem(&proc_stats, &tgid);
+	e = bpf_ringbuf_reserve(&mem_events, sizeof(*e), 0);
+	if (!e) {
+		count(MW_CNT_DROPPED);
+	} else {
+		struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+		unsigned int sflags = BPF_CORE_READ(task, signal, flags);
+
+		e->hdr.kind = MW_EV_EXIT;
+		e->hdr.tgid = tgid;
+		e->hdr.tid = (__u32)pid_tgid;
+		e->hdr._pad = 0;
+		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+		e->start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
+		/* SIGNAL_GROUP_EXIT: exit_group() or a fatal signal set the group's status */
+		e->exit_status = (sflags & 0x00000004) ? BPF_CORE_READ(task, signal, group_exit_code)
+						       : BPF_CORE_READ(task, exit_code);
+		e->maxrss_pages = BPF_CORE_READ(task, signal, maxrss);
+		BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
+		if (st) {
+			e->has_stats = 1;
+			__builtin_memcpy(&e->stats, st, sizeof(e->stats));
+		} else {
+			e->has_stats = 0;
+			__builtin_memset(&e->stats, 0, sizeof(e->stats));
+		}
+		count(MW_CNT_EVENTS);
+		bpf_ringbuf_submit(e, wakeup_flags());
+	}
+	if (st)
+		bpf_map_delete_elem(&proc_stats, &tgid);
+	return 0;
+}
+
+/* Kernels before 6.2 kept RSS in atomics, not per-CPU counters. */
+struct mm_rss_stat___old {
+	atomic_long_t count[4];
+} __attribute__((preserve_access_index));
+
+struct mm_struct___old {
+	struct mm_rss_stat___old rss_stat;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 rss_pages(struct mm_struct *mm, int member)
+{
+	if (bpf_core_type_exists(struct mm_rss_stat___old)) {
+		struct mm_struct___old *old = (void *)mm;
+		long v = BPF_CORE_READ(old, rss_stat.count[member].counter);
+
+		return v > 0 ? v : 0;
+	}
+	s64 v = BPF_CORE_READ(mm, rss_stat[member].count);
+
+	return v > 0 ? v : 0;
+}
+
+SEC("raw_tp/mark_victim")
+int handle_oom(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct mw_oom_event *e;
+	struct task_struct *task;
+	struct mm_struct *mm;
+
+	count(MW_CNT_OOM);
+	e = bpf_ringbuf_reserve(&mem_events, sizeof(*e), 0);
+	if (!e) {
+		count(MW_CNT_DROPPED);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.kind = MW_EV_OOM;
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	if (bpf_core_field_exists(struct trace_event_raw_mark_victim, uid)) {
+		/* since 6.8: mark_victim(struct task_struct *task, uid_t uid) */
+		task = (struct task_struct *)ctx->args[0];
+		e->uid = (__u32)ctx->args[1];
+		e->hdr.tgid = BPF_CORE_READ(task, tgid);
+		e->hdr.tid = BPF_CORE_READ(task, pid);
+		e->start_boottime_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+		e->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
+		BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
+		mm = BPF_CORE_READ(task, mm);
+		if (mm) {
+			e->total_vm_pages = BPF_CORE_READ(mm, total_vm);
+			e->file_rss_pages = rss_pages(mm, 0);   /* MM_FILEPAGES */
+			e->anon_rss_pages = rss_pages(mm, 1);   /* MM_ANONPAGES */
+			e->shmem_rss_pages = rss_pages(mm, 3);  /* MM_SHMEMPAGES */
+		}
+	} else {
+		/* older kernels: mark_victim(int pid) */
+		e->hdr.tgid = (__u32)ctx->args[0];
+		e->hdr.tid = e->hdr.tgid;
+	}
+	count(MW_CNT_EVENTS);
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}

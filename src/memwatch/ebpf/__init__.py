@@ -1,0 +1,17 @@
+"""The only package that touches ctypes and libbpf: load, attach and read the eBPF tracer."""
+
+from memwatch.ebpf.errors import BpfUnavailable
+from memwatch.ebpf.layouts import RawCall, RawEvent, RawExit, RawOom, RawStats
+from memwatch.ebpf.loader import Tracer, TracerConfig, TracerCounters
+
+__all__ = [
+    "BpfUnavailable",
+    "RawCall",
+    "RawEvent",
+    "RawExit",
+    "RawOom",
+    "RawStats",
+    "Tracer",
+    "TracerConfig",
+    "TracerCounters",
+]

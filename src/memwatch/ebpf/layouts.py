@@ -1,0 +1,256 @@
+"""ctypes mirrors of bpf/memwatch.h, and the raw records parsed out of the ring buffer.
+
+The mirrors are checked against the BTF inside prog.bpf.o (:mod:`memwatch.ebpf.btf`) at every load,
+so a layout that drifts fails loudly instead of producing plausible garbage.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from ctypes import c_char, c_int32, c_int64, c_uint32, c_uint64
+from dataclasses import dataclass
+
+COMM_LEN = 16
+
+EV_MMAP, EV_MUNMAP, EV_BRK, EV_MREMAP, EV_EXIT, EV_OOM = 1, 2, 3, 4, 5, 6
+
+# enum mw_counter
+CNT_EVENTS = 0
+CNT_DROPPED = 1
+CNT_THROTTLED = 2
+CNT_STATS_FULL = 3
+CNT_ALLOCS_FULL = 4
+CNT_SCRATCH_FAIL = 5
+CNT_STALE_ALLOCS = 6
+CNT_WAKEUPS = 7
+CNT_EXITS = 8
+CNT_OOM = 9
+CNT_MAX = 16
+
+
+class MwConfig(ctypes.Structure):
+    _fields_ = [
+        ("event_threshold", c_uint64),
+        ("page_size", c_uint64),
+        ("wakeup_bytes", c_uint64),
+        ("events_per_sec", c_uint32),
+        ("_pad", c_uint32),
+    ]
+
+
+class MwCounters(ctypes.Structure):
+    _fields_ = [("c", c_uint64 * CNT_MAX)]
+
+
+class MwProcStats(ctypes.Structure):
+    _fields_ = [
+        ("start_boottime_ns", c_uint64),
+        ("first_seen_ns", c_uint64),
+        ("last_seen_ns", c_uint64),
+        ("mmap_count", c_uint64),
+        ("mmap_bytes", c_uint64),
+        ("munmap_count", c_uint64),
+        ("munmap_bytes", c_uint64),
+        ("brk_count", c_uint64),
+        ("brk_grow_bytes", c_uint64),
+        ("brk_shrink_bytes", c_uint64),
+        ("mremap_count", c_uint64),
+        ("mremap_grow_bytes", c_uint64),
+        ("mremap_shrink_bytes", c_uint64),
+        ("outstanding_bytes", c_int64),
+        ("outstanding_peak", c_uint64),
+        ("untracked_unmap_bytes", c_uint64),
+        ("failed_calls", c_uint64),
+        ("events_sent", c_uint64),
+        ("events_throttled", c_uint64),
+        ("rl_window_ns", c_uint64),
+        ("rl_count", c_uint64),
+        ("comm", c_char * COMM_LEN),
+    ]
+
+
+class MwEventHeader(ctypes.Structure):
+    _fields_ = [("kind", c_uint32), ("tgid", c_uint32), ("tid", c_uint32), ("_pad", c_uint32),
+                ("ts_ns", c_uint64)]
+
+
+class MwCallEvent(ctypes.Structure):
+    _fields_ = [
+        ("hdr", MwEventHeader),
+        ("addr", c_uint64),
+        ("len", c_uint64),
+        ("new_addr", c_uint64),
+        ("new_len", c_uint64),
+        ("flags", c_uint32),
+        ("prot", c_uint32),
+        ("comm", c_char * COMM_LEN),
+    ]
+
+
+class MwExitEvent(ctypes.Structure):
+    _fields_ = [
+        ("hdr", MwEventHeader),
+        ("start_boottime_ns", c_uint64),
+        ("exit_status", c_int32),
+        ("has_stats", c_uint32),
+        ("maxrss_pages", c_uint64),
+        ("comm", c_char * COMM_LEN),
+        ("stats", MwProcStats),
+    ]
+
+
+class MwOomEvent(ctypes.Structure):
+    _fields_ = [
+        ("hdr", MwEventHeader),
+        ("start_boottime_ns", c_uint64),
+        ("total_vm_pages", c_uint64),
+        ("anon_rss_pages", c_uint64),
+        ("file_rss_pages", c_uint64),
+        ("shmem_rss_pages", c_uint64),
+        ("uid", c_uint32),
+        ("oom_score_adj", c_int32),
+        ("comm", c_char * COMM_LEN),
+    ]
+
+
+class MwAllocKey(ctypes.Structure):
+    _fields_ = [("tgid", c_uint32), ("_pad", c_uint32), ("addr", c_uint64)]
+
+
+class MwAlloc(ctypes.Structure):
+    _fields_ = [("len", c_uint64), ("mm", c_uint64)]
+
+
+class MwAllocEnd(ctypes.Structure):
+    _fields_ = [("start", c_uint64), ("mm", c_uint64)]
+
+
+# name in memwatch.h -> mirror; the BTF check walks this table.
+MIRRORS: dict[str, type[ctypes.Structure]] = {
+    "mw_config": MwConfig,
+    "mw_counters": MwCounters,
+    "mw_proc_stats": MwProcStats,
+    "mw_event_header": MwEventHeader,
+    "mw_call_event": MwCallEvent,
+    "mw_exit_event": MwExitEvent,
+    "mw_oom_event": MwOomEvent,
+    "mw_alloc_key": MwAllocKey,
+    "mw_alloc": MwAlloc,
+    "mw_alloc_end": MwAllocEnd,
+}
+
+# The hot path (call events) parses with struct, which is several times faster than ctypes.
+_CALL = struct.Struct("<IIIxxxxQQQQQII16s")
+assert _CALL.size == ctypes.sizeof(MwCallEvent), "struct format out of step with MwCallEvent"
+_KIND = struct.Struct("<I")
+
+
+def decode_comm(raw: bytes) -> str:
+    """A kernel comm: NUL-terminated bytes, not necessarily UTF-8; never raises."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True, slots=True)
+class RawCall:
+    """A traced call as the kernel reported it (boot-clock timestamps, raw fields)."""
+
+    kind: int
+    tgid: int
+    tid: int
+    ts_ns: int
+    addr: int
+    len: int
+    new_addr: int
+    new_len: int
+    flags: int
+    prot: int
+    comm: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawStats:
+    """A process's kernel counters as read from proc_stats or carried by an exit event."""
+
+    tgid: int
+    start_boottime_ns: int
+    first_seen_ns: int
+    last_seen_ns: int
+    mmap_count: int
+    mmap_bytes: int
+    munmap_count: int
+    munmap_bytes: int
+    brk_count: int
+    brk_grow_bytes: int
+    brk_shrink_bytes: int
+    mremap_count: int
+    mremap_grow_bytes: int
+    mremap_shrink_bytes: int
+    outstanding_bytes: int
+    outstanding_peak: int
+    untracked_unmap_bytes: int
+    failed_calls: int
+    events_sent: int
+    events_throttled: int
+    comm: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawExit:
+    tgid: int
+    tid: int
+    ts_ns: int
+    start_boottime_ns: int
+    exit_status: int
+    maxrss_pages: int
+    comm: str
+    stats: RawStats | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawOom:
+    tgid: int
+    tid: int
+    ts_ns: int
+    start_boottime_ns: int
+    total_vm_pages: int
+    anon_rss_pages: int
+    file_rss_pages: int
+    shmem_rss_pages: int
+    uid: int
+    oom_score_adj: int
+    comm: str
+
+
+RawEvent = RawCall | RawExit | RawOom
+
+
+def stats_from_struct(tgid: int, s: MwProcStats) -> RawStats:
+    return RawStats(
+        tgid, s.start_boottime_ns, s.first_seen_ns, s.last_seen_ns, s.mmap_count, s.mmap_bytes,
+        s.munmap_count, s.munmap_bytes, s.brk_count, s.brk_grow_bytes, s.brk_shrink_bytes,
+        s.mremap_count, s.mremap_grow_bytes, s.mremap_shrink_bytes, s.outstanding_bytes,
+        s.outstanding_peak, s.untracked_unmap_bytes, s.failed_calls, s.events_sent,
+        s.events_throttled, decode_comm(bytes(s.comm)),
+    )
+
+
+def parse_record(data: bytes) -> RawEvent | None:
+    """One ring-buffer record; None for a kind this version does not know (newer kernel side)."""
+    if len(data) < 4:
+        return None
+    (kind,) = _KIND.unpack_from(data)
+    if EV_MMAP <= kind <= EV_MREMAP and len(data) >= _CALL.size:
+        k, tgid, tid, ts, addr, ln, naddr, nlen, flags, prot, comm = _CALL.unpack_from(data)
+        return RawCall(k, tgid, tid, ts, addr, ln, naddr, nlen, flags, prot, decode_comm(comm))
+    if kind == EV_EXIT and len(data) >= ctypes.sizeof(MwExitEvent):
+        e = MwExitEvent.from_buffer_copy(data)
+        stats = stats_from_struct(e.hdr.tgid, e.stats) if e.has_stats else None
+        return RawExit(e.hdr.tgid, e.hdr.tid, e.hdr.ts_ns, e.start_boottime_ns, e.exit_status,
+                       e.maxrss_pages, decode_comm(bytes(e.comm)), stats)
+    if kind == EV_OOM and len(data) >= ctypes.sizeof(MwOomEvent):
+        o = MwOomEvent.from_buffer_copy(data)
+        return RawOom(o.hdr.tgid, o.hdr.tid, o.hdr.ts_ns, o.start_boottime_ns, o.total_vm_pages,
+                      o.anon_rss_pages, o.file_rss_pages, o.shmem_rss_pages, o.uid, o.oom_score_adj,
+                      decode_comm(bytes(o.comm)))
+    return None
