@@ -4,7 +4,9 @@ The cheap path (:class:`ProcReader`) must keep up with thousands of processes pe
 reads as few files as it can and parses bytes by hand:
 
 * ``/proc/PID/stat`` every tick, for every process: identity (start ticks), state, ppid, threads,
-  name, RSS and VIRT. It is also the change detector for the rest.
+  name, RSS and VIRT. It is also the change detector for the rest: the file is kept open and
+  re-read with ``pread``, and when its bytes are the same as last tick (an idle process) the
+  previous sample is handed out again without parsing anything.
 * ``/proc/PID/status`` for peak (VmHWM), swap, the anon/file/shmem split and the uid, only when
   the RSS or VIRT seen in ``stat`` moved since the last read, for new processes, and otherwise
   once every ``status_every`` ticks (staggered by pid so the refreshes do not all land on the
@@ -15,7 +17,8 @@ reads as few files as it can and parses bytes by hand:
   mmap lock and can block, so it stays off the per-tick path.
 
 Processes vanish between listing and reading: that is normal and such pids are skipped silently.
-Files we may not read (hidepid, another user's process) degrade to zeros and empty strings.
+Other files we may not read degrade to zeros and empty strings; a process whose ``stat`` we may
+not read (hidepid) is left out, since without it it has no identity.
 
 ``smaps_rollup`` (PSS, USS, SwapPss) costs milliseconds for large processes and takes the
 target's mmap lock: it is read for one process at a time, on demand, ideally through
@@ -39,6 +42,7 @@ __all__ = [
     "ProcfsUnavailable",
     "boot_time",
     "clock_ticks",
+    "page_size",
     "read_process_sample",
     "read_processes",
     "read_smaps_rollup",
