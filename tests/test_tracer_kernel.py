@@ -1,0 +1,220 @@
+"""The tracer on the real kernel: exact counts for a workload whose every call is known.
+
+Each test drives tests/workload.c (no malloc, no stdio, threads on static stacks) so the only
+memory syscalls it makes between two readings are the ones the test asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import fields
+
+import pytest
+
+from conftest import Workload
+from memwatch.ebpf import RawCall, RawExit, RawStats, Tracer
+from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP
+
+pytestmark = pytest.mark.bpf
+
+K = 1024
+PAGE = os.sysconf("SC_PAGE_SIZE")
+NUMERIC = [f.name for f in fields(RawStats) if f.name not in ("tgid", "comm", "start_boottime_ns")]
+
+
+def stats_of(tracer: Tracer, pid: int) -> dict[str, int]:
+    st = tracer.read_stats().get(pid)
+    return {name: getattr(st, name) if st else 0 for name in NUMERIC}
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before[k] for k in after}
+
+
+def events_of(tracer: Tracer, pid: int) -> list[RawCall]:
+    return [e for e in tracer.ring.drain(1 << 20) if isinstance(e, RawCall) and e.tgid == pid]
+
+
+@pytest.fixture(params=["raw", "tracepoint"])
+def mode(request: pytest.FixtureRequest) -> str:
+    if request.param == "tracepoint":
+        request.getfixturevalue("tracefs")
+    return str(request.param)
+
+
+def test_exact_counts_every_call_kind(open_tracer: Callable[..., Tracer], workload: Workload,
+                                      mode: str) -> None:
+    tracer = open_tracer(mode=mode, events_per_sec=0)
+    assert tracer.mode == mode
+    w = workload
+    w("pid")
+    before = stats_of(tracer, w.pid)
+    tracer.ring.drain(1 << 20)
+
+    # whole mapping
+    a = w(f"mmap {64 * K}")
+    assert w(f"munmap {a} {64 * K}") == 0
+    # partial unmaps of one mapping: head, tail, a hole in the middle, then the rest
+    b = w(f"mmap {1024 * K}")
+    assert w(f"munmap {b} {256 * K}") == 0                          # head: tracked
+    assert w(f"munmap {b + 768 * K} {256 * K}") == 0                # tail: tracked
+    assert w(f"munmap {b + 260 * K} {4 * K}") == 0                  # strict middle: untracked
+    assert w(f"munmap {b + 256 * K} {4 * K}") == 0                  # new head: tracked
+    assert w(f"munmap {b + 260 * K} {508 * K}") == 0                # the rest, over the hole
+    # one munmap spanning three adjacent traced mappings
+    r = w(f"mmap {64 * K}")
+    assert w(f"munmap {r} {64 * K}") == 0
+    assert w(f"mmap {16 * K} {r}") == r
+    assert w(f"mmap {16 * K} {r + 16 * K}") == r + 16 * K
+    assert w(f"mmap {32 * K} {r + 32 * K}") == r + 32 * K
+    assert w(f"munmap {r} {64 * K}") == 0
+    # MAP_FIXED over a traced mapping replaces it
+    f = w(f"mmap {8 * K}")
+    assert w(f"mmap {8 * K} {f}") == f
+    assert w(f"munmap {f} {8 * K}") == 0
+    # brk: query, grow, shrink twice, a failure, another query
+    cur = w("brk 0")
+    assert w(f"brk {cur + 64 * K}") == cur + 64 * K
+    assert w(f"brk {cur + 32 * K}") == cur + 32 * K
+    assert w(f"brk {cur}") == cur
+    assert w("brk 1") == cur                                          # below the heap: fails
+    assert w("brk 0") == cur
+    # mremap: grow (may move), shrink in place, then unmap what is left
+    g = w(f"mmap {64 * K}")
+    g2 = w(f"mremap {g} {64 * K} {128 * K} 1")
+    assert g2 > 0
+    assert w(f"mremap {g2} {128 * K} {32 * K} 0") == g2
+    assert w(f"munmap {g2} {32 * K}") == 0
+    # failures are not counted as calls
+    assert w("badmmap") == -22
+    assert w(f"munmap {PAGE + 1} {PAGE}") == -22
+    assert w(f"mremap 0 {PAGE} {2 * PAGE} 0") < 0
+    # threads land on their process
+    assert w(f"threads 4 10 {16 * K}") == 0
+
+    d = delta(stats_of(tracer, w.pid), before)
+    assert d["mmap_count"] == 1 + 1 + 4 + 2 + 1 + 40
+    assert d["mmap_bytes"] == (64 + 1024 + 64 + 16 + 16 + 32 + 8 + 8 + 64 + 40 * 16) * K
+    assert d["munmap_count"] == 1 + 5 + 2 + 1 + 1 + 40
+    assert d["munmap_bytes"] == (64 + 256 + 256 + 4 + 4 + 508 + 64 + 64 + 8 + 32 + 40 * 16) * K
+    assert d["brk_count"] == 3
+    assert d["brk_grow_bytes"] == 64 * K
+    assert d["brk_shrink_bytes"] == 64 * K
+    assert d["mremap_count"] == 2
+    assert d["mremap_grow_bytes"] == 64 * K
+    assert d["mremap_shrink_bytes"] == 96 * K
+    assert d["outstanding_bytes"] == 0
+    assert d["untracked_unmap_bytes"] == 4 * K
+    assert d["failed_calls"] == 4
+    after = stats_of(tracer, w.pid)
+    assert after["outstanding_peak"] >= before["outstanding_bytes"] + 1024 * K
+
+    # the ring buffer delivered the calls with their fields
+    evs = events_of(tracer, w.pid)
+    mm = [e for e in evs if e.kind == EV_MMAP]
+    assert [e.addr for e in mm if e.len == 1024 * K] == [b]
+    assert all(e.tgid == w.pid and e.comm == "workload" for e in evs)
+    assert sum(1 for e in evs if e.kind == EV_MUNMAP) == d["munmap_count"]
+    brk = [(e.addr, e.new_addr) for e in evs if e.kind == EV_BRK]
+    assert brk == [(cur, cur + 64 * K), (cur + 64 * K, cur + 32 * K), (cur + 32 * K, cur)]
+    rem = [(e.addr, e.len, e.new_addr, e.new_len) for e in evs if e.kind == EV_MREMAP]
+    assert rem == [(g, 64 * K, g2, 128 * K), (g2, 128 * K, g2, 32 * K)]
+    assert {e.tid for e in evs} - {w.pid}, "thread events carry their thread ids"
+
+
+def test_child_process_exit_event_and_cleanup(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
+    tracer = open_tracer()
+    workload("pid")
+    child = workload(f"fork 3 {8 * K} 3")
+    exits: list[RawExit] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not exits:
+        exits = [e for e in tracer.ring.drain() if isinstance(e, RawExit) and e.tgid == child]
+        time.sleep(0.02)
+    assert len(exits) == 1, "a short-lived process leaves exactly one exit event"
+    ex = exits[0]
+    assert ex.comm == "workload"
+    assert ex.exit_status == 3 << 8
+    assert ex.stats is not None
+    assert (ex.stats.mmap_count, ex.stats.mmap_bytes, ex.stats.outstanding_bytes) == (3, 24 * K, 24 * K)
+    assert ex.maxrss_pages > 0
+    assert child not in tracer.read_stats(), "the kernel deleted the dead process's counters"
+    # its live-mapping entries go at the next sweep
+    assert child in tracer.map_tgids("active_allocs")
+    alive = {int(p) for p in os.listdir("/proc") if p.isdigit()}
+    assert tracer.forget_processes(alive) >= 3 * 2
+    assert child not in tracer.map_tgids("active_allocs")
+    assert child not in tracer.map_tgids("alloc_ends")
+
+
+def test_threshold_filters_events_not_counts(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
+    tracer = open_tracer(event_threshold=32 * K, events_per_sec=0)
+    workload("pid")
+    before = stats_of(tracer, workload.pid)
+    tracer.ring.drain(1 << 20)
+    small = workload(f"mmap {16 * K}")
+    big = workload(f"mmap {64 * K}")
+    d = delta(stats_of(tracer, workload.pid), before)
+    assert d["mmap_count"] == 2
+    assert [e.addr for e in events_of(tracer, workload.pid) if e.kind == EV_MMAP] == [big]
+    assert small != big
+
+
+def test_rate_limit_throttles_events_but_counts_stay_exact(open_tracer: Callable[..., Tracer],
+                                                          workload: Workload) -> None:
+    tracer = open_tracer(events_per_sec=5)
+    workload("pid")
+    before = stats_of(tracer, workload.pid)
+    tracer.ring.drain(1 << 20)
+    assert workload(f"threads 1 100 {16 * K}") == 0
+    d = delta(stats_of(tracer, workload.pid), before)
+    assert (d["mmap_count"], d["munmap_count"]) == (100, 100)
+    sent = len(events_of(tracer, workload.pid))
+    assert sent <= 10  # at most two one-second windows
+    assert d["events_throttled"] == 200 - d["events_sent"]
+    assert d["events_sent"] == sent
+    assert tracer.counters().throttled >= 200 - sent
+
+
+def test_full_ring_counts_drops(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
+    tracer = open_tracer(ring_bytes=PAGE, event_threshold=0, events_per_sec=0)
+    before = tracer.counters().dropped
+    assert workload(f"threads 2 200 {16 * K}") == 0   # 800 events of 80 bytes, nobody consuming
+    assert tracer.counters().dropped - before > 0
+
+
+def test_full_maps_count_failed_inserts(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
+    tracer = open_tracer(max_processes=1, max_mappings=4)
+    workload("pid")
+    workload(f"threads 1 20 {16 * K}")
+    for _ in range(20):
+        workload(f"mmap {8 * K}")
+    c = tracer.counters()
+    assert c.stats_full > 0 or c.allocs_full > 0
+    assert c.map_full == c.stats_full + c.allocs_full
+    assert len(tracer.read_stats()) <= 1
+
+
+def _memwatch_prog_ids() -> set[int]:
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
+    ours = {"tp_enter_mmap", "tp_exit_mmap", "raw_enter", "raw_exit", "handle_exit", "handle_exec",
+            "handle_oom", "tp_enter_munmap", "tp_exit_munmap", "tp_enter_brk", "tp_exit_brk",
+            "tp_enter_mremap", "tp_exit_mremap"}
+    return {p["id"] for p in json.loads(out.stdout) if p.get("name") in ours}
+
+
+def test_close_unloads_everything(open_tracer: Callable[..., Tracer]) -> None:
+    if shutil.which("bpftool") is None:
+        pytest.fail("bpftool is needed to list loaded programs: the README's test command installs it")
+    before = _memwatch_prog_ids()
+    tracer = open_tracer()
+    loaded = _memwatch_prog_ids() - before
+    assert len(loaded) >= 5
+    tracer.close()
+    tracer.close()  # twice is fine
+    assert not (_memwatch_prog_ids() & loaded)
