@@ -10,6 +10,7 @@
 #define MEMWATCH_H
 
 #define MW_COMM_LEN 16
+#define MW_RECENT 4
 
 /* Kinds of ring-buffer records; every record starts with struct mw_event_header. */
 enum mw_event_kind {
@@ -27,7 +28,7 @@ enum mw_counter {
 	MW_CNT_DROPPED = 1,        /* bpf_ringbuf_reserve failed: ring full */
 	MW_CNT_THROTTLED = 2,      /* call events withheld by the per-process rate limit */
 	MW_CNT_STATS_FULL = 3,     /* proc_stats insert failed: map full */
-	MW_CNT_ALLOCS_FULL = 4,    /* active_allocs/alloc_ends insert failed: map full */
+	MW_CNT_ALLOCS_FULL = 4,    /* active_allocs insert failed: map full */
 	MW_CNT_SCRATCH_FAIL = 5,   /* per-thread scratch unavailable: call not paired */
 	MW_CNT_STALE_ALLOCS = 6,   /* live-mapping entries found belonging to an old mm (exec, pid reuse) */
 	MW_CNT_WAKEUPS = 7,        /* forced consumer wakeups */
@@ -72,6 +73,11 @@ struct mw_proc_stats {
 	__u64 events_throttled;
 	__u64 rl_window_ns;        /* rate limiter: start of the current one-second window */
 	__u64 rl_count;            /* call events sent in that window */
+	/* The process's most recent traced mappings [start, end): a munmap that ends where one of
+	 * them ends (trimming its tail) is resolved through them, without an end-address index. */
+	__u64 recent_start[MW_RECENT];
+	__u64 recent_end[MW_RECENT];
+	__u64 recent_next;
 	char comm[MW_COMM_LEN];    /* group leader's name */
 };
 
@@ -131,12 +137,6 @@ struct mw_alloc_key {
 struct mw_alloc {
 	__u64 len;
 	__u64 mm;                  /* owning mm_struct: entries of an older mm are stale */
-};
-
-/* alloc_ends value: end address -> start, to resolve unmaps of a mapping's tail. */
-struct mw_alloc_end {
-	__u64 start;
-	__u64 mm;
 };
 
 #endif /* MEMWATCH_H */

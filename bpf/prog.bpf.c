@@ -75,14 +75,6 @@ struct {
 } active_allocs SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 131072);
-	__type(key, struct mw_alloc_key);
-	__type(value, struct mw_alloc_end);
-} alloc_ends SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -208,29 +200,48 @@ static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u6
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-static __always_inline void track(__u32 tgid, __u64 mm, __u64 start, __u64 len)
+static __always_inline void remember(struct mw_proc_stats *st, __u64 start, __u64 end)
+{
+	__u32 slot = st->recent_next++ % MW_RECENT;
+
+	st->recent_start[slot] = start;
+	st->recent_end[slot] = end;
+}
+
+static __always_inline void track(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 start, __u64 len)
 {
 	struct mw_alloc_key k = { .tgid = tgid, .addr = start };
 	struct mw_alloc v = { .len = len, .mm = mm };
-	struct mw_alloc_key ek = { .tgid = tgid, .addr = start + len };
-	struct mw_alloc_end ev = { .start = start, .mm = mm };
 
-	if (bpf_map_update_elem(&active_allocs, &k, &v, BPF_ANY) ||
-	    bpf_map_update_elem(&alloc_ends, &ek, &ev, BPF_ANY))
+	if (bpf_map_update_elem(&active_allocs, &k, &v, BPF_ANY))
 		count(MW_CNT_ALLOCS_FULL);
+	else
+		remember(st, start, start + len);
+}
+
+/* Keep the recent-mappings cache in step when a mapping loses its head or its tail. */
+static __always_inline void recent_moved(struct mw_proc_stats *st, __u64 old_start, __u64 new_start,
+					 __u64 old_end, __u64 new_end)
+{
+	for (int i = 0; i < MW_RECENT; i++) {
+		if (st->recent_start[i] == old_start && st->recent_end[i] == old_end) {
+			st->recent_start[i] = new_start;
+			st->recent_end[i] = new_end;
+		}
+	}
 }
 
 /*
  * Forget the tracked mappings inside [start, end) and return how many of those bytes were tracked.
- * Resolved: whole mappings (up to MW_MAX_SPAN adjacent ones), a mapping's head (range starts at a
- * mapping's start) and a mapping's tail (range ends at a mapping's end). A hole punched strictly
- * inside a mapping, or a range starting in one mapping's middle and running into the next, is not:
- * those bytes count as untracked and the mapping keeps its length (see README).
+ * Resolved: whole mappings (up to MW_MAX_SPAN adjacent ones), a mapping's head (the range starts at
+ * a mapping's start) and, for the process's MW_RECENT most recent mappings, a mapping's tail (the
+ * range ends at its end). Not resolved: a hole punched strictly inside a mapping, a range starting
+ * inside one mapping and running into the next, and the tail of an older mapping; those bytes count
+ * as untracked and the mapping keeps its length until it is unmapped (see README).
  */
-static __always_inline __u64 untrack(__u32 tgid, __u64 mm, __u64 start, __u64 end)
+static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 start, __u64 end)
 {
 	struct mw_alloc_key k = { .tgid = tgid };
-	struct mw_alloc_key ek = { .tgid = tgid };
 	__u64 cur = start, removed = 0;
 
 	for (int i = 0; i < MW_MAX_SPAN; i++) {
@@ -244,58 +255,48 @@ static __always_inline __u64 untrack(__u32 tgid, __u64 mm, __u64 start, __u64 en
 		if (!v)
 			break;
 		mend = cur + v->len;
-		ek.addr = mend;
 		if (v->mm != mm) {
 			bpf_map_delete_elem(&active_allocs, &k);
-			bpf_map_delete_elem(&alloc_ends, &ek);
 			count(MW_CNT_STALE_ALLOCS);
 			break;
 		}
 		if (mend <= end) {
 			removed += mend - cur;
 			bpf_map_delete_elem(&active_allocs, &k);
-			bpf_map_delete_elem(&alloc_ends, &ek);
+			recent_moved(st, cur, 0, mend, 0);
 			cur = mend;
 			continue;
 		}
 		/* head of a longer mapping: it now starts at end */
 		struct mw_alloc rest = { .len = mend - end, .mm = mm };
-		struct mw_alloc_end rest_end = { .start = end, .mm = mm };
 
 		removed += end - cur;
 		bpf_map_delete_elem(&active_allocs, &k);
 		k.addr = end;
-		if (bpf_map_update_elem(&active_allocs, &k, &rest, BPF_ANY) ||
-		    bpf_map_update_elem(&alloc_ends, &ek, &rest_end, BPF_ANY))
+		if (bpf_map_update_elem(&active_allocs, &k, &rest, BPF_ANY))
 			count(MW_CNT_ALLOCS_FULL);
+		recent_moved(st, cur, end, mend, mend);
 		cur = end;
 	}
 	if (cur >= end)
 		return removed;
 
-	/* tail of a mapping that starts before cur */
-	ek.addr = end;
-	struct mw_alloc_end *tail = bpf_map_lookup_elem(&alloc_ends, &ek);
+	/* the tail of a recent mapping that starts before cur */
+	for (int i = 0; i < MW_RECENT; i++) {
+		__u64 rs = st->recent_start[i];
 
-	if (!tail)
-		return removed;
-	__u64 tstart = tail->start;
+		if (st->recent_end[i] != end || rs >= cur || !rs)
+			continue;
+		k.addr = rs;
+		struct mw_alloc *head = bpf_map_lookup_elem(&active_allocs, &k);
 
-	if (tail->mm != mm || tstart >= cur)
-		return removed;
-	k.addr = tstart;
-	struct mw_alloc *head = bpf_map_lookup_elem(&active_allocs, &k);
-
-	if (!head || head->mm != mm)
-		return removed;
-	head->len = cur - tstart;
-	bpf_map_delete_elem(&alloc_ends, &ek);
-	ek.addr = cur;
-	struct mw_alloc_end moved = { .start = tstart, .mm = mm };
-
-	if (bpf_map_update_elem(&alloc_ends, &ek, &moved, BPF_ANY))
-		count(MW_CNT_ALLOCS_FULL);
-	return removed + (end - cur);
+		if (!head || head->mm != mm || rs + head->len != end)
+			return removed;
+		head->len = cur - rs;
+		st->recent_end[i] = cur;
+		return removed + (end - cur);
+	}
+	return removed;
 }
 
 static __always_inline int on_enter(__u32 kind, __u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 a4)
@@ -315,7 +316,7 @@ static __always_inline int on_enter(__u32 kind, __u64 a0, __u64 a1, __u64 a2, __
 	f->a3 = a3;
 	f->a4 = a4;
 	if (kind == MW_EV_BRK)
-		f->old_brk = BPF_CORE_READ(task, mm, brk);
+		f->old_brk = task->mm ? task->mm->brk : 0;
 	return 0;
 }
 
@@ -340,7 +341,7 @@ static __always_inline int on_exit(__u32 kind, long ret)
 	if (!st)
 		return 0;
 	st->last_seen_ns = now;
-	mm = (__u64)BPF_CORE_READ(task, mm);
+	mm = (__u64)task->mm;
 
 	if (kind == MW_EV_BRK) {
 		/* brk returns the new break; the old one when it failed or was a query (brk(0)) */
@@ -373,12 +374,12 @@ static __always_inline int on_exit(__u32 kind, long ret)
 		__sync_fetch_and_add(&st->mmap_bytes, len);
 		if (in.a3 & MAP_FIXED) {
 			/* MAP_FIXED replaced whatever was mapped there */
-			__u64 gone = untrack(tgid, mm, addr, addr + len);
+			__u64 gone = untrack(st, tgid, mm, addr, addr + len);
 
 			if (gone)
 				add_outstanding(st, -(__s64)gone);
 		}
-		track(tgid, mm, addr, len);
+		track(st, tgid, mm, addr, len);
 		add_outstanding(st, len);
 		if (event_allowed(st, now, len))
 			emit_call(st, kind, pid_tgid, now, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
@@ -387,7 +388,7 @@ static __always_inline int on_exit(__u32 kind, long ret)
 
 	if (kind == MW_EV_MUNMAP) {
 		__u64 addr = in.a0, len = page_round(in.a1);
-		__u64 gone = untrack(tgid, mm, addr, addr + len);
+		__u64 gone = untrack(st, tgid, mm, addr, addr + len);
 
 		__sync_fetch_and_add(&st->munmap_count, 1);
 		__sync_fetch_and_add(&st->munmap_bytes, len);
@@ -415,14 +416,14 @@ static __always_inline int on_exit(__u32 kind, long ret)
 			struct mw_alloc *v = bpf_map_lookup_elem(&active_allocs, &k);
 
 			if (v && v->mm == mm) {
-				track(tgid, mm, new_addr, new_len);
+				track(st, tgid, mm, new_addr, new_len);
 				add_outstanding(st, new_len);
 			}
 		} else {
-			gone = untrack(tgid, mm, old_addr, old_addr + old_len);
+			gone = untrack(st, tgid, mm, old_addr, old_addr + old_len);
 			if (gone == old_len && old_len) {
 				/* a traced mapping moved or resized: it stays traced */
-				track(tgid, mm, new_addr, new_len);
+				track(st, tgid, mm, new_addr, new_len);
 				add_outstanding(st, (__s64)new_len - (__s64)gone);
 			} else if (gone) {
 				add_outstanding(st, -(__s64)gone);

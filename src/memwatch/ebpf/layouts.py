@@ -12,6 +12,7 @@ from ctypes import c_char, c_int32, c_int64, c_uint32, c_uint64
 from dataclasses import dataclass
 
 COMM_LEN = 16
+RECENT = 4
 
 EV_MMAP, EV_MUNMAP, EV_BRK, EV_MREMAP, EV_EXIT, EV_OOM = 1, 2, 3, 4, 5, 6
 
@@ -66,6 +67,9 @@ class MwProcStats(ctypes.Structure):
         ("events_throttled", c_uint64),
         ("rl_window_ns", c_uint64),
         ("rl_count", c_uint64),
+        ("recent_start", c_uint64 * RECENT),
+        ("recent_end", c_uint64 * RECENT),
+        ("recent_next", c_uint64),
         ("comm", c_char * COMM_LEN),
     ]
 
@@ -122,10 +126,6 @@ class MwAlloc(ctypes.Structure):
     _fields_ = [("len", c_uint64), ("mm", c_uint64)]
 
 
-class MwAllocEnd(ctypes.Structure):
-    _fields_ = [("start", c_uint64), ("mm", c_uint64)]
-
-
 # name in memwatch.h -> mirror; the BTF check walks this table.
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_config": MwConfig,
@@ -137,7 +137,6 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_oom_event": MwOomEvent,
     "mw_alloc_key": MwAllocKey,
     "mw_alloc": MwAlloc,
-    "mw_alloc_end": MwAllocEnd,
 }
 
 # The hot path (call events) parses with struct, which is several times faster than ctypes.

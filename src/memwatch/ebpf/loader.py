@@ -40,7 +40,7 @@ log = logging.getLogger("memwatch.ebpf")
 PACKAGED_OBJECT = Path(__file__).with_name("prog.bpf.o")
 AttachMode = Literal["auto", "tracepoint", "raw"]
 
-_STATS = struct.Struct("<QQQQQQQQQQQQQqQQQQQQQ16s")
+_STATS = struct.Struct("<13Qq16Q16s")
 assert _STATS.size == ctypes.sizeof(MwProcStats), "struct format out of step with MwProcStats"
 
 
@@ -158,13 +158,12 @@ class Tracer:
                 break
             name = (lib.bpf_map__name(m) or b"").decode()
             self._maps[name] = m
-        for needed in ("proc_stats", "active_allocs", "alloc_ends", "counters", "mem_events"):
+        for needed in ("proc_stats", "active_allocs", "counters", "mem_events"):
             if needed not in self._maps:
                 raise OSError(errno.ENOENT, f"map {needed} missing from {cfg.object_path}")
         sizes = {
             "proc_stats": cfg.max_processes,
             "active_allocs": cfg.max_mappings,
-            "alloc_ends": cfg.max_mappings,
             "mem_events": _ring_size(cfg.ring_bytes),
         }
         for name, size in sizes.items():
@@ -255,7 +254,7 @@ class Tracer:
         for key_bytes, value_bytes, n in self._dump(self._fd("proc_stats"), 4, _STATS.size, 1024):
             keys = struct.unpack_from(f"<{n}I", key_bytes)
             for tgid, fields in zip(keys, _STATS.iter_unpack(value_bytes[: n * _STATS.size]), strict=True):
-                out[tgid] = RawStats(tgid, *fields[:19], layouts.decode_comm(fields[21]))
+                out[tgid] = RawStats(tgid, *fields[:19], layouts.decode_comm(fields[-1]))
         return out
 
     def _dump(self, fd: int, key_size: int, value_size: int,
@@ -314,7 +313,7 @@ class Tracer:
         )
 
     def map_tgids(self, name: str) -> list[int]:
-        """The tgid of every entry of proc_stats, active_allocs or alloc_ends (for GC and tests)."""
+        """The tgid of every entry of proc_stats or active_allocs (for GC and tests)."""
         if name == "proc_stats":
             return list(self.read_stats())
         key_size = ctypes.sizeof(MwAllocKey)
@@ -323,28 +322,39 @@ class Tracer:
             out.extend(k[0] for k in struct.iter_unpack("<IIQ", key_bytes[: n * key_size]))
         return out
 
-    def forget_processes(self, alive: set[int]) -> int:
+    def forget_processes(self, alive: set[int] | None = None) -> int:
         """Delete live-mapping entries of processes that are gone; returns how many were deleted.
 
         The kernel deletes a process's counters when it exits, but not its live-mapping entries
-        (walking them there would cost every exit a map scan); memwatch sweeps them here, and the
-        kernel ignores any it meets first because they carry the mm they belonged to.
+        (walking them there would cost every exit a map scan); memwatch sweeps them here. A tgid
+        counts as gone when it is not in ``alive`` and has no /proc entry at sweep time, so a
+        process born after ``alive`` was listed keeps its entries. Entries that outlive a pid's
+        reuse are caught in the kernel, which checks the mm each entry belongs to.
         """
         lib = self._lib
         assert lib is not None
+        alive = alive or set()
+        gone: dict[int, bool] = {}
+
+        def is_gone(tgid: int) -> bool:
+            if tgid in alive:
+                return False
+            if tgid not in gone:
+                gone[tgid] = not os.path.exists(f"/proc/{tgid}")
+            return gone[tgid]
+
         deleted = 0
         key_size = ctypes.sizeof(MwAllocKey)
-        for name in ("active_allocs", "alloc_ends"):
-            fd = self._fd(name)
-            dead: list[bytes] = []
-            for key_bytes, _, n in self._dump(fd, key_size, 16, 4096):
-                for i in range(n):
-                    k = key_bytes[i * key_size:(i + 1) * key_size]
-                    if int.from_bytes(k[:4], "little") not in alive:
-                        dead.append(k)
-            for k in dead:
-                if lib.bpf_map_delete_elem(fd, k) == 0:
-                    deleted += 1
+        fd = self._fd("active_allocs")
+        dead: list[bytes] = []
+        for key_bytes, _, n in self._dump(fd, key_size, 16, 4096):
+            for i in range(n):
+                k = key_bytes[i * key_size:(i + 1) * key_size]
+                if is_gone(int.from_bytes(k[:4], "little")):
+                    dead.append(k)
+        for k in dead:
+            if lib.bpf_map_delete_elem(fd, k) == 0:
+                deleted += 1
         return deleted
 
     def boot_ns_to_wall(self, ns: int) -> float:

@@ -1,0 +1,138 @@
+"""Added cost per traced syscall: an mmap+munmap loop without and with the tracer, in one run.
+
+Prints ns per mmap+munmap pair for: no tracer (baseline), memwatch in its default configuration
+(events on, consumer draining) in each attach mode, and, where bpftrace is installed, a bpftrace
+one-liner that only counts mmap and munmap per pid (the peer). Runs are interleaved and repeated;
+medians are compared, because the machines are noisy.
+
+    sudo python bench/bench_tracer.py [--pairs 300000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from memwatch.ebpf import Tracer, TracerConfig
+from memwatch.ebpf.errors import tracefs_dir
+
+HERE = Path(__file__).parent
+BPFTRACE_PROG = ("tracepoint:syscalls:sys_enter_mmap,tracepoint:syscalls:sys_enter_munmap "
+                 "{ @calls[pid] = count(); }")
+
+
+def build_loop() -> Path:
+    out = Path(tempfile.mkdtemp()) / "mmap_loop"
+    subprocess.run(["cc", "-O2", "-o", str(out), str(HERE / "mmap_loop.c")], check=True)
+    return out
+
+
+def time_loop(loop: Path, pairs: int) -> float:
+    """ns per pair, as measured inside the loop process."""
+    out = subprocess.run([str(loop), str(pairs)], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+@contextmanager
+def nothing() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def memwatch_tracer(mode: str) -> Iterator[None]:
+    """The tracer with default settings and a consumer draining like the live source does."""
+    tracer = Tracer(TracerConfig(mode=mode)).open()  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.wait(0.1):
+            tracer.ring.drain()
+            tracer.read_stats()
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        c = tracer.counters()
+        print(f"    [{mode}] events {c.events} dropped {c.dropped} throttled {c.throttled}", file=sys.stderr)
+        tracer.close()
+
+
+@contextmanager
+def bpftrace_counter() -> Iterator[None]:
+    proc = subprocess.Popen(["bpftrace", "-e", BPFTRACE_PROG], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for _ in range(10):  # warnings may come before "Attaching 2 probes..."
+        line = proc.stdout.readline()
+        seen.append(line.strip())
+        if not line or "Attaching" in line:
+            break
+    if "Attaching" not in seen[-1]:
+        proc.kill()
+        raise RuntimeError("bpftrace did not start: " + " | ".join(seen))
+    time.sleep(0.3)
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=300_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("this benchmark loads eBPF programs: run it as root", file=sys.stderr)
+        return 2
+    mounted_here = False
+    if tracefs_dir() is None:
+        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
+        mounted_here = True
+    try:
+        loop = build_loop()
+        configs: dict[str, Callable[[], AbstractContextManager[None]]] = {
+            "baseline (no tracer)": nothing,
+            "memwatch tracepoint mode": lambda: memwatch_tracer("tracepoint"),
+            "memwatch raw mode": lambda: memwatch_tracer("raw"),
+        }
+        if shutil.which("bpftrace"):
+            configs["bpftrace count one-liner"] = bpftrace_counter
+        else:
+            print("bpftrace not installed: no peer figure", file=sys.stderr)
+        results: dict[str, list[float]] = {name: [] for name in configs}
+        time_loop(loop, args.pairs // 10)  # warm up
+        for r in range(args.rounds):
+            for name, make in configs.items():
+                with make():
+                    results[name].append(time_loop(loop, args.pairs))
+            print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr)
+        base = statistics.median(results["baseline (no tracer)"])
+        print(f"mmap+munmap pair, {args.pairs} pairs x {args.rounds} rounds (median ns per pair)")
+        for name, vals in results.items():
+            med = statistics.median(vals)
+            print(f"  {name:28s} {med:8.0f} ns   ratio {med / base:5.3f}   (+{med - base:5.0f} ns)")
+    finally:
+        if mounted_here:
+            subprocess.run(["umount", "/sys/kernel/tracing"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
