@@ -1,0 +1,277 @@
+"""The ``memwatch`` command: dashboard, headless output, recording, replay and the exporter.
+
+    memwatch                                  the dashboard (live)
+    memwatch --replay FILE                    the dashboard on a recording
+    memwatch --once [--json|--csv] ...        print once and exit
+    memwatch record FILE [--duration S]       append snapshots and events to a recording
+    memwatch serve [--listen HOST:PORT]       Prometheus /metrics
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from memwatch import __version__
+from memwatch.model import SORT_COLUMNS
+from memwatch.sources.base import SnapshotSource
+
+log = logging.getLogger("memwatch")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+def _interval(text: str) -> float:
+    v = _positive_float(text)
+    if v < 0.2:
+        raise argparse.ArgumentTypeError("the interval must be at least 0.2 s")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return v
+
+
+def _pid(text: str) -> int:
+    v = _count(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError("a pid is a positive number")
+    return v
+
+
+def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) -> None:
+    if interval:
+        p.add_argument("--interval", type=_interval, default=3.0, metavar="S",
+                       help="sampling interval in seconds (default 3, as the original monitor)")
+    p.add_argument("--no-bpf", action="store_true", help="do not load the eBPF tracer: /proc figures only")
+    g = p.add_argument_group("tracer")
+    g.add_argument("--bpf-mode", choices=("auto", "tracepoint", "raw"), default="auto",
+                   help="how to attach to syscalls: per-syscall tracepoints (need tracefs), raw "
+                        "syscall tracepoints (no tracefs), or pick (default)")
+    g.add_argument("--event-threshold", type=_count, default=1024, metavar="BYTES",
+                   help="stream calls of at least this many bytes (default 1024); all calls are counted")
+    g.add_argument("--events-per-sec", type=_count, default=1000, metavar="N",
+                   help="per-process budget of streamed call events per second (0: unlimited)")
+    g.add_argument("--bpf-map-size", type=_count, default=None, metavar="N",
+                   help="live mappings the tracer can follow (default 131072)")
+
+
+def _add_selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top", type=_count, default=None, metavar="N",
+                   help="show the top N processes (default 100; 0: all)")
+    p.add_argument("--sort", choices=SORT_COLUMNS, default="rss", help="column to rank by (default rss)")
+    p.add_argument("--pid", type=_pid, action="append", default=[], metavar="PID",
+                   help="always include this process (repeatable); alone, show only these")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="memwatch",
+        description="Real-time per-process memory monitor: eBPF-traced mmap/munmap/brk/mremap with "
+                    "/proc figures. Without arguments it opens the dashboard.",
+        epilog="Subcommands: 'memwatch record FILE' and 'memwatch serve' (see their --help).",
+    )
+    p.add_argument("--version", action="version", version=f"memwatch {__version__}")
+    _add_source_options(p)
+    _add_selection_options(p)
+    p.add_argument("--replay", type=Path, metavar="FILE", help="show a recording instead of this machine")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="with --once: JSON")
+    fmt.add_argument("--csv", action="store_true", help="with --once: CSV")
+    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+                   help="with --once: trace this long before printing (default one interval)")
+    p.add_argument("--at", metavar="TIME", help="with --once --replay: the frame at this time "
+                   "(epoch seconds or ISO 8601; default the last frame)")
+    p.add_argument("--theme", default=None, help="dashboard theme (default textual-dark)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the tracer does to stderr")
+    return p
+
+
+def build_record_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memwatch record",
+                                description="Append snapshots and events to a recording (SQLite, WAL).")
+    p.add_argument("file", type=Path)
+    _add_source_options(p)
+    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+                   help="stop after S seconds (default: until Ctrl+C or SIGTERM)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def build_serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memwatch serve", description="Serve Prometheus /metrics and /healthz.")
+    p.add_argument("--listen", default="127.0.0.1:9464", metavar="HOST:PORT",
+                   help="address to bind (default 127.0.0.1:9464; other addresses must be asked for)")
+    _add_source_options(p)
+    _add_selection_options(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _live_source(args: argparse.Namespace) -> SnapshotSource:
+    from dataclasses import replace
+
+    from memwatch.ebpf import TracerConfig
+    from memwatch.sources.live import LiveSource
+
+    cfg = TracerConfig(mode=args.bpf_mode, event_threshold=args.event_threshold,
+                       events_per_sec=args.events_per_sec)
+    if args.bpf_map_size:
+        cfg = replace(cfg, max_mappings=args.bpf_map_size)
+    return LiveSource(getattr(args, "interval", 3.0), use_bpf=not args.no_bpf, tracer_config=cfg)
+
+
+def _raise_file_limit() -> None:
+    """The /proc reader keeps stat files open; a soft limit of 1024 would starve it."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                        else max(soft, 65536), hard))
+    except (ValueError, OSError):
+        pass
+
+
+def _setup_logging(verbose: bool, *, dashboard: bool) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    if os.environ.get("MEMWATCH_DEBUG"):
+        level = logging.DEBUG
+    if dashboard and not os.environ.get("MEMWATCH_LOG"):
+        # stderr would scribble over the terminal UI; reasons show in the dashboard itself
+        logging.basicConfig(level=level, handlers=[logging.NullHandler()])
+    elif os.environ.get("MEMWATCH_LOG"):
+        logging.basicConfig(level=level, filename=os.environ["MEMWATCH_LOG"],
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    else:
+        logging.basicConfig(level=level, format="memwatch: %(message)s")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"memwatch: {message}", file=sys.stderr)
+    return code
+
+
+def run_once(args: argparse.Namespace) -> int:
+    from memwatch.headless import collect_once, parse_time, render
+
+    at = None
+    if args.at is not None:
+        try:
+            at = parse_time(args.at)
+        except ValueError as exc:
+            return _fail(str(exc), 2)
+    source = _replay_source(args.replay) if args.replay else _live_source(args)
+    snap = asyncio.run(collect_once(source, args.duration, at))
+    if not snap.tracer.enabled and snap.tracer.reason and not args.replay:
+        print(f"memwatch: {snap.tracer.reason}", file=sys.stderr)
+    fmt = "json" if args.json else "csv" if args.csv else "table"
+    top = args.top if args.top is not None else (-1 if args.pid else 100)
+    sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid))
+    return 0
+
+
+def _replay_source(path: Path) -> SnapshotSource:
+    from memwatch.sources.replay import ReplaySource
+
+    return ReplaySource.from_file(path)
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from memwatch.ui.app import run_dashboard as run_app
+
+    source = _replay_source(args.replay) if args.replay else _live_source(args)
+    kw: dict[str, object] = {"top": args.top if args.top is not None else 100, "sort": args.sort}
+    if args.theme:
+        kw["theme"] = args.theme
+    return run_app(source, **kw)
+
+
+def run_record(argv: Sequence[str]) -> int:
+    from memwatch.recording import record
+
+    args = build_record_parser().parse_args(argv)
+    _setup_logging(args.verbose, dashboard=False)
+    source = _live_source(args)
+    written = 0
+
+    def on_frame(_snapshot: object) -> None:
+        nonlocal written
+        written += 1
+
+    async def main() -> int:
+        task = asyncio.ensure_future(record(source, args.file, args.duration, on_frame=on_frame))
+        _stop_on_signals(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return written
+
+    frames = asyncio.run(main())
+    print(f"memwatch: recorded {frames} frames to {args.file}", file=sys.stderr)
+    return 0
+
+
+def _stop_on_signals(task: asyncio.Future[int]) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+
+
+def run_serve(argv: Sequence[str]) -> int:
+    from memwatch.exporter import serve
+
+    args = build_serve_parser().parse_args(argv)
+    _setup_logging(args.verbose, dashboard=False)
+    source = _live_source(args)
+    top = args.top if args.top is not None else 100
+    return asyncio.run(serve(source, listen=args.listen, top=top, pids=tuple(args.pid), sort=args.sort))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _raise_file_limit()
+    try:
+        if argv and argv[0] == "record":
+            return run_record(argv[1:])
+        if argv and argv[0] == "serve":
+            return run_serve(argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not args.once and (args.json or args.csv or args.at or args.duration is not None):
+            parser.error("--json, --csv, --duration and --at go with --once")
+        if args.at and not args.replay:
+            parser.error("--at goes with --replay")
+        _setup_logging(args.verbose, dashboard=not args.once)
+        return run_once(args) if args.once else run_dashboard(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # conditions a user can meet get a sentence, not a traceback
+        from memwatch.errors import user_error_message
+
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        return _fail(message)

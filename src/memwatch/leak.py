@@ -1,0 +1,83 @@
+"""The leak signal: a growth rate a user can sort by, and a flag for growth that does not let up.
+
+A process is a *leak suspect* when, over its history window (at least ``min_span_s`` long):
+
+1. its RSS grows at ``min_rate_kb_s`` or more (least-squares slope over the window),
+2. its *floor* rises: the lowest RSS of the window's last third is at least ``min_growth_kb`` (and
+   2 %) above the lowest of its first third, so a sawtooth that keeps returning to the same low
+   (caches, arenas being trimmed, garbage collection) is not a suspect however steep its teeth,
+3. and the growth is steady: at least ``min_up_fraction`` of the steps between samples do not go down.
+
+The rate alone is what ``growth_kb_s`` reports and what the table sorts by; the flag needs all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LeakPolicy:
+    min_span_s: float = 60.0
+    min_points: int = 6
+    min_rate_kb_s: float = 1.0
+    min_growth_kb: int = 1024
+    min_up_fraction: float = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class LeakVerdict:
+    growth_kb_s: float | None
+    suspect: bool
+    reason: str | None
+
+
+def slope(times: Sequence[float], values: Sequence[float]) -> float:
+    """Least-squares slope of values over times (units per second)."""
+    n = len(times)
+    mt = sum(times) / n
+    mv = sum(values) / n
+    num = sum((t - mt) * (v - mv) for t, v in zip(times, values, strict=True))
+    den = sum((t - mt) ** 2 for t in times)
+    return num / den if den else 0.0
+
+
+def _human_kb(kb: float) -> str:
+    for unit, size in (("GiB", 1 << 20), ("MiB", 1 << 10)):
+        if abs(kb) >= size:
+            return f"{kb / size:.1f} {unit}"
+    return f"{kb:.0f} KiB"
+
+
+def _human_span(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def assess(times: Sequence[float], rss_kb: Sequence[int], policy: LeakPolicy = LeakPolicy()) -> LeakVerdict:
+    """Growth rate and leak flag for one process's RSS history (oldest first)."""
+    n = len(times)
+    if n < 2 or times[-1] - times[0] <= 0:
+        return LeakVerdict(None, False, None)
+    span = times[-1] - times[0]
+    rate = slope(times, rss_kb)
+    if n < policy.min_points or span < policy.min_span_s:
+        return LeakVerdict(rate, False, None)
+    third = max(1, n // 3)
+    first_floor = min(rss_kb[:third])
+    last_floor = min(rss_kb[-third:])
+    rise = last_floor - first_floor
+    ups = sum(1 for a, b in zip(rss_kb, rss_kb[1:], strict=False) if b >= a) / (n - 1)
+    suspect = (
+        rate >= policy.min_rate_kb_s
+        and rise >= max(policy.min_growth_kb, 0.02 * first_floor)
+        and ups >= policy.min_up_fraction
+    )
+    reason = None
+    if suspect:
+        reason = (
+            f"RSS grew {_human_kb(rss_kb[-1] - rss_kb[0])} in {_human_span(span)} "
+            f"({rate:+.1f} KB/s); its floor rose {_human_kb(rise)} and {ups:.0%} of samples did not go down"
+        )
+    return LeakVerdict(rate, suspect, reason)

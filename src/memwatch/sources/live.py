@@ -1,0 +1,232 @@
+"""The live source: the eBPF tracer plus /proc, or /proc alone when eBPF cannot be had.
+
+The ring buffer is drained continuously (every ``drain_every_s`` and whenever the kernel forces a
+wakeup), not once per tick, with a bounded budget per pass so an event storm costs bounded CPU;
+what the kernel could not deliver is counted there and shown in every snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+from memwatch.ebpf import BpfUnavailable, RawCall, RawEvent, RawExit, RawOom, RawStats, Tracer, TracerConfig
+from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP
+from memwatch.model import (
+    Event,
+    EventKind,
+    KernelCounts,
+    ProcessKey,
+    SmapsRollup,
+    Snapshot,
+    TracerHealth,
+)
+from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory
+from memwatch.store import Store
+
+log = logging.getLogger("memwatch.live")
+
+_CALL_KIND = {EV_MMAP: EventKind.MMAP, EV_MUNMAP: EventKind.MUNMAP, EV_BRK: EventKind.BRK,
+              EV_MREMAP: EventKind.MREMAP}
+MIN_INTERVAL_S = 0.2
+
+
+class EventConverter:
+    """Kernel records (boot clock, pages) to model events (wall clock, KB)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+        self.page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+
+    def counts(self, s: RawStats) -> KernelCounts:
+        wall = self.tracer.boot_ns_to_wall
+        return KernelCounts(
+            mmap_count=s.mmap_count, mmap_bytes=s.mmap_bytes,
+            munmap_count=s.munmap_count, munmap_bytes=s.munmap_bytes,
+            brk_count=s.brk_count, brk_grow_bytes=s.brk_grow_bytes, brk_shrink_bytes=s.brk_shrink_bytes,
+            mremap_count=s.mremap_count, mremap_grow_bytes=s.mremap_grow_bytes,
+            mremap_shrink_bytes=s.mremap_shrink_bytes,
+            outstanding_bytes=s.outstanding_bytes, outstanding_peak_bytes=s.outstanding_peak,
+            untracked_unmap_bytes=s.untracked_unmap_bytes, failed_calls=s.failed_calls,
+            events_throttled=s.events_throttled,
+            first_seen=wall(s.first_seen_ns) if s.first_seen_ns else 0.0,
+            last_seen=wall(s.last_seen_ns) if s.last_seen_ns else 0.0,
+        )
+
+    def event(self, raw: RawEvent) -> Event:
+        t = self.tracer
+        if isinstance(raw, RawCall):
+            return Event(t.boot_ns_to_wall(raw.ts_ns), _CALL_KIND[raw.kind], raw.tgid, raw.tid, raw.comm,
+                         addr=raw.addr, length=raw.len, new_addr=raw.new_addr, new_length=raw.new_len,
+                         flags=raw.flags, prot=raw.prot)
+        if isinstance(raw, RawExit):
+            return Event(t.boot_ns_to_wall(raw.ts_ns), EventKind.EXIT, raw.tgid, raw.tid, raw.comm,
+                         exit_code=raw.exit_status, peak_rss_kb=raw.maxrss_pages * self.page_kb,
+                         counts=self.counts(raw.stats) if raw.stats else None,
+                         start_ticks=t.start_ticks(raw.start_boottime_ns))
+        assert isinstance(raw, RawOom)
+        return Event(t.boot_ns_to_wall(raw.ts_ns), EventKind.OOM, raw.tgid, raw.tid, raw.comm,
+                     rss_kb=(raw.anon_rss_pages + raw.file_rss_pages + raw.shmem_rss_pages) * self.page_kb,
+                     total_vm_kb=raw.total_vm_pages * self.page_kb,
+                     start_ticks=t.start_ticks(raw.start_boottime_ns) if raw.start_boottime_ns else None)
+
+
+class LiveSource:
+    """Snapshots of this machine, one per interval; implements :class:`SnapshotSource`."""
+
+    def __init__(self, interval_s: float = 3.0, *, use_bpf: bool = True,
+                 tracer_config: TracerConfig | None = None, store: Store | None = None,
+                 proc_root: str = "/proc", drain_every_s: float = 0.1, drain_budget: int = 4096,
+                 rollup_timeout_s: float = 0.5) -> None:
+        self._interval = max(MIN_INTERVAL_S, interval_s)
+        self.use_bpf = use_bpf
+        self.tracer_config = tracer_config or TracerConfig()
+        self.store = store or Store()
+        self.proc_root = proc_root
+        self.drain_every_s = drain_every_s
+        self.drain_budget = drain_budget
+        self.rollup_timeout_s = rollup_timeout_s
+        self.tracer: Tracer | None = None
+        self.bpf_reason: str | None = None if use_bpf else "eBPF is off (--no-bpf): showing /proc figures only."
+        self._reader = ProcReader(proc_root)
+        self._converter: EventConverter | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._started = 0.0
+        self._next_due = 0.0
+        self._events_delivered = 0
+        self._events_at_last_tick = 0
+        self._last_tick = 0.0
+        self._exits_pending = False
+        self._closed = False
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval
+
+    def set_interval(self, seconds: float) -> None:
+        self._interval = max(MIN_INTERVAL_S, seconds)
+        self._next_due = min(self._next_due, time.monotonic() + self._interval)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> Snapshot:
+        if self.use_bpf:
+            try:
+                self.tracer = await asyncio.to_thread(Tracer(self.tracer_config).open)
+            except BpfUnavailable as exc:
+                self.bpf_reason = str(exc)
+                log.info("%s", exc)
+            else:
+                self._converter = EventConverter(self.tracer)
+                self._drainer = asyncio.create_task(self._drain_forever(), name="memwatch-ring-drain")
+        self._started = time.monotonic()
+        snap = await self._tick()
+        self._next_due = time.monotonic() + self._interval
+        return snap
+
+    async def next(self) -> Snapshot:
+        delay = self._next_due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._next_due = max(self._next_due + self._interval, time.monotonic() + MIN_INTERVAL_S / 2)
+        return await self._tick()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._drainer is not None:
+            self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+            self._drainer = None
+        if self.tracer is not None:
+            self._detach_reader()
+            self.tracer.close()
+            self.tracer = None
+        self._reader.close()
+
+    # -- the ring buffer -------------------------------------------------------------------------
+
+    def _detach_reader(self) -> None:
+        if self.tracer is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.tracer.ring.fileno)
+
+    async def _drain_forever(self) -> None:
+        assert self.tracer is not None
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_reader(self.tracer.ring.fileno, self._wake.set)
+        except (OSError, NotImplementedError, ValueError):
+            pass  # the timer alone still drains
+        while True:
+            self.drain_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.drain_every_s)
+            self._wake.clear()
+
+    def drain_once(self) -> int:
+        """Move up to one budget of ring records into the store; returns how many."""
+        if self.tracer is None or self._converter is None:
+            return 0
+        raw = self.tracer.ring.drain(self.drain_budget)
+        if raw:
+            conv = self._converter
+            events = [conv.event(r) for r in raw]
+            self._events_delivered += len(events)
+            self._exits_pending = self._exits_pending or any(e.kind is EventKind.EXIT for e in events)
+            self.store.add_events(events)
+        return len(raw)
+
+    # -- ticks -----------------------------------------------------------------------------------
+
+    def _read_kernel(self) -> tuple[dict[ProcessKey, KernelCounts], TracerHealth]:
+        """Runs in a worker thread: map reads are syscalls, the GC sweep walks two maps."""
+        tracer, conv = self.tracer, self._converter
+        assert tracer is not None and conv is not None
+        stats = tracer.read_stats()
+        counts = {(tgid, tracer.start_ticks(s.start_boottime_ns)): conv.counts(s) for tgid, s in stats.items()}
+        c = tracer.counters()
+        now = time.monotonic()
+        dt = now - self._last_tick if self._last_tick else 0.0
+        rate = (self._events_delivered - self._events_at_last_tick) / dt if dt > 0 else 0.0
+        self._events_at_last_tick = self._events_delivered
+        self._last_tick = now
+        health = TracerHealth(enabled=True, mode=tracer.mode, events=c.events, events_dropped=c.dropped,
+                              events_throttled=c.throttled, map_full=c.map_full, event_rate=rate)
+        return counts, health
+
+    def _sweep(self, alive: Sequence[int]) -> None:
+        if self.tracer is not None:
+            deleted = self.tracer.forget_processes(set(alive))
+            log.debug("swept %d live-mapping entries of exited processes", deleted)
+
+    async def _tick(self) -> Snapshot:
+        samples = await asyncio.to_thread(self._reader.read_processes)
+        system = await asyncio.to_thread(read_system_memory, self.proc_root)
+        kernel: dict[ProcessKey, KernelCounts] | None = None
+        if self.tracer is not None:
+            self.drain_once()
+            kernel, health = await asyncio.to_thread(self._read_kernel)
+            if self._exits_pending:
+                self._exits_pending = False
+                await asyncio.to_thread(self._sweep, [s.pid for s in samples])
+        else:
+            health = TracerHealth(enabled=False, reason=self.bpf_reason)
+        return self.store.update(time.time(), self._interval, samples, kernel, system, health,
+                                 duration_s=time.monotonic() - self._started)
+
+    async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
+        """PSS/USS of a process if it is still the same process (pid and start time)."""
+        if self.store.key_of(key[0]) != key:
+            return None
+        r = await read_smaps_rollup_async(key[0], self.rollup_timeout_s, self.proc_root)
+        if r is not None and self.store.key_of(key[0]) == key:
+            self.store.set_rollup(key, r)
+        return r

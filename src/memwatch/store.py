@@ -1,0 +1,187 @@
+"""The state store: merges /proc ticks, kernel counters and ring-buffer events into snapshots.
+
+Processes are keyed by (pid, start ticks), so a reused pid starts with empty counters and history.
+Histories live in compact arrays (8 bytes a point) because a busy machine has thousands of
+processes; snapshots copy them into tuples so readers never see them change.
+"""
+
+from __future__ import annotations
+
+import socket
+from array import array
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from memwatch.leak import LeakPolicy, LeakVerdict, assess
+from memwatch.model import (
+    Event,
+    EventKind,
+    KernelCounts,
+    ProcessKey,
+    ProcessSample,
+    ProcessView,
+    SmapsRollup,
+    Snapshot,
+    SystemMemory,
+    TracerHealth,
+)
+
+CALL_KINDS = frozenset({EventKind.MMAP, EventKind.MUNMAP, EventKind.BRK, EventKind.MREMAP})
+_NO_VERDICT = LeakVerdict(None, False, None)
+
+
+@dataclass(slots=True)
+class _Proc:
+    """Mutable per-process state; only the store touches it."""
+
+    sample: ProcessSample
+    kernel: KernelCounts | None = None
+    rollup: SmapsRollup | None = None
+    times: array[float] = field(default_factory=lambda: array("d"))
+    rss: array[int] = field(default_factory=lambda: array("q"))
+    outstanding: array[int] = field(default_factory=lambda: array("q"))
+    rates: array[float] = field(default_factory=lambda: array("d"))
+    recent: deque[Event] = field(default_factory=deque)
+    last_change: float = 0.0
+    verdict: LeakVerdict = _NO_VERDICT
+
+    def push(self, cap: int, t: float, rss: int, outstanding: int, rate: float) -> None:
+        if self.rss and self.rss[-1] != rss:
+            self.last_change = t
+        for arr, v in ((self.times, t), (self.rss, rss), (self.outstanding, outstanding), (self.rates, rate)):
+            arr.append(v)  # type: ignore[arg-type]
+            if len(arr) > cap:
+                del arr[0]
+
+
+class Store:
+    """Keeps the latest state of every process and builds immutable snapshots of it."""
+
+    def __init__(self, *, history_len: int = 120, events_len: int = 1000, recent_len: int = 32,
+                 leak_policy: LeakPolicy | None = None, hostname: str | None = None) -> None:
+        self.history_len = history_len
+        self.recent_len = recent_len
+        self.leak_policy = leak_policy or LeakPolicy()
+        self.hostname = hostname or socket.gethostname()
+        self._procs: dict[ProcessKey, _Proc] = {}
+        self._by_pid: dict[int, ProcessKey] = {}
+        self._orphans: dict[int, list[Event]] = {}
+        self._log: deque[Event] = deque(maxlen=events_len)
+        self._system: deque[SystemMemory] = deque(maxlen=history_len)
+        self._last: Snapshot | None = None
+        self.events_seen = 0
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def add_events(self, events: Iterable[Event]) -> None:
+        """Ring-buffer events: calls go to their process, exits and OOM kills to the log."""
+        for ev in events:
+            self.events_seen += 1
+            if ev.kind in CALL_KINDS:
+                key = self._by_pid.get(ev.pid)
+                proc = self._procs.get(key) if key else None
+                if proc is None:
+                    # a process born since the last tick: attach at the next one
+                    pending = self._orphans.setdefault(ev.pid, [])
+                    if len(pending) < self.recent_len:
+                        pending.append(ev)
+                else:
+                    self._remember(proc, ev)
+            else:
+                self._log.append(ev)
+
+    def _remember(self, proc: _Proc, ev: Event) -> None:
+        proc.recent.append(ev)
+        if len(proc.recent) > self.recent_len:
+            proc.recent.popleft()
+
+    def set_rollup(self, key: ProcessKey, rollup: SmapsRollup | None) -> None:
+        proc = self._procs.get(key)
+        if proc is not None:
+            proc.rollup = rollup
+
+    def update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
+               kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
+               tracer: TracerHealth, duration_s: float = 0.0) -> Snapshot:
+        """Merge one tick and return the snapshot for it."""
+        cap = self.history_len
+        seen: dict[ProcessKey, _Proc] = {}
+        by_pid: dict[int, ProcessKey] = {}
+        for s in samples:
+            key = s.key
+            proc = self._procs.get(key)
+            if proc is None:
+                proc = _Proc(s, last_change=now)
+                for ev in self._orphans.pop(s.pid, ()):
+                    self._remember(proc, ev)
+            old_kernel = proc.kernel
+            proc.sample = s
+            proc.kernel = kernel.get(key, KernelCounts()) if kernel is not None else None
+            rate = 0.0
+            if proc.kernel is not None and old_kernel is not None and proc.times:
+                dt = now - proc.times[-1]
+                if dt > 0:
+                    rate = max(0, proc.kernel.calls - old_kernel.calls) / dt
+            out = proc.kernel.outstanding_bytes if proc.kernel is not None else 0
+            proc.push(cap, now, s.rss_kb, out, rate)
+            proc.verdict = self._assess(proc)
+            seen[key] = proc
+            by_pid[s.pid] = key
+        self._procs = seen
+        self._by_pid = by_pid
+        self._orphans.clear()
+        self._system.append(system)
+        snap = Snapshot(
+            timestamp=now,
+            interval_s=interval_s,
+            hostname=self.hostname,
+            system=system,
+            tracer=tracer,
+            processes=tuple(self._view(p) for p in seen.values()),
+            events=tuple(self._log),
+            system_history=tuple(self._system),
+            duration_s=duration_s,
+        )
+        self._last = snap
+        return snap
+
+    def _assess(self, proc: _Proc) -> LeakVerdict:
+        times = proc.times
+        if len(times) < 2:
+            return _NO_VERDICT
+        if proc.last_change <= times[0]:
+            return LeakVerdict(0.0, False, None)  # flat over the whole window: no need to fit
+        return assess(times, proc.rss, self.leak_policy)
+
+    def _view(self, p: _Proc) -> ProcessView:
+        v = p.verdict
+        return ProcessView(
+            sample=p.sample,
+            kernel=p.kernel,
+            rollup=p.rollup,
+            growth_kb_s=v.growth_kb_s,
+            leak_suspect=v.suspect,
+            leak_reason=v.reason,
+            rss_history=tuple(p.rss),
+            outstanding_history=tuple(p.outstanding),
+            event_rate_history=tuple(p.rates),
+            recent_events=tuple(p.recent),
+        )
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    @property
+    def latest(self) -> Snapshot | None:
+        return self._last
+
+    def key_of(self, pid: int) -> ProcessKey | None:
+        return self._by_pid.get(pid)
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+
+def exit_events(log: Iterable[Event]) -> list[Event]:
+    """Just the exits and OOM kills of an events log (for views that list them)."""
+    return [e for e in log if e.kind in (EventKind.EXIT, EventKind.OOM)]
