@@ -3,10 +3,11 @@
 A process is a *leak suspect* when, over its history window (at least ``min_span_s`` long):
 
 1. its RSS grows at ``min_rate_kb_s`` or more (least-squares slope over the window),
-2. its *floor* rises: the lowest RSS of the window's last third is at least ``min_growth_kb`` (and
-   2 %) above the lowest of its first third, so a sawtooth that keeps returning to the same low
-   (caches, arenas being trimmed, garbage collection) is not a suspect however steep its teeth,
-3. and the growth is steady: at least ``min_up_fraction`` of the steps between samples do not go down.
+2. its *floor* rises steadily: split the window in thirds; the lowest RSS of each third is above
+   the lowest of the one before, and the last is at least ``min_growth_kb`` (and 2 %) above the
+   first. A sawtooth that keeps returning to the same low (caches, arenas being trimmed, garbage
+   collection) is not a suspect however steep its teeth; one whose low keeps rising is, and so
+   is a noisy leak, whose samples go down often but whose floor does not.
 
 The rate alone is what ``growth_kb_s`` reports and what the table sorts by; the flag needs all three.
 """
@@ -23,7 +24,6 @@ class LeakPolicy:
     min_points: int = 6
     min_rate_kb_s: float = 1.0
     min_growth_kb: int = 1024
-    min_up_fraction: float = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +64,18 @@ def assess(times: Sequence[float], rss_kb: Sequence[int], policy: LeakPolicy = L
     rate = slope(times, rss_kb)
     if n < policy.min_points or span < policy.min_span_s:
         return LeakVerdict(rate, False, None)
-    third = max(1, n // 3)
-    first_floor = min(rss_kb[:third])
-    last_floor = min(rss_kb[-third:])
-    rise = last_floor - first_floor
-    ups = sum(1 for a, b in zip(rss_kb, rss_kb[1:], strict=False) if b >= a) / (n - 1)
+    third = n // 3
+    f1, f2, f3 = min(rss_kb[:third]), min(rss_kb[third:n - third]), min(rss_kb[n - third:])
+    rise = f3 - f1
     suspect = (
         rate >= policy.min_rate_kb_s
-        and rise >= max(policy.min_growth_kb, 0.02 * first_floor)
-        and ups >= policy.min_up_fraction
+        and f1 < f2 < f3
+        and rise >= max(policy.min_growth_kb, 0.02 * f1)
     )
     reason = None
     if suspect:
         reason = (
-            f"RSS grew {_human_kb(rss_kb[-1] - rss_kb[0])} in {_human_span(span)} "
-            f"({rate:+.1f} KB/s); its floor rose {_human_kb(rise)} and {ups:.0%} of samples did not go down"
+            f"RSS grew {_human_kb(rss_kb[-1] - rss_kb[0])} in {_human_span(span)} ({rate:+.1f} KB/s) "
+            f"and its floor rose in every third of that time, by {_human_kb(rise)} in all"
         )
     return LeakVerdict(rate, suspect, reason)

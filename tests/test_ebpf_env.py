@@ -1,0 +1,128 @@
+"""Every environment a user can meet gets a sentence that says what to do."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from memwatch.ebpf import BpfUnavailable, Tracer, TracerConfig
+from memwatch.ebpf import errors as env
+from memwatch.ebpf.btf import LayoutMismatch, verify_layouts
+from memwatch.ebpf.layouts import MIRRORS, MwCallEvent
+from memwatch.ebpf.libbpf import load_libbpf
+from memwatch.ebpf.loader import PACKAGED_OBJECT
+
+CAP = lambda *bits: sum(1 << b for b in bits)  # noqa: E731
+
+
+def test_privileges() -> None:
+    env.check_privileges(CAP(env.CAP_SYS_ADMIN))
+    env.check_privileges(CAP(env.CAP_BPF, env.CAP_PERFMON))
+    with pytest.raises(BpfUnavailable, match="needs root .*CAP_BPF and CAP_PERFMON.*sudo") as e:
+        env.check_privileges(0)
+    assert e.value.code == "no-privileges"
+    with pytest.raises(BpfUnavailable, match=r"\(or CAP_PERFMON\)"):
+        env.check_privileges(CAP(env.CAP_BPF))
+
+
+def test_missing_libbpf_names_the_package() -> None:
+    code = ("import memwatch.ebpf.libbpf as l\n"
+            "try:\n    l.load_libbpf()\nexcept Exception as e:\n    print(type(e).__name__, e.code, e)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MEMWATCH_LIBBPF": "libbpf-missing.so.9"})
+    assert res.stdout.startswith("BpfUnavailable no-libbpf")
+    assert "apt install libbpf1" in res.stdout
+
+
+def test_no_btf(tmp_path: Path) -> None:
+    with pytest.raises(BpfUnavailable, match="CONFIG_DEBUG_INFO_BTF") as e:
+        env.check_btf(str(tmp_path / "vmlinux"))
+    assert e.value.code == "no-btf"
+
+
+def test_old_kernel() -> None:
+    env.check_kernel("6.18.44-fc-v657")
+    env.check_kernel("5.15.0-91-generic")
+    with pytest.raises(BpfUnavailable, match="too old.*5.15") as e:
+        env.check_kernel("4.19.0-21-amd64")
+    assert e.value.code == "old-kernel"
+    assert env.parse_kernel_release("6.1.0+") == (6, 1)
+
+
+def test_object_missing_or_writable_by_others(tmp_path: Path) -> None:
+    with pytest.raises(BpfUnavailable, match="missing.*reinstall") as e:
+        env.check_object(tmp_path / "prog.bpf.o")
+    assert e.value.code == "no-object"
+    obj = tmp_path / "prog.bpf.o"
+    shutil.copy(PACKAGED_OBJECT, obj)
+    for mode in (0o666, 0o664, 0o646):
+        obj.chmod(mode)
+        with pytest.raises(BpfUnavailable, match="refusing.*writable by group or others.*chmod go-w") as e:
+            env.check_object(obj)
+        assert e.value.code == "unsafe-object"
+    obj.chmod(0o644)
+    env.check_object(obj, euid=os.stat(obj).st_uid)
+    if os.geteuid() == 0:
+        os.chown(obj, 12345, 12345)  # someone else's file: they could swap it under us
+        with pytest.raises(BpfUnavailable, match="belongs to uid 12345"):
+            env.check_object(obj, euid=0)
+
+
+def test_tracer_refuses_a_writable_object_before_loading(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the privilege check comes first for non-root users")
+    obj = tmp_path / "prog.bpf.o"
+    shutil.copy(PACKAGED_OBJECT, obj)
+    obj.chmod(0o666)
+    with pytest.raises(BpfUnavailable, match="refusing"):
+        Tracer(TracerConfig(object_path=obj)).open()
+
+
+def test_packaged_object_matches_the_python_layouts() -> None:
+    verify_layouts(load_libbpf(), PACKAGED_OBJECT)
+
+
+def test_layout_drift_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Drifted(ctypes.Structure):
+        _fields_ = [(name, typ) for name, typ in MwCallEvent._fields_[:-1]]  # comm dropped
+
+    monkeypatch.setitem(MIRRORS, "mw_call_event", Drifted)
+    with pytest.raises(LayoutMismatch, match="mw_call_event: size 80 in BTF, 64 in Python"):
+        verify_layouts(load_libbpf(), PACKAGED_OBJECT)
+
+
+def test_tracefs_missing_picks_raw_mode_or_says_how(monkeypatch: pytest.MonkeyPatch,
+                                                   open_tracer: Callable[..., Tracer]) -> None:
+    monkeypatch.setattr("memwatch.ebpf.loader.tracefs_dir", lambda: None)
+    with pytest.raises(BpfUnavailable, match="mount -t tracefs") as e:
+        Tracer(TracerConfig(mode="tracepoint")).open()
+    if e.value.code == "no-privileges":
+        pytest.skip("needs root")
+    assert e.value.code == "no-tracefs"
+    tracer = open_tracer(mode="auto")
+    assert tracer.mode == "raw"
+
+
+def test_load_errors_become_sentences() -> None:
+    assert "lockdown" in str(env.explain_load_error(PermissionError(1, "Operation not permitted")))
+    assert "lacks a feature" in str(env.explain_load_error(OSError(22, "Invalid argument")))
+    assert "ulimit -l" in str(env.explain_load_error(OSError(12, "Cannot allocate memory")))
+
+
+def test_libbpf_log_goes_to_logging_not_the_terminal(caplog: pytest.LogCaptureFixture,
+                                                     capfd: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    lib = load_libbpf()
+    bogus = tmp_path / "not-an-object.o"
+    bogus.write_bytes(b"not an ELF file")
+    with caplog.at_level("DEBUG", logger="memwatch.libbpf"):
+        assert not lib.bpf_object__open_file(str(bogus).encode(), None)
+    assert any("elf" in r.getMessage().lower() for r in caplog.records)
+    assert capfd.readouterr().err == ""

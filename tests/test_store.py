@@ -1,0 +1,151 @@
+"""The state store and the leak signal, on made-up ticks (no kernel, no /proc)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from memwatch.leak import LeakPolicy, assess, slope
+from memwatch.model import Event, EventKind, KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth
+from memwatch.store import Store
+
+SYSTEM = SystemMemory(total_kb=1000, available_kb=500, used_kb=500, free_kb=400, swap_total_kb=0, swap_used_kb=0)
+ON = TracerHealth(enabled=True, mode="raw")
+
+
+def sample(pid: int, start: int, rss: int = 1000, name: str = "p") -> ProcessSample:
+    return ProcessSample(pid=pid, ppid=1, name=name, cmdline=name, user="root", start_ticks=start,
+                         start_time=float(start), threads=1, rss_kb=rss, virt_kb=rss * 2, peak_kb=rss,
+                         swap_kb=0, shared_kb=0, anon_kb=rss, cgroup="/", kernel_thread=False)
+
+
+def call(pid: int, t: float, length: int = 4096) -> Event:
+    return Event(timestamp=t, kind=EventKind.MMAP, pid=pid, tid=pid, name="p", addr=0x1000, length=length)
+
+
+def test_pid_reuse_starts_fresh() -> None:
+    store = Store()
+    old = sample(42, start=100, rss=5000)
+    store.add_events([call(42, 0.5)])
+    store.update(1.0, 3, [old], {old.key: KernelCounts(mmap_count=7)}, SYSTEM, ON)
+    snap = store.update(2.0, 3, [old], {old.key: KernelCounts(mmap_count=9)}, SYSTEM, ON)
+    (v,) = snap.processes
+    assert v.kernel is not None and v.kernel.mmap_count == 9
+    assert v.rss_history == (5000, 5000)
+    new = sample(42, start=200, rss=10)
+    snap = store.update(3.0, 3, [new], {new.key: KernelCounts(mmap_count=1)}, SYSTEM, ON)
+    (v,) = snap.processes
+    assert v.key == (42, 200)
+    assert v.kernel is not None and v.kernel.mmap_count == 1
+    assert v.rss_history == (10,)
+    assert v.recent_events == ()
+    # counters of the old process under the reused pid are never merged into the new one
+    snap = store.update(4.0, 3, [new], {old.key: KernelCounts(mmap_count=99)}, SYSTEM, ON)
+    assert snap.processes[0].kernel == KernelCounts()
+
+
+def test_events_go_to_their_process_exits_to_the_log() -> None:
+    store = Store(recent_len=3)
+    a = sample(1, 10)
+    store.update(1.0, 3, [a], {}, SYSTEM, ON)
+    store.add_events([call(1, 1.1 + i / 10) for i in range(5)])
+    store.add_events([call(2, 1.2)])  # born since the last tick
+    exit_ev = Event(timestamp=1.5, kind=EventKind.EXIT, pid=3, tid=3, name="gone", exit_code=0,
+                    counts=KernelCounts(mmap_count=4))
+    store.add_events([exit_ev])
+    b = sample(2, 20)
+    snap = store.update(2.0, 3, [a, b], {}, SYSTEM, ON)
+    va, vb = snap.by_key[a.key], snap.by_key[b.key]
+    assert [round(e.timestamp, 1) for e in va.recent_events] == [1.3, 1.4, 1.5]  # bounded, newest kept
+    assert len(vb.recent_events) == 1
+    assert snap.events == (exit_ev,)
+    # exited processes leave the table, their exit stays in the log
+    snap = store.update(3.0, 3, [b], {}, SYSTEM, ON)
+    assert [v.pid for v in snap.processes] == [2]
+    assert snap.events == (exit_ev,)
+
+
+def test_kernel_off_means_none_not_zero_and_rollups_stick() -> None:
+    store = Store()
+    a = sample(1, 10)
+    store.update(1.0, 3, [a], None, SYSTEM, TracerHealth(enabled=False, reason="off"))
+    store.set_rollup(a.key, SmapsRollup(pss_kb=5, uss_kb=4, swap_pss_kb=0))
+    snap = store.update(2.0, 3, [a], None, SYSTEM, TracerHealth(enabled=False, reason="off"))
+    (v,) = snap.processes
+    assert v.kernel is None
+    assert v.rollup == SmapsRollup(5, 4, 0)
+
+
+def test_event_rate_history_from_counter_deltas() -> None:
+    store = Store()
+    a = sample(1, 10)
+    store.update(0.0, 3, [a], {a.key: KernelCounts(mmap_count=0)}, SYSTEM, ON)
+    snap = store.update(2.0, 3, [a], {a.key: KernelCounts(mmap_count=10, munmap_count=10)}, SYSTEM, ON)
+    assert snap.processes[0].event_rate_history == (0.0, 10.0)
+
+
+def test_histories_are_bounded() -> None:
+    store = Store(history_len=5)
+    a = sample(1, 10)
+    snap = None
+    for i in range(12):
+        snap = store.update(float(i), 1, [replace(a, rss_kb=i)], None, SYSTEM, ON)
+    assert snap is not None
+    assert snap.processes[0].rss_history == (7, 8, 9, 10, 11)
+    assert len(snap.system_history) == 5
+
+
+def test_slope() -> None:
+    assert math.isclose(slope([0, 1, 2, 3], [10, 12, 14, 16]), 2.0)
+    assert slope([0, 1], [5, 5]) == 0.0
+
+
+POLICY = LeakPolicy(min_span_s=60, min_points=6, min_rate_kb_s=1, min_growth_kb=1024)
+
+
+def series(values: list[int], step: float = 3.0) -> tuple[list[float], list[int]]:
+    return [i * step for i in range(len(values))], values
+
+
+def test_steady_leak_is_flagged_with_a_reason() -> None:
+    times, rss = series([100_000 + 200 * i for i in range(40)])  # +200 KB every 3 s
+    v = assess(times, rss, POLICY)
+    assert v.suspect
+    assert v.growth_kb_s is not None and math.isclose(v.growth_kb_s, 200 / 3, rel_tol=1e-6)
+    assert v.reason is not None and "KB/s" in v.reason and "floor" in v.reason
+
+
+def test_stable_process_is_not_flagged() -> None:
+    times, rss = series([100_000 + (i % 2) * 8 for i in range(40)])
+    v = assess(times, rss, POLICY)
+    assert not v.suspect
+    assert v.growth_kb_s is not None and abs(v.growth_kb_s) < 1
+
+
+def test_sawtooth_is_not_flagged_even_ending_on_a_peak() -> None:
+    tooth = [100_000 + 2_000 * i for i in range(10)]
+    times, rss = series(tooth * 4)
+    v = assess(times, rss, POLICY)
+    assert not v.suspect, v.reason
+
+
+def test_noisy_leak_is_flagged_and_short_history_is_not() -> None:
+    noise = [0, 300, -200, 100, -100, 250]
+    times, rss = series([100_000 + 150 * i + noise[i % 6] for i in range(60)])
+    assert assess(times, rss, POLICY).suspect
+    times, rss = series([100_000 + 1_000 * i for i in range(10)])  # 27 s: too short to judge
+    v = assess(times, rss, POLICY)
+    assert not v.suspect and v.growth_kb_s is not None and v.growth_kb_s > 0
+
+
+def test_store_flags_a_leaking_process() -> None:
+    store = Store(leak_policy=POLICY)
+    snap = None
+    for i in range(40):
+        snap = store.update(i * 3.0, 3, [sample(1, 10, rss=50_000 + 300 * i), sample(2, 20, rss=9_000)],
+                            None, SYSTEM, ON)
+    assert snap is not None
+    leaky, flat = snap.by_key[(1, 10)], snap.by_key[(2, 20)]
+    assert leaky.leak_suspect and leaky.leak_reason
+    assert not flat.leak_suspect and flat.growth_kb_s == 0.0
+    assert snap.top(1, "growth")[0].pid == 1
