@@ -25,7 +25,7 @@ CAP = lambda *bits: sum(1 << b for b in bits)  # noqa: E731
 def test_privileges() -> None:
     env.check_privileges(CAP(env.CAP_SYS_ADMIN))
     env.check_privileges(CAP(env.CAP_BPF, env.CAP_PERFMON))
-    with pytest.raises(BpfUnavailable, match="needs root .*CAP_BPF and CAP_PERFMON.*sudo") as e:
+    with pytest.raises(BpfUnavailable, match=r"needs root .*CAP_BPF and CAP_PERFMON.*sudo") as e:
         env.check_privileges(0)
     assert e.value.code == "no-privileges"
     with pytest.raises(BpfUnavailable, match=r"\(or CAP_PERFMON\)"):
@@ -42,7 +42,7 @@ def test_missing_libbpf_names_the_package() -> None:
 
 
 def test_no_btf(tmp_path: Path) -> None:
-    with pytest.raises(BpfUnavailable, match="CONFIG_DEBUG_INFO_BTF") as e:
+    with pytest.raises(BpfUnavailable, match=r"CONFIG_DEBUG_INFO_BTF") as e:
         env.check_btf(str(tmp_path / "vmlinux"))
     assert e.value.code == "no-btf"
 
@@ -50,21 +50,21 @@ def test_no_btf(tmp_path: Path) -> None:
 def test_old_kernel() -> None:
     env.check_kernel("6.18.44-fc-v657")
     env.check_kernel("5.15.0-91-generic")
-    with pytest.raises(BpfUnavailable, match="too old.*5.15") as e:
+    with pytest.raises(BpfUnavailable, match=r"too old.*5\.15") as e:
         env.check_kernel("4.19.0-21-amd64")
     assert e.value.code == "old-kernel"
     assert env.parse_kernel_release("6.1.0+") == (6, 1)
 
 
 def test_object_missing_or_writable_by_others(tmp_path: Path) -> None:
-    with pytest.raises(BpfUnavailable, match="missing.*reinstall") as e:
+    with pytest.raises(BpfUnavailable, match=r"missing.*reinstall") as e:
         env.check_object(tmp_path / "prog.bpf.o")
     assert e.value.code == "no-object"
     obj = tmp_path / "prog.bpf.o"
     shutil.copy(PACKAGED_OBJECT, obj)
     for mode in (0o666, 0o664, 0o646):
         obj.chmod(mode)
-        with pytest.raises(BpfUnavailable, match="refusing.*writable by group or others.*chmod go-w") as e:
+        with pytest.raises(BpfUnavailable, match=r"refusing.*writable by group or others.*chmod go-w") as e:
             env.check_object(obj)
         assert e.value.code == "unsafe-object"
     obj.chmod(0o644)

@@ -10,9 +10,9 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from memwatch.model import ProcessView, Snapshot
+from memwatch.model import KernelCounts, ProcessView, Snapshot
 from memwatch.serialize import HEADLESS_COLUMNS, headless_document, headless_process_dict
 from memwatch.sources.base import SeekableSource, SnapshotSource
 
@@ -36,18 +36,18 @@ def parse_time(text: str) -> float:
         raise ValueError(f"cannot read {text!r} as a time: give seconds since the epoch or an ISO "
                          "8601 time such as 2026-11-26T10:15:00") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
-def _num(v: int | None) -> str:
-    return "-" if v is None else str(v)
+def _num(k: KernelCounts | None, field: str, scale: int = 1) -> str:
+    return "-" if k is None else str(getattr(k, field) // scale)
 
 
 def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
     """The original monitor's columns plus memwatch's, sizes in KB, '-' where eBPF is off."""
     t, sysm = snapshot.tracer, snapshot.system
-    when = datetime.fromtimestamp(snapshot.timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = datetime.fromtimestamp(snapshot.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     tracer = (f"eBPF {t.mode} mode: {t.events} events, {t.events_dropped} dropped, {t.map_full} map-full"
               if t.enabled else (t.reason or "eBPF is off"))
     lines = [
@@ -63,9 +63,9 @@ def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
         growth = "-" if v.growth_kb_s is None else f"{v.growth_kb_s:.1f}"
         lines.append(
             f"{s.pid:>7}  {printable(s.name)[:20]:<20} {s.rss_kb:>10} {s.virt_kb:>12} {s.peak_kb:>10} "
-            f"{s.swap_kb:>9} {_num(k and k.mmap_count):>7} {_num(k and k.munmap_count):>7} "
-            f"{_num(k and k.brk_count):>6} {_num(k and k.mremap_count):>7} "
-            f"{_num(k and k.outstanding_bytes // 1024):>10} {growth:>12}  {'yes' if v.leak_suspect else ''}"
+            f"{s.swap_kb:>9} {_num(k, 'mmap_count'):>7} {_num(k, 'munmap_count'):>7} "
+            f"{_num(k, 'brk_count'):>6} {_num(k, 'mremap_count'):>7} "
+            f"{_num(k, 'outstanding_bytes', 1024):>10} {growth:>12}  {'yes' if v.leak_suspect else ''}"
         )
     return "\n".join(lines) + "\n"
 

@@ -7,14 +7,14 @@ recorder can never be changed under their feet by the collector that keeps runni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 ProcessKey = tuple[int, int]
 """(pid, start time in clock ticks since boot): a pid alone is not an identity, pids are reused."""
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     """What a ring-buffer event (or a derived event) reports."""
 
     MMAP = "mmap"

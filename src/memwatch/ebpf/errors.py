@@ -43,7 +43,10 @@ def effective_caps(status_path: str = "/proc/self/status") -> int:
 def check_privileges(caps: int | None = None) -> None:
     """Loading and attaching tracing programs needs CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN."""
     caps = effective_caps() if caps is None else caps
-    has = lambda bit: bool(caps & (1 << bit))  # noqa: E731
+
+    def has(bit: int) -> bool:
+        return bool(caps & (1 << bit))
+
     if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
         return
     missing = [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not has(bit)]

@@ -171,10 +171,10 @@ class Tracer:
         rodata = next((m for n, m in self._maps.items() if n.endswith(".rodata")), None)
         if rodata is None:
             raise OSError(errno.ENOENT, "the object has no .rodata configuration")
-        size = c_size_t(0)
-        ptr = check_ptr(lib.bpf_map__initial_value(rodata, byref(size)), "reading configuration")
-        if size.value < ctypes.sizeof(MwConfig):
-            raise OSError(errno.EINVAL, f".rodata is {size.value} bytes, smaller than struct mw_config")
+        rodata_size = c_size_t(0)
+        ptr = check_ptr(lib.bpf_map__initial_value(rodata, byref(rodata_size)), "reading configuration")
+        if rodata_size.value < ctypes.sizeof(MwConfig):
+            raise OSError(errno.EINVAL, f".rodata is {rodata_size.value} bytes, smaller than struct mw_config")
         conf = MwConfig.from_address(ptr)
         conf.event_threshold = max(0, cfg.event_threshold)
         conf.page_size = self.page_size
@@ -254,7 +254,7 @@ class Tracer:
         for key_bytes, value_bytes, n in self._dump(self._fd("proc_stats"), 4, _STATS.size, 1024):
             keys = struct.unpack_from(f"<{n}I", key_bytes)
             for tgid, fields in zip(keys, _STATS.iter_unpack(value_bytes[: n * _STATS.size]), strict=True):
-                out[tgid] = RawStats(tgid, *fields[:19], layouts.decode_comm(fields[-1]))
+                out[tgid] = RawStats(tgid, *fields[:19], layouts.decode_comm(fields[-1]))  # type: ignore[call-arg]  # 19 numbers, checked by the tests
         return out
 
     def _dump(self, fd: int, key_size: int, value_size: int,

@@ -161,10 +161,8 @@ class LiveSource:
     async def _drain_forever(self) -> None:
         assert self.tracer is not None
         loop = asyncio.get_running_loop()
-        try:
+        with contextlib.suppress(OSError, NotImplementedError, ValueError):  # the timer alone still drains
             loop.add_reader(self.tracer.ring.fileno, self._wake.set)
-        except (OSError, NotImplementedError, ValueError):
-            pass  # the timer alone still drains
         while True:
             self.drain_once()
             with contextlib.suppress(TimeoutError):
