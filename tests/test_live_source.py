@@ -1,0 +1,105 @@
+"""The live source on the real kernel: counts merged by (pid, start), events, exits, storms."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import Workload, bpf_unavailable
+from memwatch.ebpf import TracerConfig
+from memwatch.model import EventKind, Snapshot
+from memwatch.sources.base import SnapshotSource
+from memwatch.sources.live import LiveSource
+
+K = 1024
+
+
+def attached(snap: Snapshot) -> None:
+    if not snap.tracer.enabled:
+        bpf_unavailable(snap.tracer.reason or "eBPF is off")
+
+
+@pytest.mark.bpf
+async def test_counts_events_and_exits_reach_the_snapshot(workload: Workload) -> None:
+    pid = workload("pid")
+    source = LiveSource(0.5, tracer_config=TracerConfig(events_per_sec=0))
+    assert isinstance(source, SnapshotSource)
+    snap = await source.open()
+    try:
+        attached(snap)
+        assert snap.tracer.mode in ("raw", "tracepoint")
+        a = workload(f"mmap {256 * K}")
+        child = workload(f"fork 2 {64 * K} 7")
+        snap = await source.next()
+        (view,) = [v for v in snap.processes if v.pid == pid]
+        assert view.kernel is not None
+        assert (view.kernel.mmap_count, view.kernel.mmap_bytes, view.kernel.outstanding_bytes) == (1, 256 * K, 256 * K)
+        mm = [e for e in view.recent_events if e.kind is EventKind.MMAP]
+        assert [(e.addr, e.length) for e in mm] == [(a, 256 * K)]
+        exits = [e for e in snap.events if e.kind is EventKind.EXIT and e.pid == child]
+        assert len(exits) == 1
+        assert exits[0].exit_code == 7 << 8 and exits[0].counts is not None
+        assert exits[0].counts.mmap_count == 2
+        assert exits[0].name == "workload"
+        assert all(v.pid != child for v in snap.processes)
+        # its live-mapping entries were swept after the exit was seen
+        assert source.tracer is not None and child not in source.tracer.map_tgids("active_allocs")
+        rollup = await source.rollup(view.key)
+        assert rollup is not None and rollup.pss_kb > 0
+        assert await source.rollup((pid, view.sample.start_ticks + 1)) is None  # not that process
+    finally:
+        await source.close()
+    assert source.tracer is None
+    await source.close()
+
+
+@pytest.mark.bpf
+async def test_event_storm_is_bounded_and_losses_are_visible(workload: Workload) -> None:
+    # a tiny ring, no per-process budget, a small drain budget: the consumer cannot keep up
+    cfg = TracerConfig(ring_bytes=16 * K, events_per_sec=0, event_threshold=0)
+    source = LiveSource(0.5, tracer_config=cfg, drain_budget=64, drain_every_s=0.05)
+    snap = await source.open()
+    try:
+        attached(snap)
+        await asyncio.to_thread(workload, f"threads 4 2000 {16 * K}")
+        snap = await source.next()
+        assert snap.tracer.events_dropped > 0, "the storm overflowed the ring and it was counted"
+        (view,) = [v for v in snap.processes if v.pid == workload.pid]
+        assert view.kernel is not None and view.kernel.mmap_count == 8000  # counts stay exact
+        assert source.store.events_seen + snap.tracer.events_dropped <= 16000
+    finally:
+        await source.close()
+
+
+async def test_no_bpf_source_works_and_says_why() -> None:
+    source = LiveSource(0.3, use_bpf=False)
+    snap = await source.open()
+    try:
+        assert not snap.tracer.enabled and "--no-bpf" in (snap.tracer.reason or "")
+        me = [v for v in snap.processes if v.pid == os.getpid()]
+        assert len(me) == 1 and me[0].kernel is None and me[0].sample.rss_kb > 0
+        source.set_interval(0.25)
+        t0 = time.monotonic()
+        snap2 = await source.next()
+        assert snap2.timestamp > snap.timestamp
+        assert time.monotonic() - t0 < 2
+    finally:
+        await source.close()
+
+
+def test_unprivileged_live_source_degrades() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("run as root to test dropping privileges")
+    code = ("import asyncio\nfrom memwatch.sources.live import LiveSource\n"
+            "async def m():\n s=LiveSource(0.3); snap=await s.open(); await s.close()\n"
+            " print(snap.tracer.enabled, snap.tracer.reason)\nasyncio.run(m())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                          sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("False eBPF is off: memwatch needs root")
