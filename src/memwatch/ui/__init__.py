@@ -1,0 +1,1 @@
+"""The Textual dashboard: the only part of memwatch that imports textual."""

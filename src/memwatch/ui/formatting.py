@@ -1,0 +1,158 @@
+"""Units and small text helpers for the dashboard.
+
+Pure functions (no Textual) so they are cheap to test and every widget formats a figure the same
+way: KB like the original C monitor, or human sizes (KiB/MiB/GiB) when the user toggles ``u``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_kb(kb: int | float) -> str:
+    """A KB figure as KiB/MiB/GiB with three significant digits ("12.3 MiB")."""
+    value = float(kb)
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    unit = 0
+    while value >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    if value >= 100 or unit == 0:
+        text = f"{value:.0f}"
+    elif value >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{sign}{text} {_BINARY_UNITS[unit]}"
+
+
+def human_bytes(n: int | float) -> str:
+    """A byte count in human units; under 1 KiB it stays in bytes."""
+    if abs(n) < 1024:
+        return f"{int(n)} B"
+    return human_kb(n / 1024)
+
+
+def size_kb(kb: int, human: bool, width: int | None = None) -> str:
+    """A memory figure in the chosen unit; KB that would not fit ``width`` falls back to human."""
+    if human:
+        return human_kb(kb)
+    text = str(kb)
+    if width is not None and len(text) > width:
+        return human_kb(kb)
+    return text
+
+
+def size_bytes(n: int, human: bool, width: int | None = None) -> str:
+    """Bytes shown as KB (truncated) or human sizes, matching the KB columns."""
+    if human:
+        return human_bytes(n)
+    return size_kb(n // 1024, False, width)
+
+
+def count(n: int) -> str:
+    """A call counter that stays narrow: 999999, then 1.23M, 123M, 1.23G."""
+    if n < 1_000_000:
+        return str(n)
+    for divisor, suffix in ((1_000_000_000, "G"), (1_000_000, "M")):
+        if n >= divisor:
+            value = n / divisor
+            return f"{value:.2f}{suffix}" if value < 10 else f"{value:.0f}{suffix}"
+    return str(n)  # pragma: no cover - unreachable
+
+
+def growth(kb_s: float | None) -> str:
+    """RSS growth in KB/s, signed, at most 7 characters; None (not known yet) is a dash."""
+    if kb_s is None:
+        return "-"
+    if abs(kb_s) < 1000:
+        return f"{kb_s:+.1f}"
+    if abs(kb_s) < 1_000_000:
+        return f"{kb_s:+.0f}"
+    return f"{kb_s / 1_000_000:+.1f}M"
+
+
+def rate(per_s: float) -> str:
+    """An event rate for the header: 0, 12.5, 1.2k, 3.4M per second."""
+    if per_s < 1000:
+        return f"{per_s:.0f}" if per_s >= 100 or per_s == int(per_s) else f"{per_s:.1f}"
+    if per_s < 1_000_000:
+        return f"{per_s / 1000:.1f}k"
+    return f"{per_s / 1_000_000:.1f}M"
+
+
+def trend(history: Sequence[float], points: int = 8) -> str:
+    """The last ``points`` values as block characters scaled between their own min and max."""
+    recent = list(history[-points:])
+    if not recent:
+        return ""
+    low, high = min(recent), max(recent)
+    if high == low:
+        return BLOCKS[0] * len(recent)
+    span = high - low
+    top = len(BLOCKS) - 1
+    return "".join(BLOCKS[round((v - low) / span * top)] for v in recent)
+
+
+def utc_time(timestamp: float, with_date: bool = False) -> str:
+    """Snapshot time in UTC (never the wall clock, so renders are deterministic)."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if with_date else "%H:%M:%S")
+
+
+def parse_utc_time(text: str, reference: float) -> float:
+    """A time typed by the user, as UTC: "HH:MM[:SS]" on the reference's day, or a full date.
+
+    Raises ValueError with a sentence the user can act on.
+    """
+    cleaned = text.strip().removesuffix("UTC").strip()
+    day = datetime.fromtimestamp(reference, UTC)
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"):
+        try:
+            return datetime.strptime(cleaned, fmt).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            pass
+    for fmt in ("%H:%M:%S", "%H:%M"):
+        try:
+            parsed = datetime.strptime(cleaned, fmt)
+        except ValueError:
+            continue
+        moment = day.replace(hour=parsed.hour, minute=parsed.minute, second=parsed.second, microsecond=0)
+        return moment.timestamp()
+    raise ValueError(f"cannot read {text!r} as a time: type HH:MM:SS or YYYY-MM-DD HH:MM:SS (UTC)")
+
+
+def printable(text: str) -> str:
+    """A process-derived string with control characters and undecodable bytes made visible.
+
+    Newlines, tabs, escapes and lone surrogates (non-UTF-8 bytes decoded with surrogateescape)
+    would break a one-line cell or the terminal; they become ``\\n``-style escapes instead.
+    """
+    if text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch == " " or ch.isprintable():
+            out.append(ch)
+            continue
+        code = ord(ch)
+        category = unicodedata.category(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif category in ("Cs", "Co", "Cn", "Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

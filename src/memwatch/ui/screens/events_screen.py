@@ -1,0 +1,95 @@
+"""Process exits (with their final figures) and OOM kills, newest at the bottom.
+
+Events are append-only, so the table only ever gains rows keyed by the event's identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from memwatch.model import Event, EventKind
+from memwatch.ui import formatting as fmt
+
+EVENT_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("time", "TIME (UTC)", 19), ("kind", "KIND", 4), ("pid", "PID", 7), ("name", "NAME", 20),
+    ("code", "EXIT", 5), ("peak", "PEAK/RSS", 10), ("mmap", "MMAP#", 7), ("munmap", "MUNMAP#", 7),
+    ("brk", "BRK#", 6), ("outst", "OUTST", 10),
+)
+
+
+def event_key(event: Event) -> str:
+    """Identity of an exit/OOM event across snapshots."""
+    return f"{event.kind.value}:{event.pid}:{event.start_ticks}:{event.timestamp!r}"
+
+
+def event_cells(event: Event, human: bool) -> list[Text]:
+    """One row: exits show exit code, peak RSS and final counters; OOM kills the victim's RSS."""
+
+    def right(value: str, style: str = "") -> Text:
+        return Text(value, justify="right", style=style)
+
+    dash = right("-", "dim")
+    oom = event.kind is EventKind.OOM
+    kb = event.rss_kb if oom else event.peak_rss_kb
+    c = event.counts
+    return [
+        Text(fmt.utc_time(event.timestamp, with_date=True).removesuffix(" UTC")),
+        Text("OOM" if oom else "exit", style="bold red" if oom else ""),
+        right(str(event.pid)),
+        Text(fmt.printable(event.name)[:20]),
+        right(str(event.exit_code)) if event.exit_code is not None else dash,
+        right(fmt.size_kb(kb, human, 10)) if kb is not None else dash,
+        right(fmt.count(c.mmap_count)) if c else dash,
+        right(fmt.count(c.munmap_count)) if c else dash,
+        right(fmt.count(c.brk_count)) if c else dash,
+        right(fmt.size_bytes(c.outstanding_bytes, human, 10)) if c else dash,
+    ]
+
+
+class EventsScreen(Screen[None]):
+    """The exits and OOM kills seen so far; the app feeds it every snapshot."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("e", "app.pop_screen", "Back", show=False),
+        Binding("q", "app.pop_screen", "Back", show=False),
+    ]
+    DEFAULT_CSS = """
+    EventsScreen #events-title { height: 1; text-style: bold; padding: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Static("Exited processes and OOM kills (Escape returns)", id="events-title")
+        table: DataTable[Text] = DataTable(id="events-table", cursor_type="row")
+        yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#events-table", DataTable)
+        for key, label, width in EVENT_COLUMNS:
+            table.add_column(label, width=width, key=key)
+
+    def add_events(self, events: Sequence[Event], human: bool) -> int:
+        """Append the exits/OOM kills not shown yet; returns how many were added."""
+        table: DataTable[Text] = self.query_one("#events-table", DataTable)
+        added = 0
+        for event in events:
+            if event.kind not in (EventKind.EXIT, EventKind.OOM):
+                continue
+            key = event_key(event)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            table.add_row(*event_cells(event, human), key=key)
+            added += 1
+        return added

@@ -1,0 +1,406 @@
+"""Behaviour of the dashboard driven through Textual's Pilot."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.text import Text
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from frames import (  # noqa: E402
+    BASE_TIMESTAMP,
+    FRAME_GAP_S,
+    HOG_PID,
+    LEAKY_PID,
+    MARKUP_NAME,
+    SHORT_JOB_PID,
+    make_frames,
+)
+from test_ui_support import ClosingReplay, ScriptedSource, with_process  # noqa: E402
+
+from memwatch.model import EventKind  # noqa: E402
+from memwatch.sources.replay import ReplaySource  # noqa: E402
+from memwatch.ui.app import TOO_SMALL, MemwatchApp  # noqa: E402
+from memwatch.ui.columns import COLUMNS  # noqa: E402
+from memwatch.ui.screens.detail_screen import DetailScreen  # noqa: E402
+from memwatch.ui.screens.events_screen import EventsScreen  # noqa: E402
+from memwatch.ui.screens.signal_modal import SignalModal  # noqa: E402
+
+SIZE = (200, 50)
+
+
+def key_of(pid: int, frames_index: int = 0) -> str:
+    frame = make_frames()[frames_index]
+    view = next(v for v in frame.processes if v.pid == pid)
+    return f"{view.pid}:{view.sample.start_ticks}"
+
+
+def cell(app: MemwatchApp, row_key: str, column: str) -> str:
+    value = app.table.get_cell(row_key, column)
+    assert isinstance(value, Text)
+    return value.plain
+
+
+def pids_in_table(app: MemwatchApp) -> list[int]:
+    return [int(k.split(":")[0]) for k in app.table.row_order]
+
+
+async def test_sort_keys_rank_and_mark_the_header() -> None:
+    frames = make_frames()
+    app = MemwatchApp(ScriptedSource(frames[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        by_rss = [v.pid for v in frames[1].top(100, "rss", True)]
+        assert pids_in_table(app) == by_rss
+        await pilot.press("P")
+        assert pids_in_table(app) == sorted(by_rss)
+        assert "▲" in str(app.table.columns[next(k for k in app.table.columns if k.value == "pid")].label)
+        await pilot.press("P")
+        assert pids_in_table(app) == sorted(by_rss, reverse=True)
+        await pilot.press("N")
+        names = [app.snapshot.by_key[(p, s)].sample.name.lower() for p, s in  # type: ignore[union-attr]
+                 (map(int, k.split(":")) for k in app.table.row_order)]
+        assert names == sorted(names)
+        await pilot.press("r")
+        assert app.descending is True and app.sort_column == "name"
+
+
+async def test_clicking_a_header_sorts_and_clicking_again_reverses() -> None:
+    frames = make_frames()
+    app = MemwatchApp(ScriptedSource(frames[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        # x of the PID header: it is the first column; VIRT is after PID, NAME, RSS.
+        x = 0
+        for spec in COLUMNS:
+            if spec.key == "virt":
+                break
+            x += spec.width + 2
+        assert await pilot.click("#processes", offset=(x + 2, 0))
+        await pilot.pause()
+        assert app.sort_column == "virt" and app.descending is True
+        virts = [app.snapshot.by_key[tuple(map(int, k.split(":")))].sample.virt_kb  # type: ignore[union-attr]
+                 for k in app.table.row_order]
+        assert virts == sorted(virts, reverse=True)
+        assert await pilot.click("#processes", offset=(x + 2, 0))
+        await pilot.pause()
+        assert app.descending is False
+
+
+async def test_cursor_follows_its_process_across_frames_and_resorts() -> None:
+    frames = make_frames()
+    source = ScriptedSource(frames[0])
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        target = key_of(LEAKY_PID)
+        while app.table.current_key != target:
+            await pilot.press("down")
+        source.push(frames[3])  # leaky-server grew: its rank changes
+        await pilot.pause()
+        await pilot.pause()
+        assert app.snapshot is not None and app.snapshot.timestamp == frames[3].timestamp
+        assert app.table.current_key == target
+        assert app.table.cursor_row == app.table.row_order.index(target)
+        await pilot.press("P")
+        assert app.table.current_key == target
+        assert app.table.cursor_row == app.table.row_order.index(target)
+
+
+async def test_frames_patch_rows_instead_of_rebuilding() -> None:
+    frames = make_frames()
+    source = ScriptedSource(frames[2])
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        short = key_of(SHORT_JOB_PID)
+        assert short in app.table.row_order
+        source.push(frames[3])  # short-job exited
+        await pilot.pause()
+        await pilot.pause()
+        assert short not in app.table.row_order
+        assert cell(app, key_of(LEAKY_PID), "rss") == str(
+            frames[3].by_key[(LEAKY_PID, 70_000)].sample.rss_kb)
+
+
+async def test_filter_by_name_pid_and_escape_clears() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        everyone = len(app.table.row_order)
+        await pilot.press("slash", *"leaky")
+        assert pids_in_table(app) == [LEAKY_PID]
+        await pilot.press("escape")
+        assert len(app.table.row_order) == everyone
+        await pilot.press("slash", *str(HOG_PID), "enter")
+        assert pids_in_table(app) == [HOG_PID]
+        assert app.focused is app.table
+        await pilot.press("slash", *"[red]")  # reopening selects the old text; markup is text too
+        assert app.filter_text == "[red]"
+        assert pids_in_table(app) == [1234]  # "[red]x[/red]" matches literally
+
+
+async def test_pause_keeps_the_frame_and_resume_shows_the_latest() -> None:
+    frames = make_frames()
+    source = ScriptedSource(frames[0])
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("p")
+        assert app.paused
+        leaky = key_of(LEAKY_PID)
+        before = cell(app, leaky, "rss")
+        source.push(frames[1])
+        source.push(frames[2])
+        while source.taken < 2:
+            await pilot.pause()
+        await pilot.pause()
+        assert app.snapshot is not None and app.snapshot.timestamp == frames[0].timestamp
+        assert cell(app, leaky, "rss") == before
+        await pilot.press("space")
+        assert not app.paused
+        assert app.snapshot is not None and app.snapshot.timestamp == frames[2].timestamp
+        assert cell(app, leaky, "rss") != before
+
+
+@pytest.fixture
+def sleeper() -> Any:
+    child = subprocess.Popen(["sleep", "60"])
+    yield child
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+
+
+async def _open_signal_modal(pilot: Any, app: MemwatchApp, child: subprocess.Popen[bytes]) -> None:
+    await pilot.pause()
+    await pilot.press("M")  # rss descending... the child's fake RSS is the largest
+    if app.descending is False:
+        await pilot.press("r")
+    assert app.table.current_key == f"{child.pid}:424242"
+    await pilot.press("k")
+    await pilot.pause()
+    assert isinstance(app.screen, SignalModal)
+
+
+async def test_signal_is_sent_after_confirmation(sleeper: subprocess.Popen[bytes]) -> None:
+    frame = with_process(make_frames()[1], sleeper.pid, "sleep [b]60[/b]")
+    app = MemwatchApp(ScriptedSource(frame))
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_signal_modal(pilot, app, sleeper)
+        await pilot.press("enter")  # the Send button has the focus
+        await pilot.pause()
+        assert sleeper.wait(timeout=5) == -signal.SIGTERM
+        assert not isinstance(app.screen, SignalModal)
+
+
+async def test_signal_choice_and_cancel(sleeper: subprocess.Popen[bytes]) -> None:
+    frame = with_process(make_frames()[1], sleeper.pid, "sleep")
+    app = MemwatchApp(ScriptedSource(frame))
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_signal_modal(pilot, app, sleeper)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, SignalModal)
+        with pytest.raises(subprocess.TimeoutExpired):
+            sleeper.wait(timeout=0.3)
+        await pilot.press("k")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, SignalModal)
+        assert await pilot.click("#sig-SIGKILL")
+        await pilot.pause()
+        assert modal.chosen is signal.SIGKILL
+        await pilot.press("y")
+        await pilot.pause()
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL
+
+
+async def test_signal_errors_are_notifications_not_tracebacks() -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    app = MemwatchApp(ScriptedSource(make_frames()[0]))
+    messages: list[tuple[str, str]] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.notify = lambda message, **kw: messages.append((message, kw.get("severity", "")))  # type: ignore
+        assert app.send_signal(gone.pid, MARKUP_NAME, signal.SIGTERM) is False
+        assert app.send_signal(1, "init", signal.SIGCONT) is True  # root may; we are root in CI
+    assert messages[0][1] == "warning" and "no longer exists" in messages[0][0]
+    assert "\\[red]x\\[/red]" in messages[0][0]  # escaped for notify's markup
+
+
+async def test_quit_closes_the_source() -> None:
+    source = ClosingReplay(make_frames())
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+    assert source.closed >= 1
+    assert app.return_code == 0
+
+
+async def test_ctrl_c_quits_and_closes() -> None:
+    source = ScriptedSource(make_frames()[0])
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert source.closed == 1
+
+
+async def test_degraded_shows_dashes_and_banner() -> None:
+    frames = make_frames(degraded=True)
+    app = MemwatchApp(ScriptedSource(frames[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        leaky = key_of(LEAKY_PID)
+        for column in ("mmap", "munmap", "brk", "outstanding"):
+            assert cell(app, leaky, column) == "-"
+        assert app.query_one("#banner").display
+
+
+async def test_odd_names_are_literal_and_units_toggle() -> None:
+    frames = make_frames()
+    app = MemwatchApp(ScriptedSource(frames[2]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        markup_key = key_of(1234)
+        assert cell(app, markup_key, "name") == MARKUP_NAME
+        assert cell(app, key_of(LEAKY_PID), "name").startswith("!")  # leak suspect marked
+        assert cell(app, markup_key, "rss").isdigit()
+        await pilot.press("u")
+        assert cell(app, markup_key, "rss").endswith("MiB")
+
+
+async def test_new_oom_kill_notifies_once_with_escaped_name() -> None:
+    frames = make_frames()
+    last = frames[-1]
+    events = tuple(e if e.kind is not EventKind.OOM else
+                   type(e)(**{**{f: getattr(e, f) for f in e.__dataclass_fields__}, "name": MARKUP_NAME})
+                   for e in last.events)
+    import dataclasses
+
+    last = dataclasses.replace(last, events=events, by_key={})
+    source = ScriptedSource(frames[0])
+    app = MemwatchApp(source)
+    seen: list[tuple[str, str]] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.notify = lambda message, **kw: seen.append((message, kw.get("severity", "")))  # type: ignore
+        source.push(last)
+        source.push(last)
+        while source.taken < 2:
+            await pilot.pause()
+        await pilot.pause()
+    ooms = [m for m in seen if "OOM" in m[0]]
+    assert len(ooms) == 1 and ooms[0][1] == "error"
+    assert "\\[red]x\\[/red]" in ooms[0][0]
+
+
+async def test_events_screen_lists_exits_and_ooms() -> None:
+    frames = make_frames()
+    app = MemwatchApp(ScriptedSource(frames[-1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, EventsScreen)
+        table = screen.query_one("#events-table")
+        kinds = sorted(str(table.get_row_at(i)[1]) for i in range(table.row_count))  # type: ignore
+        assert kinds == ["OOM", "exit"]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EventsScreen)
+
+
+async def test_enter_opens_detail_full_screen_and_escape_returns() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[2]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DetailScreen)
+
+
+async def test_rollup_is_asked_for_the_highlighted_process() -> None:
+    source = ScriptedSource(make_frames()[1])
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("down")
+        for _ in range(50):
+            if len(source.rollups) >= 2:
+                break
+            await pilot.pause()
+        current = app.table.current_key
+        assert current is not None
+        assert tuple(map(int, current.split(":"))) in source.rollups
+        assert "111 KB" in str(app.query_one("#detail-body").render())  # the PSS the source returned
+
+
+async def test_interval_keys_call_set_interval() -> None:
+    source = ScriptedSource(make_frames()[0], interval_s=3.0)
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("plus")
+        assert source.interval_s == 2.0
+        await pilot.press("minus", "minus")
+        assert source.interval_s == 5.0
+
+
+async def test_replay_time_controls() -> None:
+    source = ReplaySource(make_frames())
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("left_square_bracket")
+        assert source.position == 0 and app.paused
+        await pilot.press("full_stop", "full_stop")
+        assert source.position == 2
+        await pilot.press("comma")
+        assert source.position == 1
+        await pilot.press("right_square_bracket")
+        assert source.position == 4
+        when = BASE_TIMESTAMP + FRAME_GAP_S * 2 + 1
+        from memwatch.ui.formatting import utc_time
+
+        await pilot.press("g", *utc_time(when))
+        await pilot.press("enter")
+        assert source.position == 2
+        assert app.snapshot is not None and app.snapshot.replay_position == (2, 5)
+        await pilot.press("g", *"nonsense", "enter")
+        assert source.position == 2  # a bad time is a notification, not a jump
+
+
+async def test_too_small_terminal_shows_a_message() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[0]))
+    async with app.run_test(size=(40, 12)) as pilot:
+        await pilot.pause()
+        assert app.query_one("#too-small").display
+        assert not app.query_one("#main").display or app.screen.has_class("-too-small")
+        assert TOO_SMALL.startswith("Terminal too small")
+
+
+async def test_narrow_terminal_drops_low_priority_columns() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[0]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        visible = app.table.visible_columns
+        for key in ("pid", "name", "rss", "virt", "mmap", "munmap", "growth"):
+            assert key in visible
+        assert "trend" not in visible and "outstanding" not in visible
+
+
+def test_bad_arguments_are_sentences() -> None:
+    with pytest.raises(ValueError, match="unknown sort column"):
+        MemwatchApp(ScriptedSource(make_frames()[0]), sort="bogus")

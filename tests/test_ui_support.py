@@ -1,0 +1,81 @@
+"""Sources and helpers for the dashboard tests (no tests of its own).
+
+``ScriptedSource`` is a live-like (not seekable) source whose frames the test pushes one by one,
+so a test decides exactly when the app sees a new snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+
+from memwatch.model import ProcessKey, ProcessSample, ProcessView, SmapsRollup, Snapshot
+from memwatch.sources.replay import ReplaySource
+
+
+class ScriptedSource:
+    """A SnapshotSource fed by the test: ``push(frame)`` makes ``next()`` return it."""
+
+    def __init__(self, first: Snapshot, interval_s: float = 1.0) -> None:
+        self.first = first
+        self._interval_s = interval_s
+        self.queue: asyncio.Queue[Snapshot] = asyncio.Queue()
+        self.opened = 0
+        self.closed = 0
+        self.rollups: list[ProcessKey] = []
+        self.taken = 0
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval_s
+
+    def set_interval(self, seconds: float) -> None:
+        self._interval_s = seconds
+
+    async def open(self) -> Snapshot:
+        self.opened += 1
+        return self.first
+
+    async def next(self) -> Snapshot:
+        snap = await self.queue.get()
+        self.taken += 1
+        return snap
+
+    def push(self, snap: Snapshot) -> None:
+        self.queue.put_nowait(snap)
+
+    async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
+        self.rollups.append(key)
+        return SmapsRollup(pss_kb=111, uss_kb=99, swap_pss_kb=0)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+class ClosingReplay(ReplaySource):
+    """A ReplaySource that counts close() calls."""
+
+    def __init__(self, frames: Sequence[Snapshot]) -> None:
+        super().__init__(frames)
+        self.closed = 0
+
+    async def close(self) -> None:
+        self.closed += 1
+        await super().close()
+
+
+def with_process(snap: Snapshot, pid: int, name: str, rss_kb: int = 10**9) -> Snapshot:
+    """A copy of ``snap`` with one more process (e.g. a real child to signal), ranked first by RSS."""
+    template = snap.processes[0]
+    sample = dataclasses.replace(template.sample, pid=pid, name=name, cmdline=name, start_ticks=424242,
+                                 rss_kb=rss_kb)
+    view = ProcessView(sample=sample, kernel=None)
+    return dataclasses.replace(snap, processes=(*snap.processes, view), by_key={})
+
+
+def sample_names(views: Sequence[ProcessView]) -> list[str]:
+    return [v.sample.name for v in views]
+
+
+__all__ = ["ClosingReplay", "ProcessSample", "ScriptedSource", "sample_names", "with_process"]
