@@ -149,3 +149,18 @@ def test_store_flags_a_leaking_process() -> None:
     assert leaky.leak_suspect and leaky.leak_reason
     assert not flat.leak_suspect and flat.growth_kb_s == 0.0
     assert snap.top(1, "growth")[0].pid == 1
+
+
+def test_history_is_a_frozen_copy_that_equals_its_tuple() -> None:
+    from array import array
+
+    from memwatch.model import History
+
+    ring = array("q", [1, 2, 3])
+    h = History.of(ring)
+    ring.append(4)
+    ring[0] = 99
+    assert h == (1, 2, 3) and len(h) == 3 and h[-1] == 3 and h[1:] == (2, 3)
+    assert list(h) == [1, 2, 3] and hash(h) == hash((1, 2, 3))
+    assert History.of(array("d", [0.5])) == (0.5,)
+    assert h != (1, 2)

@@ -6,12 +6,66 @@ recorder can never be changed under their feet by the collector that keeps runni
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeVar, overload
 
 ProcessKey = tuple[int, int]
 """(pid, start time in clock ticks since boot): a pid alone is not an identity, pids are reused."""
+
+
+_N = TypeVar("_N", int, float)
+
+
+class History(Sequence[_N]):
+    """An immutable copy of a history ring, made with one memcpy and decoded only when read.
+
+    The store keeps histories in compact arrays and every tick hands each process's history to
+    readers that mostly never look at it (only the rows on screen draw a trend), so the copy must
+    be cheap; it compares equal to a tuple of the same values.
+    """
+
+    __slots__ = ("_code", "_data")
+
+    def __init__(self, data: bytes, typecode: str) -> None:
+        self._data = data
+        self._code = typecode
+
+    @classmethod
+    def of(cls, values: array[_N]) -> History[_N]:
+        return cls(values.tobytes(), values.typecode)
+
+    def _values(self) -> array[_N]:
+        out: array[_N] = array(self._code)
+        out.frombytes(self._data)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._data) // array(self._code).itemsize
+
+    @overload
+    def __getitem__(self, index: int) -> _N: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[_N, ...]: ...
+    def __getitem__(self, index: int | slice) -> _N | tuple[_N, ...]:
+        values = self._values()
+        return tuple(values[index]) if isinstance(index, slice) else values[index]
+
+    def __iter__(self) -> Iterator[_N]:
+        return iter(self._values())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, History | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"History({tuple(self)!r})"
 
 
 class EventKind(StrEnum):
@@ -183,9 +237,9 @@ class ProcessView:
     growth_kb_s: float | None = None
     leak_suspect: bool = False
     leak_reason: str | None = None
-    rss_history: tuple[int, ...] = ()
-    outstanding_history: tuple[int, ...] = ()
-    event_rate_history: tuple[float, ...] = ()
+    rss_history: Sequence[int] = ()
+    outstanding_history: Sequence[int] = ()
+    event_rate_history: Sequence[float] = ()
     recent_events: tuple[Event, ...] = ()
 
     @property

@@ -17,6 +17,7 @@ from memwatch.leak import LeakPolicy, LeakVerdict, assess
 from memwatch.model import (
     Event,
     EventKind,
+    History,
     KernelCounts,
     ProcessKey,
     ProcessSample,
@@ -29,6 +30,7 @@ from memwatch.model import (
 
 CALL_KINDS = frozenset({EventKind.MMAP, EventKind.MUNMAP, EventKind.BRK, EventKind.MREMAP})
 _NO_VERDICT = LeakVerdict(None, False, None)
+_NO_CALLS = KernelCounts()
 
 
 @dataclass(slots=True)
@@ -49,10 +51,12 @@ class _Proc:
     def push(self, cap: int, t: float, rss: int, outstanding: int, rate: float) -> None:
         if self.rss and self.rss[-1] != rss:
             self.last_change = t
-        for arr, v in ((self.times, t), (self.rss, rss), (self.outstanding, outstanding), (self.rates, rate)):
-            arr.append(v)  # type: ignore[arg-type]
-            if len(arr) > cap:
-                del arr[0]
+        if len(self.times) >= cap:
+            del self.times[0], self.rss[0], self.outstanding[0], self.rates[0]
+        self.times.append(t)
+        self.rss.append(rss)
+        self.outstanding.append(outstanding)
+        self.rates.append(rate)
 
 
 class Store:
@@ -117,7 +121,7 @@ class Store:
                     self._remember(proc, ev)
             old_kernel = proc.kernel
             proc.sample = s
-            proc.kernel = kernel.get(key, KernelCounts()) if kernel is not None else None
+            proc.kernel = kernel.get(key, _NO_CALLS) if kernel is not None else None
             rate = 0.0
             if proc.kernel is not None and old_kernel is not None and proc.times:
                 dt = now - proc.times[-1]
@@ -163,9 +167,9 @@ class Store:
             growth_kb_s=v.growth_kb_s,
             leak_suspect=v.suspect,
             leak_reason=v.reason,
-            rss_history=tuple(p.rss),
-            outstanding_history=tuple(p.outstanding),
-            event_rate_history=tuple(p.rates),
+            rss_history=History(p.rss.tobytes(), "q"),
+            outstanding_history=History(p.outstanding.tobytes(), "q"),
+            event_rate_history=History(p.rates.tobytes(), "d"),
             recent_events=tuple(p.recent),
         )
 

@@ -1,0 +1,157 @@
+"""A whole collection tick, the store's memory, and the consumer under an mmap storm.
+
+1. Tick cost: LiveSource ticks (/proc + store, and with the tracer: + kernel maps) with 0, 1,000
+   and 5,000 extra idle processes, as ms per tick and us per process; baseline in the same run:
+   psutil.process_iter with the fields a row needs.
+2. Store memory with 5,000 extra processes and full histories (tracemalloc), against the memory of
+   one tick's samples (what the store would hold with no history at all).
+3. Storm: the consumer's CPU (% of one core) while bench/mmap_loop.c runs flat out, against the
+   same source with no storm, plus events delivered, dropped and throttled.
+
+    sudo python bench/bench_tick.py [--counts 1000,5000] [--ticks 10] [--storm-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+import psutil  # noqa: E402
+from bench_procfs import PSUTIL_ATTRS, reap, spawn  # noqa: E402
+
+from memwatch.model import KernelCounts  # noqa: E402
+from memwatch.procfs import ProcReader, read_system_memory  # noqa: E402
+from memwatch.sources.live import LiveSource  # noqa: E402
+from memwatch.store import Store  # noqa: E402
+
+
+async def tick_times(source: LiveSource, ticks: int) -> tuple[float, int]:
+    """Median seconds per tick (after a warm-up tick) and the process count."""
+    snap = await source.open()
+    times = []
+    try:
+        for _ in range(ticks):
+            t0 = time.perf_counter()
+            snap = await source._tick()
+            times.append(time.perf_counter() - t0)
+    finally:
+        await source.close()
+    return statistics.median(times), len(snap.processes)
+
+
+def psutil_tick() -> float:
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for p in psutil.process_iter(PSUTIL_ATTRS):
+            _ = p.info
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def store_memory(history: int) -> tuple[int, int, int]:
+    """Bytes held by a store with full histories, bytes of one tick's samples, and processes."""
+    with ProcReader() as reader:
+        samples = reader.read_processes()
+    system = read_system_memory()
+    from memwatch.model import TracerHealth
+
+    health = TracerHealth(enabled=True, mode="raw")
+    kernel = {s.key: KernelCounts(mmap_count=i, outstanding_bytes=i * 4096) for i, s in enumerate(samples)}
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    store = Store(history_len=history)
+    for i in range(history):
+        store.update(float(i * 3), 3.0, samples, kernel, system, health)
+    store._last = None  # the snapshot is the readers' memory, not the store's
+    gc.collect()
+    held = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    tracemalloc.stop()
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    copy = [s for s in samples]  # noqa: C416 - measure the samples' own size
+    one = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    tracemalloc.stop()
+    del copy, store
+    return held, max(one, 1), len(samples)
+
+
+def storm(seconds: float) -> None:
+    loop = Path(tempfile.mkdtemp()) / "mmap_loop"
+    subprocess.run(["cc", "-O2", "-o", str(loop), str(HERE / "mmap_loop.c")], check=True)
+
+    async def run(with_storm: bool) -> tuple[float, int, int, int]:
+        source = LiveSource(1.0)
+        snap = await source.open()
+        if not snap.tracer.enabled:
+            raise SystemExit(f"storm: {snap.tracer.reason}")
+        proc = subprocess.Popen([str(loop), "100000000"], stdout=subprocess.DEVNULL) if with_storm else None
+        cpu0, t0 = time.process_time(), time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            snap = await source.next()
+        cpu = (time.process_time() - cpu0) / (time.monotonic() - t0)
+        if proc:
+            proc.kill()
+            proc.wait()
+        await source.close()
+        t = snap.tracer
+        return cpu, t.events, t.events_dropped, t.events_throttled
+
+    quiet = asyncio.run(run(False))
+    loud = asyncio.run(run(True))
+    print(f"storm ({seconds:.0f} s, 1 s interval): consumer CPU {loud[0] * 100:.1f}% of a core with the "
+          f"storm vs {quiet[0] * 100:.1f}% without (ratio {loud[0] / max(quiet[0], 1e-6):.2f}); "
+          f"events {loud[1]}, dropped {loud[2]}, throttled {loud[3]}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", default="1000,5000")
+    ap.add_argument("--ticks", type=int, default=10)
+    ap.add_argument("--history", type=int, default=120)
+    ap.add_argument("--storm-seconds", type=float, default=10.0)
+    args = ap.parse_args()
+    bpf = os.geteuid() == 0
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        steps = [0, *[int(c) for c in args.counts.split(",")]]
+        have = 0
+        print("tick cost (median of", args.ticks, "ticks; ms per tick, us per process; ratio vs psutil)")
+        for extra in steps:
+            spawn(children, extra - have)
+            have = extra
+            time.sleep(1)
+            base = psutil_tick()
+            proc_only, n = asyncio.run(tick_times(LiveSource(3.0, use_bpf=False), args.ticks))
+            line = (f"  +{extra:5d} extra ({n:5d} processes): /proc only {proc_only * 1e3:7.2f} ms "
+                    f"({proc_only / n * 1e6:5.1f} us/proc, {proc_only / base:.2f}x psutil)")
+            if bpf:
+                with_bpf, _ = asyncio.run(tick_times(LiveSource(3.0), args.ticks))
+                line += f"; with eBPF {with_bpf * 1e3:7.2f} ms ({with_bpf / base:.2f}x psutil)"
+            print(line + f"; psutil {base * 1e3:7.2f} ms")
+        held, one, n = store_memory(args.history)
+        print(f"store memory, {n} processes x {args.history} samples: {held / 2**20:.1f} MiB "
+              f"({held / n / 1024:.1f} KiB/process), {held / one:.1f}x one tick's samples")
+    finally:
+        reap(children)
+    if bpf and args.storm_seconds > 0:
+        storm(args.storm_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
