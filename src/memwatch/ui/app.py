@@ -260,8 +260,7 @@ class MemwatchApp(App[int]):
         snap = self.snapshot
         if snap is None:
             return
-        self.query_one(SystemHeader).update_from(snap, interval_s=self.source.interval_s, paused=self.paused,
-                                                 human=self.human_units)
+        self.query_one(SystemHeader).update_from(snap, interval_s=self.source.interval_s, paused=self.paused)
         banner = degraded_banner(snap)
         widget = self.query_one("#banner", Static)
         widget.display = banner is not None
@@ -286,6 +285,9 @@ class MemwatchApp(App[int]):
     def _render_status(self) -> None:
         snap = self.snapshot
         text = Text()
+        if self.paused:
+            text.append(" PAUSED ", style="bold reverse yellow")
+            text.append("  ")
         if snap is not None:
             text.append(f"{len(self.table.row_order)} of {len(snap.processes)} processes")
         spec = BY_KEY.get(self.sort_column)
@@ -295,9 +297,6 @@ class MemwatchApp(App[int]):
         if self.filter_text:
             text.append("  filter ")
             text.append(repr(self.filter_text), style="bold")
-        if self.paused:
-            text.append("  ")
-            text.append(" PAUSED ", style="bold reverse yellow")
         if self.source_ended:
             text.append(f"  {self.source_ended}", style="italic")
         self.query_one("#status", Static).update(text)

@@ -75,7 +75,12 @@ def growth(kb_s: float | None) -> str:
         return f"{kb_s:+.1f}"
     if abs(kb_s) < 1_000_000:
         return f"{kb_s:+.0f}"
-    return f"{kb_s / 1_000_000:+.1f}M"
+    mega = kb_s / 1_000_000
+    if abs(mega) < 100:
+        return f"{mega:+.1f}M"
+    if abs(mega) < 100_000:
+        return f"{mega:+.0f}M"
+    return f"{kb_s / 1e9:+.0f}G"
 
 
 def rate(per_s: float) -> str:

@@ -7,27 +7,24 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from memwatch.model import Snapshot, TracerHealth
 from memwatch.ui import formatting as fmt
 
 
-def _size(kb: int, human: bool) -> str:
-    return fmt.human_kb(kb) if human else f"{kb} KB"
-
-
-def system_line(snap: Snapshot, human: bool) -> Text:
-    """Used / available / total, swap and memory pressure."""
+def system_lines(snap: Snapshot) -> Text:
+    """Two lines: used / available / total memory, then swap and memory pressure (human sizes)."""
     m = snap.system
+    h = fmt.human_kb
     text = Text()
     text.append(fmt.printable(snap.hostname), style="bold")
-    text.append("  Mem ")
     pct = 100 * m.used_kb / m.total_kb if m.total_kb else 0.0
-    text.append(f"{_size(m.used_kb, human)} used ({pct:.0f}%)", style="bold")
-    text.append(f", {_size(m.available_kb, human)} avail of {_size(m.total_kb, human)}")
-    text.append(f"  Swap {_size(m.swap_used_kb, human)}/{_size(m.swap_total_kb, human)}")
+    text.append("  Mem used ")
+    text.append(f"{h(m.used_kb)} ({pct:.0f}%)", style="bold")
+    text.append(f" of {h(m.total_kb)}, avail {h(m.available_kb)}\n")
+    text.append(f"Swap {h(m.swap_used_kb)} of {h(m.swap_total_kb)}")
     if m.pressure_some_avg10 is not None:
         style = "bold red" if m.pressure_some_avg10 >= 10 else ("yellow" if m.pressure_some_avg10 > 0 else "")
         full = f" full {m.pressure_full_avg10:.2f}" if m.pressure_full_avg10 is not None else ""
@@ -39,6 +36,9 @@ def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
     """Tracer state, event rate, drops, the interval, the snapshot time (UTC) and PAUSED."""
     t: TracerHealth = snap.tracer
     text = Text()
+    if paused:  # first, so a narrow terminal never cuts it off
+        text.append(" PAUSED ", style="bold reverse yellow")
+        text.append(" ")
     if t.enabled:
         text.append("eBPF ", style="bold")
         text.append(f"attached ({fmt.printable(t.mode or 'unknown mode')})", style="green")
@@ -54,9 +54,6 @@ def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
         text.append(" (/proc only)")
     text.append(f"  every {interval_s:g}s")
     text.append(f"  {fmt.utc_time(snap.timestamp, with_date=True)}", style="dim")
-    if paused:
-        text.append("  ")
-        text.append(" PAUSED ", style="bold reverse yellow")
     return text
 
 
@@ -77,25 +74,25 @@ def used_history(snap: Snapshot) -> list[float]:
     return history or [float(snap.system.used_kb)]
 
 
-class SystemHeader(Horizontal):
-    """Two lines of figures with a sparkline of used memory beside them."""
+class SystemHeader(Vertical):
+    """System figures beside a sparkline of used memory, then a line of tracer health."""
 
     DEFAULT_CSS = """
-    SystemHeader { height: 2; }
-    SystemHeader #sys-text { width: 1fr; height: 2; }
+    SystemHeader { height: 3; }
+    SystemHeader > Horizontal { height: 2; }
+    SystemHeader #sys-text { width: 1fr; height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     SystemHeader #mem-spark { width: 24; height: 2; margin-left: 1; }
+    SystemHeader #tracer-text { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def compose(self) -> ComposeResult:
-        yield Static(id="sys-text")
-        yield Sparkline([0.0], id="mem-spark")
+        with Horizontal():
+            yield Static(id="sys-text")
+            yield Sparkline([0.0], id="mem-spark")
+        yield Static(id="tracer-text")
 
-    def update_from(self, snap: Snapshot, *, interval_s: float, paused: bool, human: bool) -> None:
+    def update_from(self, snap: Snapshot, *, interval_s: float, paused: bool) -> None:
         """Redraw from one snapshot."""
-        text = system_line(snap, human)
-        text.append("\n")
-        text.append_text(tracer_line(snap, interval_s, paused))
-        text.no_wrap = True
-        text.overflow = "ellipsis"
-        self.query_one("#sys-text", Static).update(text)
+        self.query_one("#sys-text", Static).update(system_lines(snap))
+        self.query_one("#tracer-text", Static).update(tracer_line(snap, interval_s, paused))
         self.query_one("#mem-spark", Sparkline).data = used_history(snap)

@@ -1,0 +1,84 @@
+"""Units and text helpers of the dashboard."""
+
+from __future__ import annotations
+
+import pytest
+
+from memwatch.ui import formatting as fmt
+from memwatch.ui.columns import COLUMNS, fit_columns, header_label
+
+
+@pytest.mark.parametrize(("kb", "text"), [
+    (0, "0 KiB"), (512, "512 KiB"), (1024, "1.00 MiB"), (1536, "1.50 MiB"), (15_000, "14.6 MiB"),
+    (150_000, "146 MiB"), (16_000_000, "15.3 GiB"), (137_438_953_472, "128 TiB"), (-2048, "-2.00 MiB"),
+])
+def test_human_kb(kb: int, text: str) -> None:
+    assert fmt.human_kb(kb) == text
+
+
+def test_size_kb_falls_back_to_human_when_kb_would_not_fit() -> None:
+    assert fmt.size_kb(123456, False, 8) == "123456"
+    assert fmt.size_kb(137_438_953_472, False, 9) == "128 TiB"
+    assert fmt.size_kb(2048, True) == "2.00 MiB"
+    assert fmt.size_bytes(4096 * 1024, False) == "4096"
+    assert fmt.human_bytes(100) == "100 B"
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0"), (999_999, "999999"), (1_234_567, "1.23M"),
+                                         (123_456_789, "123M"), (5_000_000_000, "5.00G")])
+def test_count_stays_narrow(n: int, text: str) -> None:
+    assert fmt.count(n) == text
+
+
+def test_growth_is_signed_and_fits_seven_cells() -> None:
+    assert fmt.growth(None) == "-"
+    assert fmt.growth(5.333) == "+5.3"
+    assert fmt.growth(-10.7) == "-10.7"
+    assert fmt.growth(12_345.6) == "+12346"
+    for value in (0.0, 999.9, 999.96, -999.9, 999_999.0, -5e6, 99.96e6, 1e9, -1e12):
+        assert len(fmt.growth(value)) <= 7
+
+
+def test_trend_scales_the_last_points() -> None:
+    assert fmt.trend([]) == ""
+    assert fmt.trend([5, 5, 5]) == "▁▁▁"
+    assert fmt.trend(list(range(20))) == "▁▂▃▄▅▆▇█"
+    assert fmt.trend([0, 10, 0]) == "▁█▁"
+
+
+def test_utc_time_and_parse_round_trip() -> None:
+    ts = 1_700_000_006.0
+    assert fmt.utc_time(ts) == "22:13:26"
+    assert fmt.utc_time(ts, with_date=True) == "2023-11-14 22:13:26 UTC"
+    assert fmt.parse_utc_time("22:13:26", ts) == ts
+    assert fmt.parse_utc_time("2023-11-14 22:13:26 UTC", 0.0) == ts
+    assert fmt.parse_utc_time("22:13", ts) == ts - 26
+    with pytest.raises(ValueError, match="HH:MM:SS"):
+        fmt.parse_utc_time("yesterday", ts)
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("plain", "plain"), ("[red]x[/red]", "[red]x[/red]"), ("two\nlines", "two\\nlines"),
+    ("tab\there", "tab\\there"), ("esc\x1b[2J", "esc\\x1b[2J"),
+    (b"caf\xe9".decode("utf-8", "surrogateescape"), "caf\\xe9"), ("with space", "with space"),
+])
+def test_printable_makes_control_characters_visible(raw: str, shown: str) -> None:
+    assert fmt.printable(raw) == shown
+
+
+def test_fit_columns_keeps_the_original_monitors_columns_at_80() -> None:
+    keys = [c.key for c in fit_columns(79)]
+    assert keys == ["pid", "name", "rss", "virt", "mmap", "munmap", "growth"]
+    assert [c.key for c in fit_columns(10_000)] == [c.key for c in COLUMNS]
+    assert [c.key for c in fit_columns(5)] == ["pid", "name"]
+
+
+def test_header_label_marks_the_sorted_column_without_overflowing() -> None:
+    for spec in COLUMNS:
+        for descending in (True, False):
+            for human in (True, False):
+                label = header_label(spec, spec.sort or "", descending, human)
+                assert len(label.plain) <= spec.width
+    rss = next(c for c in COLUMNS if c.key == "rss")
+    assert header_label(rss, "rss", True, False).plain == "▼RSS(KB)"
+    assert header_label(rss, "pid", True, True).plain == "RSS"

@@ -1,0 +1,83 @@
+"""Pictures of the dashboard (pytest-textual-snapshot), fed by fixed replay frames.
+
+Baselines live in the top-level ``snapshots/`` directory: pytest-textual-snapshot always stores
+beside the test (``tests/__snapshots__``) through its SVGImageExtension, so this module swaps in a
+subclass whose ``dirname`` points at ``snapshots/<module>/``. Regenerate with ``--snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_textual_snapshot
+from syrupy.location import PyTestLocation
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from frames import make_frames  # noqa: E402
+
+from memwatch.sources.replay import ReplaySource  # noqa: E402
+from memwatch.ui.app import MemwatchApp  # noqa: E402
+
+SNAPSHOT_ROOT = Path(__file__).resolve().parent.parent / "snapshots"
+THEME = "textual-dark"
+
+
+class TopLevelSVGExtension(pytest_textual_snapshot.SVGImageExtension):
+    """Same SVG handling, stored under the repository's snapshots/ directory."""
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return str(SNAPSHOT_ROOT / test_location.basename)
+
+
+@pytest.fixture(autouse=True)
+def _snapshots_at_top_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pytest_textual_snapshot, "SVGImageExtension", TopLevelSVGExtension)
+
+
+async def _at_last_frame(pilot: Any) -> None:
+    """Jump to the last frame (which pauses playback) so the picture never depends on timing."""
+    await pilot.pause()
+    await pilot.press("right_square_bracket")
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+def _app(degraded: bool = False) -> MemwatchApp:
+    return MemwatchApp(ReplaySource(make_frames(degraded=degraded)), theme=THEME)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 50)], ids=["80x24", "120x40", "200x50"])
+def test_dashboard(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(_app(), terminal_size=size, run_before=_at_last_frame)
+
+
+def test_degraded_banner(snap_compare: Any) -> None:
+    assert snap_compare(_app(degraded=True), terminal_size=(120, 40), run_before=_at_last_frame)
+
+
+def test_human_units_and_name_sort(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _at_last_frame(pilot)
+        await pilot.press("u", "N", "down", "down")
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_events_screen(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _at_last_frame(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(120, 30), run_before=run_before)
+
+
+def test_too_small(snap_compare: Any) -> None:
+    assert snap_compare(_app(), terminal_size=(40, 12), run_before=_at_last_frame)
