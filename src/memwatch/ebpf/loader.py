@@ -343,18 +343,31 @@ class Tracer:
                 gone[tgid] = not os.path.exists(f"/proc/{tgid}")
             return gone[tgid]
 
-        deleted = 0
         key_size = ctypes.sizeof(MwAllocKey)
         fd = self._fd("active_allocs")
         dead: list[bytes] = []
         for key_bytes, _, n in self._dump(fd, key_size, 16, 4096):
-            for i in range(n):
-                k = key_bytes[i * key_size:(i + 1) * key_size]
-                if is_gone(int.from_bytes(k[:4], "little")):
-                    dead.append(k)
-        for k in dead:
-            if lib.bpf_map_delete_elem(fd, k) == 0:
-                deleted += 1
+            for tgid, pad, addr in struct.iter_unpack("<IIQ", key_bytes[: n * key_size]):
+                if is_gone(tgid):
+                    dead.append(struct.pack("<IIQ", tgid, pad, addr))
+        return self._delete_keys(fd, dead, key_size)
+
+    def _delete_keys(self, fd: int, keys: list[bytes], key_size: int) -> int:
+        """Delete keys with batch deletes (one syscall per chunk), one by one where unsupported."""
+        lib = self._lib
+        assert lib is not None
+        deleted = 0
+        opts = BpfMapBatchOpts(sz=ctypes.sizeof(BpfMapBatchOpts))
+        for start in range(0, len(keys), 4096):
+            chunk = keys[start:start + 4096]
+            count = c_uint32(len(chunk))
+            ret = lib.bpf_map_delete_batch(fd, b"".join(chunk), byref(count), byref(opts))
+            deleted += count.value
+            if ret < 0 and count.value < len(chunk):
+                # ENOENT (an entry deleted meanwhile) or no batch support: finish one by one
+                for k in chunk[count.value:]:
+                    if lib.bpf_map_delete_elem(fd, k) == 0:
+                        deleted += 1
         return deleted
 
     def boot_ns_to_wall(self, ns: int) -> float:
