@@ -13,7 +13,7 @@ from rich.text import Text
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from frames import (  # noqa: E402
+from frames import (
     BASE_TIMESTAMP,
     FRAME_GAP_S,
     HOG_PID,
@@ -22,15 +22,14 @@ from frames import (  # noqa: E402
     SHORT_JOB_PID,
     make_frames,
 )
-from test_ui_support import ClosingReplay, ScriptedSource, with_process  # noqa: E402
-
-from memwatch.model import EventKind  # noqa: E402
-from memwatch.sources.replay import ReplaySource  # noqa: E402
-from memwatch.ui.app import TOO_SMALL, MemwatchApp  # noqa: E402
-from memwatch.ui.columns import COLUMNS  # noqa: E402
-from memwatch.ui.screens.detail_screen import DetailScreen  # noqa: E402
-from memwatch.ui.screens.events_screen import EventsScreen  # noqa: E402
-from memwatch.ui.screens.signal_modal import SignalModal  # noqa: E402
+from memwatch.model import EventKind
+from memwatch.sources.replay import ReplaySource
+from memwatch.ui.app import TOO_SMALL, MemwatchApp
+from memwatch.ui.columns import COLUMNS
+from memwatch.ui.screens.detail_screen import DetailScreen
+from memwatch.ui.screens.events_screen import EventsScreen
+from memwatch.ui.screens.signal_modal import SignalModal
+from test_ui_support import ClosingReplay, ScriptedSource, with_process
 
 SIZE = (200, 50)
 
@@ -404,3 +403,21 @@ async def test_narrow_terminal_drops_low_priority_columns() -> None:
 def test_bad_arguments_are_sentences() -> None:
     with pytest.raises(ValueError, match="unknown sort column"):
         MemwatchApp(ScriptedSource(make_frames()[0]), sort="bogus")
+
+
+async def test_a_crash_still_closes_the_source() -> None:
+    frames = make_frames()
+    source = ScriptedSource(frames[0])
+    app = MemwatchApp(source)
+
+    def broken(snap: Any) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            app.apply_snapshot = broken  # type: ignore[method-assign]
+            source.push(frames[1])
+            for _ in range(20):
+                await pilot.pause()
+    assert source.closed == 1

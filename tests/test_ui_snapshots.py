@@ -17,10 +17,9 @@ from syrupy.location import PyTestLocation
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from frames import make_frames  # noqa: E402
-
-from memwatch.sources.replay import ReplaySource  # noqa: E402
-from memwatch.ui.app import MemwatchApp  # noqa: E402
+from frames import make_frames
+from memwatch.sources.replay import ReplaySource
+from memwatch.ui.app import MemwatchApp
 
 SNAPSHOT_ROOT = Path(__file__).resolve().parent.parent / "snapshots"
 THEME = "textual-dark"

@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.markup import escape
@@ -68,7 +69,7 @@ def matches_filter(view: ProcessView, needle: str) -> bool:
 class MemwatchApp(App[int]):
     """The dashboard. ``run_dashboard`` is the usual way to start it."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     TITLE = "memwatch"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
@@ -383,8 +384,11 @@ class MemwatchApp(App[int]):
             return
         view = self._highlighted_view()
         if view is not None:
-            self.push_screen(DetailScreen(view.key), callback=lambda _: self.table.focus())
+            self.push_screen(DetailScreen(view.key), callback=self._refocus_table)
             self.call_after_refresh(self._render_detail)
+
+    def _refocus_table(self, _result: object = None) -> None:
+        self.table.focus()
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         if event.data_table is not self.table:
@@ -528,7 +532,7 @@ class MemwatchApp(App[int]):
             if self.snapshot is not None:
                 screen.add_events(self.snapshot.events, self.human_units)
 
-        self.push_screen(screen, callback=lambda _: self.table.focus())
+        self.push_screen(screen, callback=self._refocus_table)
         self.call_after_refresh(fill)
 
     def action_help(self) -> None:
