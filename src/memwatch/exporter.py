@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -385,9 +386,18 @@ class ExporterApp:
         return HttpResponse(404, f"Not Found: {request.path}\n".encode("utf-8", "replace"))
 
 
-async def pump_snapshots(source: SnapshotSource, collector: SnapshotCollector) -> None:
+OPEN_GRACE_S = 15.0
+"""On shutdown during ``source.open()``, how long to let it finish so close() can detach its probes."""
+
+
+async def pump_snapshots(source: SnapshotSource, collector: SnapshotCollector,
+                         opened: asyncio.Event | None = None) -> None:
     """Open the source and feed every snapshot to the collector; an ended replay keeps its last frame."""
-    collector.update(await source.open())
+    try:
+        collector.update(await source.open())
+    finally:
+        if opened is not None:
+            opened.set()
     while True:
         try:
             snapshot = await source.next()
@@ -427,8 +437,8 @@ async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: in
     try:
         server = await start_http_server(host, port, app.handle)
     except OSError as exc:
-        print(f"memwatch serve: cannot listen on {format_listen(host, port)}: {exc.strerror or exc}",
-              file=sys.stderr)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"memwatch serve: cannot listen on {format_listen(host, port)}: {reason}", file=sys.stderr)
         await source.close()
         return 1
     bound = server.sockets[0].getsockname()
@@ -436,7 +446,8 @@ async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: in
           file=sys.stderr, flush=True)
     stop = asyncio.Event()
     installed = _install_stop_signals(stop)
-    pump = asyncio.create_task(pump_snapshots(source, collector), name="memwatch-exporter-pump")
+    opened = asyncio.Event()
+    pump = asyncio.create_task(pump_snapshots(source, collector, opened), name="memwatch-exporter-pump")
     stopper = asyncio.create_task(stop.wait(), name="memwatch-exporter-stop")
     exit_code = 0
     try:
@@ -449,6 +460,10 @@ async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: in
         for sig in installed:
             loop.remove_signal_handler(sig)
         server.close()
+        if not opened.is_set() and not pump.done():
+            # Cancelling open() midway could strand probes its worker thread is still attaching.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(opened.wait(), OPEN_GRACE_S)
         for task in (pump, stopper):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
