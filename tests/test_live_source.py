@@ -108,3 +108,24 @@ def test_unprivileged_live_source_degrades() -> None:
                           sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("False eBPF is off: memwatch needs root")
+
+
+@pytest.mark.bpf
+async def test_cancelled_open_leaves_no_probes_behind() -> None:
+    from test_tracer_kernel import _memwatch_prog_ids
+
+    if os.geteuid() != 0:
+        bpf_unavailable("needs root")
+    before = _memwatch_prog_ids()
+    source = LiveSource(1.0)
+    task = asyncio.ensure_future(source.open())
+    await asyncio.sleep(0.02)  # the tracer is loading in its thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await source.close()
+    for _ in range(100):  # the load finishes in its thread, then is detached at once
+        await asyncio.sleep(0.05)
+        if not (_memwatch_prog_ids() - before):
+            break
+    assert not (_memwatch_prog_ids() - before)

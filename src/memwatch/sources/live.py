@@ -75,6 +75,11 @@ class EventConverter:
                      start_ticks=t.start_ticks(raw.start_boottime_ns) if raw.start_boottime_ns else None)
 
 
+def _close_if_opened(done: asyncio.Future[Tracer]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        done.result().close()
+
+
 class LiveSource:
     """Snapshots of this machine, one per interval; implements :class:`SnapshotSource`."""
 
@@ -116,8 +121,13 @@ class LiveSource:
 
     async def open(self) -> Snapshot:
         if self.use_bpf:
+            loading = asyncio.ensure_future(asyncio.to_thread(Tracer(self.tracer_config).open))
             try:
-                self.tracer = await asyncio.to_thread(Tracer(self.tracer_config).open)
+                self.tracer = await asyncio.shield(loading)
+            except asyncio.CancelledError:
+                # the load goes on in its thread: detach whatever it attaches, never leak probes
+                loading.add_done_callback(_close_if_opened)
+                raise
             except BpfUnavailable as exc:
                 self.bpf_reason = str(exc)
                 log.info("%s", exc)
