@@ -627,6 +627,7 @@ async def read_smaps_rollup_async(
     lock and finishes in the background, holding one thread of the default executor until then.
     """
     try:
-        return await asyncio.wait_for(asyncio.to_thread(read_smaps_rollup, pid, proc_root), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: it can swallow a cancellation in 3.11
+            return await asyncio.to_thread(read_smaps_rollup, pid, proc_root)
     except TimeoutError:
         return None

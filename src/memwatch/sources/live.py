@@ -152,8 +152,7 @@ class LiveSource:
         self._closed = True
         if self._drainer is not None:
             self._drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
+            await asyncio.wait({self._drainer}, timeout=2.0)
             self._drainer = None
         if self.tracer is not None:
             self._detach_reader()
@@ -175,9 +174,12 @@ class LiveSource:
             loop.add_reader(self.tracer.ring.fileno, self._wake.set)
         while True:
             self.drain_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.drain_every_s)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # races with the wakeup, and close() would then wait for this loop forever
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.drain_every_s):
+                    await self._wake.wait()
 
     def drain_once(self) -> int:
         """Move up to one budget of ring records into the store; returns how many."""
