@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,47 @@ async def test_cancelled_open_leaves_no_probes_behind() -> None:
         if not (_memwatch_prog_ids() - before):
             break
     assert not (_memwatch_prog_ids() - before)
+
+
+def _confined_hog(tmp_name: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A process in a memory cgroup too small for what it allocates: the OOM killer will pick it."""
+    v2 = "/sys/fs/cgroup/cgroup.controllers"
+    if os.path.exists(v2) and "memory" in Path(v2).read_text():
+        group, limit = f"/sys/fs/cgroup/{tmp_name}", "memory.max"
+    elif os.path.isdir("/sys/fs/cgroup/memory"):
+        group, limit = f"/sys/fs/cgroup/memory/{tmp_name}", "memory.limit_in_bytes"
+    else:
+        pytest.skip("no memory cgroup (v1 or v2) to confine an OOM test in")
+    os.makedirs(group, exist_ok=True)
+    with open(f"{group}/{limit}", "w") as f:
+        f.write(str(96 << 20))
+    script = f"echo $$ > {group}/cgroup.procs && exec {sys.executable} -c 'b = bytearray(512 << 20)'"
+    return subprocess.Popen(["sh", "-c", script]), group
+
+
+@pytest.mark.bpf
+async def test_oom_kill_arrives_as_an_event() -> None:
+    if os.geteuid() != 0:
+        bpf_unavailable("needs root")
+    source = LiveSource(0.5)
+    snap = await source.open()
+    try:
+        attached(snap)
+        hog, group = _confined_hog(f"memwatch-oom-test-{os.getpid()}")
+        try:
+            assert hog.wait(timeout=60) == -9, "the OOM killer should have killed the hog"
+        finally:
+            os.rmdir(group)
+        for _ in range(10):
+            snap = await source.next()
+            ooms = [e for e in snap.events if e.kind is EventKind.OOM and e.pid == hog.pid]
+            if ooms:
+                break
+        assert len(ooms) == 1
+        assert ooms[0].name.startswith("python")
+        assert ooms[0].rss_kb is not None and ooms[0].rss_kb > 32 << 10
+        assert ooms[0].total_vm_kb is not None and ooms[0].total_vm_kb >= ooms[0].rss_kb
+        exits = [e for e in snap.events if e.kind is EventKind.EXIT and e.pid == hog.pid]
+        assert len(exits) == 1 and exits[0].exit_code == 9  # killed by SIGKILL
+    finally:
+        await source.close()
