@@ -174,3 +174,29 @@ async def test_oom_kill_arrives_as_an_event() -> None:
         assert len(exits) == 1 and exits[0].exit_code == 9  # killed by SIGKILL
     finally:
         await source.close()
+
+
+async def test_signals_reach_only_the_process_that_was_seen() -> None:
+    import signal as sig
+
+    from memwatch.procfs import read_process_sample
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        sample = read_process_sample(child.pid)
+        assert sample is not None
+        source = LiveSource(1.0, use_bpf=False)
+        await source.open()
+        try:
+            with pytest.raises(ProcessLookupError, match="another process"):
+                await source.send_signal((child.pid, sample.start_ticks + 1), sig.SIGTERM)  # a reused pid
+            assert child.poll() is None
+            await source.send_signal(sample.key, sig.SIGTERM)
+            assert child.wait(timeout=10) == -sig.SIGTERM
+            with pytest.raises(ProcessLookupError):
+                await source.send_signal(sample.key, sig.SIGTERM)
+        finally:
+            await source.close()
+    finally:
+        child.kill()
+        child.wait()

@@ -180,3 +180,10 @@ async def test_follows_a_recording_that_is_still_written(tmp_path: Path, sleeps:
             assert _plain(s) == frames[2]
             assert s.replay_position == (2, 4)
             assert source.frame_count == 4
+
+
+async def test_a_recording_cannot_send_signals() -> None:
+    source = ReplaySource(make_frames(2))
+    snap = await source.open()
+    with pytest.raises(PermissionError, match="recording"):
+        await source.send_signal(snap.processes[0].key, 15)

@@ -32,6 +32,7 @@ import contextlib
 import os
 import pwd
 import resource
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -631,3 +632,27 @@ async def read_smaps_rollup_async(
             return await asyncio.to_thread(read_smaps_rollup, pid, proc_root)
     except TimeoutError:
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals, to exactly the process a user picked.
+
+
+def signal_process(pid: int, start_ticks: int, signum: int, proc_root: str = "/proc") -> None:
+    """Send ``signum`` to the process (pid, start_ticks), never to a process that reused the pid.
+
+    A pidfd pins the process it was opened on; if /proc still shows the same start time after it
+    was opened, the pidfd refers to the process the user saw, and the signal goes through it.
+    Raises ProcessLookupError when that process is gone, PermissionError when not allowed.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise ProcessLookupError(f"process {pid} has exited") from None
+    try:
+        sample = read_process_sample(pid, proc_root)
+        if sample is None or sample.start_ticks != start_ticks:
+            raise ProcessLookupError(f"process {pid} has exited (the pid now belongs to another process)")
+        signal.pidfd_send_signal(fd, signum)
+    finally:
+        os.close(fd)

@@ -30,6 +30,10 @@ class SnapshotSource(Protocol):
     async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
         """PSS/USS/SwapPss of one process, read off the event loop with a time cap; None if gone."""
 
+    async def send_signal(self, key: ProcessKey, signum: int) -> None:
+        """Signal that process and no other: ProcessLookupError when it is gone (even if its pid
+        now belongs to another process), PermissionError when not allowed or not possible (replay)."""
+
     async def close(self) -> None:
         """Detach everything; safe to call twice."""
 

@@ -25,7 +25,7 @@ from memwatch.model import (
     Snapshot,
     TracerHealth,
 )
-from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory
+from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory, signal_process
 from memwatch.store import Store
 
 log = logging.getLogger("memwatch.live")
@@ -231,6 +231,9 @@ class LiveSource:
             health = TracerHealth(enabled=False, reason=self.bpf_reason)
         return self.store.update(time.time(), self._interval, samples, kernel, system, health,
                                  duration_s=time.monotonic() - self._started)
+
+    async def send_signal(self, key: ProcessKey, signum: int) -> None:
+        await asyncio.to_thread(signal_process, key[0], key[1], signum, self.proc_root)
 
     async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
         """PSS/USS of a process if it is still the same process (pid and start time)."""

@@ -125,6 +125,9 @@ class ReplaySource:
         view = self._frame(self._position).by_key.get(key)
         return view.rollup if view is not None else None
 
+    async def send_signal(self, key: ProcessKey, signum: int) -> None:
+        raise PermissionError("this is a recording: its processes cannot be signalled from here")
+
     async def close(self) -> None:
         """Close the recording if this source opened it; safe to call twice."""
         if self._owns_recording and isinstance(self._frames, Recording):
