@@ -156,7 +156,9 @@ def spawn_sleepers(n: int) -> list[subprocess.Popen[bytes]]:
 
 async def measure_cpu(seconds: float, interval: float, processes: int, size: tuple[int, int],
                       warmup: float) -> tuple[float, float | None, int]:
-    frames = scaled_frames(processes, 10)
+    # Enough distinct frames that none repeats during the run: a repeated frame would flatter any
+    # cache keyed on cell values.
+    frames = scaled_frames(processes, int((seconds + warmup) / interval) + 3)
     source = SyntheticSource(frames, interval)
     app = MemwatchApp(source, top=100)
     htop: tuple[int, int, threading.Thread] | None = None
@@ -187,7 +189,7 @@ async def measure_cpu(seconds: float, interval: float, processes: int, size: tup
 # ----- (b) latency ------------------------------------------------------------------------------------
 
 async def measure_latency(presses: int, processes: int, size: tuple[int, int]) -> list[float]:
-    frames = scaled_frames(processes, 10)
+    frames = scaled_frames(processes, int(presses * 0.1) + 10)  # ~0.1 s a press, one frame a second
     source = SyntheticSource(frames, 1.0)
     app = TimedApp(source, top=100)
     latencies: list[float] = []
@@ -260,7 +262,9 @@ def main() -> int:
         storm.wait()
     ms = [1000 * v for v in latencies]
     print(f"(b) key press -> updated frame written, {len(ms)} presses, mmap storm running in a child:")
-    print(f"    p50 {statistics.median(ms):.1f} ms   p95 {percentile(ms, 0.95):.1f} ms   max {max(ms):.1f} ms")
+    p95 = percentile(ms, 0.95)
+    print(f"    p50 {statistics.median(ms):.1f} ms   p95 {p95:.1f} ms   max {max(ms):.1f} ms"
+          f"   (target p95 <= 50 ms: {p95 / 50:.2f}x of it)")
     return 0
 
 
