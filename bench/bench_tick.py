@@ -77,7 +77,6 @@ def store_memory(history: int) -> tuple[int, int, int]:
     store = Store(history_len=history)
     for i in range(history):
         store.update(float(i * 3), 3.0, samples, kernel, system, health)
-    store._last = None  # the snapshot is the readers' memory, not the store's
     gc.collect()
     held = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
     tracemalloc.stop()

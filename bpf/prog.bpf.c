@@ -173,6 +173,16 @@ static __always_inline __u64 wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
+static __always_inline void fill_header(struct mw_event_header *h, __u32 kind, __u32 tgid, __u32 tid,
+					__u64 ts)
+{
+	h->kind = kind;
+	h->tgid = tgid;
+	h->tid = tid;
+	h->_pad = 0;
+	h->ts_ns = ts;
+}
+
 static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u64 pid_tgid, __u64 now,
 				      __u64 addr, __u64 len, __u64 new_addr, __u64 new_len,
 				      __u32 flags, __u32 prot)
@@ -183,11 +193,7 @@ static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u6
 		count(MW_CNT_DROPPED);
 		return;
 	}
-	e->hdr.kind = kind;
-	e->hdr.tgid = pid_tgid >> 32;
-	e->hdr.tid = (__u32)pid_tgid;
-	e->hdr._pad = 0;
-	e->hdr.ts_ns = now;
+	fill_header(&e->hdr, kind, pid_tgid >> 32, (__u32)pid_tgid, now);
 	e->addr = addr;
 	e->len = len;
 	e->new_addr = new_addr;
@@ -576,11 +582,7 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 		struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 		unsigned int sflags = BPF_CORE_READ(task, signal, flags);
 
-		e->hdr.kind = MW_EV_EXIT;
-		e->hdr.tgid = tgid;
-		e->hdr.tid = (__u32)pid_tgid;
-		e->hdr._pad = 0;
-		e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+		fill_header(&e->hdr, MW_EV_EXIT, tgid, (__u32)pid_tgid, bpf_ktime_get_boot_ns());
 		e->start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
 		/* SIGNAL_GROUP_EXIT: exit_group() or a fatal signal set the group's status */
 		e->exit_status = (sflags & 0x00000004) ? BPF_CORE_READ(task, signal, group_exit_code)
@@ -638,8 +640,7 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.kind = MW_EV_OOM;
-	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	fill_header(&e->hdr, MW_EV_OOM, 0, 0, bpf_ktime_get_boot_ns());
 	if (bpf_core_field_exists(struct trace_event_raw_mark_victim, uid)) {
 		/* since 6.8: mark_victim(struct task_struct *task, uid_t uid) */
 		task = (struct task_struct *)ctx->args[0];

@@ -73,7 +73,6 @@ class Store:
         self._orphans: dict[int, list[Event]] = {}
         self._log: deque[Event] = deque(maxlen=events_len)
         self._system: deque[SystemMemory] = deque(maxlen=history_len)
-        self._last: Snapshot | None = None
         self.events_seen = 0
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -147,7 +146,6 @@ class Store:
             system_history=tuple(self._system),
             duration_s=duration_s,
         )
-        self._last = snap
         return snap
 
     def _assess(self, proc: _Proc) -> LeakVerdict:
@@ -175,17 +173,9 @@ class Store:
 
     # -- outputs ---------------------------------------------------------------------------------
 
-    @property
-    def latest(self) -> Snapshot | None:
-        return self._last
-
     def key_of(self, pid: int) -> ProcessKey | None:
         return self._by_pid.get(pid)
 
     def __len__(self) -> int:
         return len(self._procs)
 
-
-def exit_events(log: Iterable[Event]) -> list[Event]:
-    """Just the exits and OOM kills of an events log (for views that list them)."""
-    return [e for e in log if e.kind in (EventKind.EXIT, EventKind.OOM)]
