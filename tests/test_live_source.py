@@ -200,3 +200,14 @@ async def test_signals_reach_only_the_process_that_was_seen() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+async def test_pss_for_the_top_processes_when_asked() -> None:
+    source = LiveSource(1.0, use_bpf=False, rollup_top=3)
+    snap = await source.open()
+    await source.close()
+    with_rollup = [v for v in snap.processes if v.rollup is not None]
+    biggest = snap.top(3, "rss")
+    assert 1 <= len(with_rollup) <= 3
+    assert {v.key for v in with_rollup} <= {v.key for v in biggest}
+    assert all(v.rollup is not None and 0 < v.rollup.uss_kb <= v.rollup.pss_kb for v in with_rollup)

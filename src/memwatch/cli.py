@@ -74,6 +74,9 @@ def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) ->
                    help="per-process budget of streamed call events per second (0: unlimited)")
     g.add_argument("--bpf-map-size", type=_count, default=None, metavar="N",
                    help="live mappings the tracer can follow (default 131072)")
+    p.add_argument("--pss-top", type=_count, default=0, metavar="N",
+                   help="also read PSS/USS (smaps_rollup, costly) for the N largest processes every tick; "
+                        "otherwise only on demand")
 
 
 def _add_selection_options(p: argparse.ArgumentParser) -> None:
@@ -139,7 +142,8 @@ def _live_source(args: argparse.Namespace) -> SnapshotSource:
                        events_per_sec=args.events_per_sec)
     if args.bpf_map_size:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
-    return LiveSource(getattr(args, "interval", 3.0), use_bpf=not args.no_bpf, tracer_config=cfg)
+    return LiveSource(getattr(args, "interval", 3.0), use_bpf=not args.no_bpf, tracer_config=cfg,
+                      rollup_top=args.pss_top)
 
 
 def _raise_file_limit() -> None:

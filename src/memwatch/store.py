@@ -106,8 +106,9 @@ class Store:
 
     def update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
-               tracer: TracerHealth, duration_s: float = 0.0) -> Snapshot:
-        """Merge one tick and return the snapshot for it."""
+               tracer: TracerHealth, duration_s: float = 0.0,
+               rollups: Mapping[ProcessKey, SmapsRollup] | None = None) -> Snapshot:
+        """Merge one tick (and any PSS/USS read for it) and return the snapshot for it."""
         cap = self.history_len
         seen: dict[ProcessKey, _Proc] = {}
         by_pid: dict[int, ProcessKey] = {}
@@ -121,6 +122,8 @@ class Store:
             old_kernel = proc.kernel
             proc.sample = s
             proc.kernel = kernel.get(key, _NO_CALLS) if kernel is not None else None
+            if rollups and key in rollups:
+                proc.rollup = rollups[key]
             rate = 0.0
             if proc.kernel is not None and old_kernel is not None and proc.times:
                 dt = now - proc.times[-1]

@@ -21,6 +21,7 @@ from memwatch.model import (
     EventKind,
     KernelCounts,
     ProcessKey,
+    ProcessSample,
     SmapsRollup,
     Snapshot,
     TracerHealth,
@@ -86,7 +87,7 @@ class LiveSource:
     def __init__(self, interval_s: float = 3.0, *, use_bpf: bool = True,
                  tracer_config: TracerConfig | None = None, store: Store | None = None,
                  proc_root: str = "/proc", drain_every_s: float = 0.1, drain_budget: int = 4096,
-                 rollup_timeout_s: float = 0.5) -> None:
+                 rollup_timeout_s: float = 0.5, rollup_top: int = 0) -> None:
         self._interval = max(MIN_INTERVAL_S, interval_s)
         self.use_bpf = use_bpf
         self.tracer_config = tracer_config or TracerConfig()
@@ -95,6 +96,7 @@ class LiveSource:
         self.drain_every_s = drain_every_s
         self.drain_budget = drain_budget
         self.rollup_timeout_s = rollup_timeout_s
+        self.rollup_top = rollup_top
         self.tracer: Tracer | None = None
         self.bpf_reason: str | None = None if use_bpf else "eBPF is off (--no-bpf): showing /proc figures only."
         self._reader = ProcReader(proc_root)
@@ -229,8 +231,25 @@ class LiveSource:
                 await asyncio.to_thread(self._sweep, [s.pid for s in samples])
         else:
             health = TracerHealth(enabled=False, reason=self.bpf_reason)
+        rollups = await self._top_rollups(samples) if self.rollup_top > 0 else None
         return self.store.update(time.time(), self._interval, samples, kernel, system, health,
-                                 duration_s=time.monotonic() - self._started)
+                                 duration_s=time.monotonic() - self._started, rollups=rollups)
+
+    async def _top_rollups(self, samples: Sequence[ProcessSample]) -> dict[ProcessKey, SmapsRollup]:
+        """PSS/USS of the ``rollup_top`` largest processes, each read with its own time cap.
+
+        Two at a time: smaps_rollup walks every mapping under the target's mmap lock, so it is
+        kept off the event loop and never allowed to flood the machine with readers.
+        """
+        top = sorted((s for s in samples if not s.kernel_thread), key=lambda s: s.rss_kb,
+                     reverse=True)[: self.rollup_top]
+        gate = asyncio.Semaphore(2)
+
+        async def one(s: ProcessSample) -> tuple[ProcessKey, SmapsRollup | None]:
+            async with gate:
+                return s.key, await read_smaps_rollup_async(s.pid, self.rollup_timeout_s, self.proc_root)
+
+        return {k: r for k, r in await asyncio.gather(*(one(s) for s in top)) if r is not None}
 
     async def send_signal(self, key: ProcessKey, signum: int) -> None:
         await asyncio.to_thread(signal_process, key[0], key[1], signum, self.proc_root)
