@@ -102,6 +102,9 @@ class SyntheticSource:
     async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
         return None
 
+    async def send_signal(self, key: ProcessKey, signum: int) -> None:
+        raise PermissionError("a synthetic benchmark source: nothing to signal")
+
     async def close(self) -> None:
         return None
 

@@ -59,7 +59,7 @@ async def test_sort_keys_rank_and_mark_the_header() -> None:
         assert pids_in_table(app) == by_rss
         await pilot.press("P")
         assert pids_in_table(app) == sorted(by_rss)
-        assert "▲" in str(app.table.columns[next(k for k in app.table.columns if k.value == "pid")].label)
+        assert "▲" in app.table.header_text("pid").plain
         await pilot.press("P")
         assert pids_in_table(app) == sorted(by_rss, reverse=True)
         await pilot.press("N")
@@ -188,14 +188,22 @@ async def _open_signal_modal(pilot: Any, app: MemwatchApp, child: subprocess.Pop
     assert isinstance(app.screen, SignalModal)
 
 
+async def _signal_workers_done(app: MemwatchApp) -> None:
+    for worker in [w for w in app.workers if w.group == "signal"]:
+        await worker.wait()
+
+
 async def test_signal_is_sent_after_confirmation(sleeper: subprocess.Popen[bytes]) -> None:
     frame = with_process(make_frames()[1], sleeper.pid, "sleep [b]60[/b]")
-    app = MemwatchApp(ScriptedSource(frame))
+    source = ScriptedSource(frame)
+    app = MemwatchApp(source)
     async with app.run_test(size=SIZE) as pilot:
         await _open_signal_modal(pilot, app, sleeper)
         await pilot.press("enter")  # the Send button has the focus
         await pilot.pause()
+        await _signal_workers_done(app)
         assert sleeper.wait(timeout=5) == -signal.SIGTERM
+        assert source.signalled == [((sleeper.pid, 424242), signal.SIGTERM)]  # pid and start time
         assert not isinstance(app.screen, SignalModal)
 
 
@@ -218,6 +226,7 @@ async def test_signal_choice_and_cancel(sleeper: subprocess.Popen[bytes]) -> Non
         assert modal.chosen is signal.SIGKILL
         await pilot.press("y")
         await pilot.pause()
+        await _signal_workers_done(app)
         assert sleeper.wait(timeout=5) == -signal.SIGKILL
 
 
@@ -229,10 +238,31 @@ async def test_signal_errors_are_notifications_not_tracebacks() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.notify = lambda message, **kw: messages.append((message, kw.get("severity", "")))  # type: ignore
-        assert app.send_signal(gone.pid, MARKUP_NAME, signal.SIGTERM) is False
-        assert app.send_signal(1, "init", signal.SIGCONT) is True  # root may; we are root in CI
+        assert await app.send_signal((gone.pid, 1), MARKUP_NAME, signal.SIGTERM) is False
+        assert await app.send_signal((1, 1), "init", signal.SIGCONT) is True  # root may; we are root in CI
     assert messages[0][1] == "warning" and "no longer exists" in messages[0][0]
     assert "\\[red]x\\[/red]" in messages[0][0]  # escaped for notify's markup
+
+
+async def test_a_replay_refuses_to_signal_with_a_notification() -> None:
+    frames = make_frames()
+    app = MemwatchApp(ReplaySource(frames))
+    messages: list[tuple[str, str]] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.notify = lambda message, **kw: messages.append((message, kw.get("severity", "")))  # type: ignore
+        await pilot.press("k")
+        await pilot.pause()
+        assert isinstance(app.screen, SignalModal)
+        await pilot.press("enter")
+        for _ in range(20):
+            if messages:
+                break
+            await pilot.pause()
+        assert not isinstance(app.screen, SignalModal)
+    assert len(messages) == 1
+    text, severity = messages[0]
+    assert severity == "error" and "recording" in text and "Sent" not in text
 
 
 async def test_quit_closes_the_source() -> None:

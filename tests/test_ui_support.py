@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Sequence
 
 from memwatch.model import ProcessKey, ProcessSample, ProcessView, SmapsRollup, Snapshot
@@ -25,6 +26,7 @@ class ScriptedSource:
         self.closed = 0
         self.rollups: list[ProcessKey] = []
         self.taken = 0
+        self.signalled: list[tuple[ProcessKey, int]] = []
 
     @property
     def interval_s(self) -> float:
@@ -48,6 +50,11 @@ class ScriptedSource:
     async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
         self.rollups.append(key)
         return SmapsRollup(pss_kb=111, uss_kb=99, swap_pss_kb=0)
+
+    async def send_signal(self, key: ProcessKey, signum: int) -> None:
+        """Signals by pid (the tests signal a real child of their own, so the pid is theirs)."""
+        self.signalled.append((key, signum))
+        os.kill(key[0], signum)
 
     async def close(self) -> None:
         self.closed += 1

@@ -9,7 +9,6 @@ UI shows comes from the immutable Snapshot; the only other calls into the core a
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +21,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from memwatch.model import SORT_COLUMNS, EventKind, ProcessKey, ProcessView, Snapshot
 from memwatch.sources.base import SeekableSource, SnapshotSource
@@ -36,6 +35,7 @@ from memwatch.ui.screens.signal_modal import SignalModal
 from memwatch.ui.widgets.detail import DetailPane
 from memwatch.ui.widgets.header import SystemHeader, degraded_banner
 from memwatch.ui.widgets.process_table import ProcessTable, row_key_of
+from memwatch.ui.widgets.quiet_update import set_static
 
 MIN_WIDTH, MIN_HEIGHT = 60, 15
 TOO_SMALL = f"Terminal too small: need at least {MIN_WIDTH}x{MIN_HEIGHT}"
@@ -266,7 +266,7 @@ class MemwatchApp(App[int]):
         widget = self.query_one("#banner", Static)
         widget.display = banner is not None
         if banner is not None:
-            widget.update(banner)
+            set_static(widget, banner)
 
     def ranked_views(self) -> list[ProcessView]:
         """The processes the table shows, in order: filter first, then top N."""
@@ -300,7 +300,7 @@ class MemwatchApp(App[int]):
             text.append(repr(self.filter_text), style="bold")
         if self.source_ended:
             text.append(f"  {self.source_ended}", style="italic")
-        self.query_one("#status", Static).update(text)
+        set_static(self.query_one("#status", Static), text)
 
     def _render_replay_bar(self) -> None:
         if not self.seekable or self.snapshot is None:
@@ -316,7 +316,7 @@ class MemwatchApp(App[int]):
         text.append("█" * filled + "░" * (width - filled), style="magenta")
         text.append(f"  {fmt.utc_time(self.snapshot.timestamp, with_date=True)}")
         text.append("   , . step  [ ] start/end  g go to", style="dim")
-        self.query_one("#replay-bar", Static).update(text)
+        set_static(self.query_one("#replay-bar", Static), text)
 
     def _highlighted_view(self) -> ProcessView | None:
         snap, key = self.snapshot, self.table.current_key
@@ -375,12 +375,12 @@ class MemwatchApp(App[int]):
             key = pane.view_key
             pane.show(snap.by_key.get(key) if key else None, self.human_units)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.table:
+    def on_process_table_row_highlighted(self, event: ProcessTable.RowHighlighted) -> None:
+        if event.table is self.table:
             self._render_detail()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table is not self.table:
+    def on_process_table_row_selected(self, event: ProcessTable.RowSelected) -> None:
+        if event.table is not self.table:
             return
         view = self._highlighted_view()
         if view is not None:
@@ -390,11 +390,11 @@ class MemwatchApp(App[int]):
     def _refocus_table(self, _result: object = None) -> None:
         self.table.focus()
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        if event.data_table is not self.table:
+    def on_process_table_header_selected(self, event: ProcessTable.HeaderSelected) -> None:
+        if event.table is not self.table:
             return
-        spec = self.table.column_at_header(event.column_key)
-        if spec is None or spec.sort is None:
+        spec = event.column
+        if spec.sort is None:
             return
         if spec.sort == self.sort_column:
             self._set_sort(spec.sort, not self.descending)
@@ -495,26 +495,30 @@ class MemwatchApp(App[int]):
         if view is None:
             self.notify("No process highlighted.", severity="warning")
             return
-        pid, name = view.pid, view.sample.name
+        key, name = view.key, view.sample.name
 
         def send(sig: signal.Signals | None) -> None:
             self.table.focus()
             if sig is None:
                 return
-            self.send_signal(pid, name, sig)
+            self.run_worker(self.send_signal(key, name, sig), name="signal", group="signal")
 
-        self.push_screen(SignalModal(pid, name), callback=send)
+        self.push_screen(SignalModal(view.pid, name), callback=send)
 
-    def send_signal(self, pid: int, name: str, sig: signal.Signals) -> bool:
-        """os.kill with every failure a user can meet reported as a notification."""
-        who = f"{escape(fmt.printable(name))} (pid {pid})"
+    async def send_signal(self, key: ProcessKey, name: str, sig: signal.Signals) -> bool:
+        """Ask the source to signal exactly that process (pid and start time, so never a process
+        that reused the pid); every failure a user can meet is reported as a notification."""
+        who = f"{escape(fmt.printable(name))} (pid {key[0]})"
         try:
-            os.kill(pid, sig)
+            await self.source.send_signal(key, sig)
         except ProcessLookupError:
             self.notify(f"{who} no longer exists.", severity="warning")
-        except PermissionError:
-            self.notify(f"Not allowed to signal {who}: permission denied (run as its owner or root).",
-                        severity="error")
+        except PermissionError as error:
+            if error.errno is None and str(error):  # a sentence from the source (e.g. a recording)
+                self.notify(f"Cannot signal {who}: {escape(str(error))}.", severity="error")
+            else:
+                self.notify(f"Not allowed to signal {who}: permission denied (run as its owner or root).",
+                            severity="error")
         except OSError as error:
             self.notify(f"Could not signal {who}: {escape(error.strerror or str(error))}", severity="error")
         else:

@@ -13,6 +13,7 @@ from textual.widgets import Sparkline, Static
 
 from memwatch.model import Event, EventKind, ProcessKey, ProcessView, SmapsRollup
 from memwatch.ui import formatting as fmt
+from memwatch.ui.widgets.quiet_update import set_sparkline, set_static
 
 RECENT_EVENTS_SHOWN = 12
 
@@ -132,16 +133,16 @@ class DetailPane(VerticalScroll):
         body = self.query_one("#detail-body", Static)
         if view is None:
             self.view_key = None
-            body.update("No process selected")
-            self.query_one("#detail-spark", Sparkline).data = [0.0]
-            self.query_one("#detail-events", Static).update("")
+            set_static(body, "No process selected")
+            set_sparkline(self.query_one("#detail-spark", Sparkline), [0.0])
+            set_static(self.query_one("#detail-events", Static), "")
             return
         if view.key != self.view_key:
             self.view_key = view.key
             self._rollup = None
             self._rollup_state = "reading…"
-        body.update(describe_process(view, self._rollup, self._rollup_state, human))
-        self.query_one("#detail-spark", Sparkline).data = [float(v) for v in view.rss_history] or [0.0]
+        set_static(body, describe_process(view, self._rollup, self._rollup_state, human))
+        set_sparkline(self.query_one("#detail-spark", Sparkline), [float(v) for v in view.rss_history] or [0.0])
         events = Text("Recent memory events\n", style="bold")
         recent = view.recent_events[-RECENT_EVENTS_SHOWN:]
         if not recent:
@@ -149,4 +150,4 @@ class DetailPane(VerticalScroll):
         for event in reversed(recent):
             events.append_text(event_line(event, human))
             events.append("\n")
-        self.query_one("#detail-events", Static).update(events)
+        set_static(self.query_one("#detail-events", Static), events)

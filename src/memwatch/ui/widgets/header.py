@@ -12,6 +12,7 @@ from textual.widgets import Sparkline, Static
 
 from memwatch.model import Snapshot, TracerHealth
 from memwatch.ui import formatting as fmt
+from memwatch.ui.widgets.quiet_update import set_sparkline, set_static
 
 
 def system_lines(snap: Snapshot) -> Text:
@@ -21,7 +22,8 @@ def system_lines(snap: Snapshot) -> Text:
     text = Text()
     text.append(fmt.printable(snap.hostname), style="bold")
     pct = 100 * m.used_kb / m.total_kb if m.total_kb else 0.0
-    text.append("  Mem used ")
+    text.append(" │ ", style="dim")  # a visible separator: some renderers collapse plain spaces
+    text.append("Mem used ")
     text.append(f"{h(m.used_kb)} ({pct:.0f}%)", style="bold")
     text.append(f" of {h(m.total_kb)}, avail {h(m.available_kb)}\n")
     text.append(f"Swap {h(m.swap_used_kb)} of {h(m.swap_total_kb)}")
@@ -93,6 +95,6 @@ class SystemHeader(Vertical):
 
     def update_from(self, snap: Snapshot, *, interval_s: float, paused: bool) -> None:
         """Redraw from one snapshot."""
-        self.query_one("#sys-text", Static).update(system_lines(snap))
-        self.query_one("#tracer-text", Static).update(tracer_line(snap, interval_s, paused))
-        self.query_one("#mem-spark", Sparkline).data = used_history(snap)
+        set_static(self.query_one("#sys-text", Static), system_lines(snap))
+        set_static(self.query_one("#tracer-text", Static), tracer_line(snap, interval_s, paused))
+        set_sparkline(self.query_one("#mem-spark", Sparkline), used_history(snap))

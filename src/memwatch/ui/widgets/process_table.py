@@ -1,40 +1,57 @@
-"""The process table: a DataTable that is patched, never cleared, on every snapshot.
+"""The process table: a small line-based widget that re-renders only what changed.
 
-Rows are keyed by ``"pid:start_ticks"``; each frame removes the rows of processes that left, adds
-the newcomers, updates only the cells whose text changed, re-sorts once to the order the snapshot
-ranked, and puts the cursor back on the process it was on. Column widths are fixed so nothing is
-re-measured per tick. Columns are only rebuilt when the terminal width changes which ones fit.
+Textual's DataTable keys its render caches on one table-wide counter, so any update re-renders
+every visible cell; for a table that changes a little every tick that was most of the dashboard's
+CPU. This widget keeps the state a monitor needs and nothing more:
 
-Rendering is kept proportional to what changed. DataTable keys all its render caches on one
-table-wide update counter, so a single ``update_cell`` (or a sort, or a cursor move for the row
-cache) makes it re-render every visible cell through Rich, which is most of the dashboard's CPU.
-This table adds two caches keyed on a per-row version instead: rendered cells and rendered row
-lines survive frames in which their row did not change, and a reordered row reuses its cells with
-only the row/column mouse metadata swapped in. They rely on DataTable's ``_render_cell`` and
-``_render_line_in_row`` hooks (textual 8.2); the misses still go through DataTable's own code.
+* rows are process keys (``"pid:start_ticks"``) in the order the snapshot ranked them; sorting is
+  reordering that list, a new frame is a new list plus the views behind it;
+* cells (``rich.text.Text``, so a name like ``[red]x`` is literal) are built lazily, only for rows
+  that are drawn or asked for, and only again when that row's view changed;
+* each drawn line is cached by what it shows (its cells' fingerprints, cursor and hover state and
+  the styles of this render), and :meth:`show` refreshes only the screen lines whose picture
+  changed, so a frame in which nothing visible changed costs a comparison per visible row;
+* the header is drawn on line 0 and never scrolls; columns have fixed widths and are dropped by
+  priority when the terminal is narrow (see :mod:`memwatch.ui.columns`).
+
+The cursor follows its process across frames and re-sorts. Keys: up/down, PgUp/PgDn, Home/End,
+Enter (select). Mouse: click a header to sort by it, click a row to highlight it, click the
+highlighted row to select it. The look (header, cursor, hover) copies DataTable's default CSS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from memwatch.model import ProcessView
-from memwatch.ui.columns import COLUMNS, ColumnSpec, fit_columns, header_label, row_cells
+from memwatch.ui.columns import ColumnSpec, fit_columns, header_label, row_cells
 
-CellFingerprint = tuple[str, str]
-SegmentLines = list[list[Segment]]
-CELL_CACHE_SIZE = 8000
-ROW_CACHE_SIZE = 1000
-REBUILD_AFTER_REMOVALS = 10
+CELL_PADDING = 1
+LINE_CACHE_SIZE = 2000
+BODY_CACHE_SIZE = 20000
+TextPrint = tuple[object, ...]
+RowPrint = tuple[TextPrint, ...]
+
+
+@lru_cache(maxsize=64)
+def column_meta(column: int) -> Style:
+    """Style metadata naming a column (shared, so equal styles stay equal and hash fast)."""
+    return Style.from_meta({"column": column})
 
 
 def row_key_of(view: ProcessView) -> str:
@@ -42,64 +59,126 @@ def row_key_of(view: ProcessView) -> str:
     return f"{view.sample.pid}:{view.sample.start_ticks}"
 
 
-def _fingerprint(cell: Text) -> CellFingerprint:
-    return (cell.plain, str(cell.style))
-
-
-TextFingerprint = tuple[object, ...]
-
-
-def text_fingerprint(text: Text) -> TextFingerprint:
+def text_print(text: Text) -> TextPrint:
     """Everything about a Text that changes how it renders, as a hashable key."""
-    return (text.plain, text.style, tuple(text.spans), text.justify, text.overflow, text.no_wrap)
+    return (text.plain, text.style, tuple(text.spans), text.justify)
 
 
-def text_body_segments(text: Text, width: int, console: Console) -> list[Segment] | None:
-    """The segments Rich renders for a one-line Text justified in ``width`` cells (no wrap), or None
-    when the text needs Rich's general path (several lines, too wide, centred or full justify)."""
-    if "\n" in text.plain or text.cell_len > width or text.justify not in (None, "default", "left", "right"):
-        return None
-    line = text.copy()
-    if text.justify == "right":
-        line.rstrip()
-        line.pad_left(width - line.cell_len)
-    elif text.justify == "left":
-        line.pad_right(width - line.cell_len)
-    line = Text("\n").join([line])  # as Rich does: the base style becomes a span
-    segments = [segment for segment in line.render(console, end="") if segment.text]
-    gap = width - line.cell_len
-    if gap:
-        segments.append(Segment(" " * gap, Style.null()))
-    return segments
+def cell_body(text: Text, width: int, console: Console) -> list[Segment]:
+    """A one-line cell exactly ``width`` cells wide, as Rich would draw the Text in that width
+    (justified, first line only). Plain single-style text that fits is drawn directly; anything
+    else (spans, wide characters, too long) goes through Rich."""
+    plain = text.plain
+    used = cell_len(plain)
+    if not text.spans and used <= width:
+        style = console.get_style(text.style) if isinstance(text.style, str) else text.style
+        gap = " " * (width - used)
+        body = gap + plain if text.justify == "right" else plain + gap
+        return [Segment(body, style)]
+    lines = console.render_lines(text, console.options.update(width=width, height=1, no_wrap=True,
+                                                              overflow="crop"), pad=True)
+    return list(lines[0]) if lines else [Segment(" " * width)]
 
 
-class ProcessTable(DataTable[Text]):
+class ProcessTable(ScrollView, can_focus=True):
     """Top processes; call :meth:`show` with the ranked views of each frame."""
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "process-table--header", "process-table--cursor", "process-table--hover",
+        "process-table--header-hover",
+    }
     DEFAULT_CSS = """
-    ProcessTable { scrollbar-size-vertical: 1; }
+    ProcessTable {
+        background: $surface;
+        color: $foreground;
+        overflow-x: hidden;
+        scrollbar-size-vertical: 1;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .process-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+            & > .process-table--header { background-tint: $foreground 5%; }
+        }
+        & > .process-table--header { text-style: bold; background: $panel; color: $foreground; }
+        &:ansi > .process-table--header { background: ansi_bright_blue; color: ansi_default; }
+        & > .process-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        & > .process-table--hover { background: $block-hover-background; }
+        & > .process-table--header-hover { background: $accent 30%; }
+    }
     """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Select", show=False),
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,ctrl+home", "first", "First", show=False),
+        Binding("end,ctrl+end", "last", "Last", show=False),
+    ]
+
+    class RowHighlighted(Message):
+        """The cursor moved to another process (``key`` None: the table is empty)."""
+
+        def __init__(self, table: ProcessTable, key: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> ProcessTable:
+            return self.table
+
+    class RowSelected(Message):
+        """Enter on a row, or a click on the highlighted row."""
+
+        def __init__(self, table: ProcessTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> ProcessTable:
+            return self.table
+
+    class HeaderSelected(Message):
+        """A column header was clicked; ``column`` is its ColumnSpec."""
+
+        def __init__(self, table: ProcessTable, column: ColumnSpec) -> None:
+            super().__init__()
+            self.table = table
+            self.column = column
+
+        @property
+        def control(self) -> ProcessTable:
+            return self.table
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=1)
-        self._specs: tuple[ColumnSpec, ...] = ()
-        self._cells: dict[str, list[CellFingerprint]] = {}
+        super().__init__(id=id)
+        self._specs: tuple[ColumnSpec, ...] = fit_columns(10_000, CELL_PADDING)
+        self._fit_width = -1
         self._order: list[str] = []
-        self._views: list[ProcessView] = []
+        self._index: dict[str, int] = {}
+        self._views: dict[str, ProcessView] = {}
+        self._cells: dict[str, tuple[ProcessView, list[Text], RowPrint]] = {}
         self._human = False
         self._sort = "rss"
         self._descending = True
-        self._fit_width = -1
-        # Render caches keyed on per-row versions (see the module docstring).
-        self._version_counter = 0
-        self._row_versions: dict[RowKey, int] = {}
-        self._style_epoch = 0
-        self._cell_lines: LRUCache[tuple[object, ...], SegmentLines] = LRUCache(CELL_CACHE_SIZE)
-        self._row_lines: LRUCache[tuple[object, ...], tuple[SegmentLines, SegmentLines]] = LRUCache(
-            ROW_CACHE_SIZE)
-        self._position_styles: dict[tuple[int, int], Style] = {}
-        self._text_bodies: LRUCache[tuple[TextFingerprint, int], list[Segment]] = LRUCache(CELL_CACHE_SIZE)
-        self._cell_prints: dict[tuple[RowKey, ColumnKey], TextFingerprint] = {}
+        self.cursor_row = 0
+        self._hover_row: int | None = None  # -1: the header
+        self._show_hover = False
+        self._styles: tuple[Style, ...] = ()
+        self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(LINE_CACHE_SIZE)
+        self._bodies: LRUCache[tuple[TextPrint, int], list[Segment]] = LRUCache(BODY_CACHE_SIZE)
+        self._drawn: dict[int, tuple[object, ...]] = {}
+
+    # ----- what the app and the tests read ------------------------------------------------------
 
     @property
     def visible_columns(self) -> tuple[str, ...]:
@@ -112,276 +191,291 @@ class ProcessTable(DataTable[Text]):
         return list(self._order)
 
     @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
     def current_key(self) -> str | None:
         """Row key under the cursor, or None when the table is empty."""
-        if not self._order or not self.is_valid_row_index(self.cursor_row):
-            return None
-        return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
+        if 0 <= self.cursor_row < len(self._order):
+            return self._order[self.cursor_row]
+        return None
 
-    def on_mount(self) -> None:
-        self._rebuild_columns(fit_columns(10_000))
+    def get_cell(self, row_key: str, column: str) -> Text:
+        """The Text a visible column shows for a row (KeyError for an unknown row or column)."""
+        keys = self.visible_columns
+        if column not in keys:
+            raise KeyError(column)
+        return self._row(row_key)[0][keys.index(column)]
+
+    def header_text(self, column: str) -> Text:
+        """The header label of a column as drawn (unit and sort arrow included)."""
+        spec = next(s for s in self._specs if s.key == column)
+        return header_label(spec, self._sort, self._descending, self._human)
+
+    def column_at(self, x: int) -> ColumnSpec | None:
+        """The column under screen column ``x`` (padding included), or None past the last."""
+        left = 0
+        for spec in self._specs:
+            left += spec.width + 2 * CELL_PADDING
+            if x < left:
+                return spec
+        return None
+
+    # ----- feeding it ---------------------------------------------------------------------------
+
+    def set_presentation(self, *, sort: str, descending: bool, human: bool) -> None:
+        """Sort column, direction and units; the caller re-ranks and calls :meth:`show`."""
+        if (sort, descending, human) == (self._sort, self._descending, self._human):
+            return
+        units_changed = human != self._human
+        self._sort, self._descending, self._human = sort, descending, human
+        if units_changed:
+            self._cells.clear()
+            self.refresh()
+        else:
+            self._refresh_screen_line(0)  # the header's arrow moved
+
+    def show(self, views: Sequence[ProcessView]) -> None:
+        """Show ``views`` (already ranked) keeping the cursor on its process and the scroll where it
+        was; only screen lines whose picture changed are redrawn."""
+        followed = self.current_key
+        self._order = [row_key_of(v) for v in views]
+        self._index = {k: i for i, k in enumerate(self._order)}
+        self._views = dict(zip(self._order, views, strict=True))
+        for gone in [k for k in self._cells if k not in self._views]:
+            del self._cells[gone]
+        if followed is not None and followed in self._index:
+            self.cursor_row = self._index[followed]
+        else:
+            self.cursor_row = max(0, min(self.cursor_row, len(self._order) - 1))
+        self._update_virtual_size()
+        scrolled = self._scroll_cursor_into_view()
+        if not scrolled:
+            self._refresh_changed_lines()
+        if self.current_key != followed:
+            self.post_message(self.RowHighlighted(self, self.current_key))
+
+    # ----- cursor and scrolling -----------------------------------------------------------------
+
+    @property
+    def _page_rows(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def move_cursor(self, row: int) -> None:
+        """Put the cursor on ``row`` (clamped), scroll it into view and say so if it moved."""
+        if not self._order:
+            return
+        row = max(0, min(row, len(self._order) - 1))
+        old = self.cursor_row
+        if row == old:
+            return
+        self.cursor_row = row
+        if not self._scroll_cursor_into_view():
+            self._refresh_rows(old, row)
+        self.post_message(self.RowHighlighted(self, self.current_key))
+
+    def _scroll_cursor_into_view(self) -> bool:
+        """Scroll so the cursor row is on screen; True if the view scrolled (a full redraw)."""
+        top = round(self.scroll_y)
+        page = self._page_rows
+        if self.cursor_row < top:
+            target = self.cursor_row
+        elif self.cursor_row >= top + page:
+            target = self.cursor_row - page + 1
+        else:
+            return False
+        self.scroll_to(y=target, animate=False, immediate=True)
+        self.refresh()
+        return True
+
+    def action_cursor_up(self) -> None:
+        self._show_hover = False
+        self.move_cursor(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self._show_hover = False
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_page_up(self) -> None:
+        self._show_hover = False
+        self.move_cursor(self.cursor_row - self._page_rows)
+
+    def action_page_down(self) -> None:
+        self._show_hover = False
+        self.move_cursor(self.cursor_row + self._page_rows)
+
+    def action_first(self) -> None:
+        self.move_cursor(0)
+
+    def action_last(self) -> None:
+        self.move_cursor(len(self._order) - 1)
+
+    def action_select_cursor(self) -> None:
+        key = self.current_key
+        if key is not None:
+            self.post_message(self.RowSelected(self, key))
+
+    # ----- mouse --------------------------------------------------------------------------------
+
+    def _row_at(self, y: int) -> int | None:
+        """-1 for the header, a row index, or None below the last row."""
+        if y == 0:
+            return -1
+        row = round(self.scroll_y) + y - 1
+        return row if 0 <= row < len(self._order) else None
+
+    def on_click(self, event: events.Click) -> None:
+        row = self._row_at(event.y)
+        if row is None:
+            return
+        event.stop()
+        if row == -1:
+            spec = self.column_at(event.x + round(self.scroll_x))
+            if spec is not None:
+                self.post_message(self.HeaderSelected(self, spec))
+        elif row == self.cursor_row:
+            self.action_select_cursor()
+        else:
+            self.move_cursor(row)
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        self._show_hover = True
+        self._set_hover(self._row_at(event.y))
+
+    def on_leave(self, event: events.Leave) -> None:
+        self._set_hover(None)
+
+    def _set_hover(self, row: int | None) -> None:
+        if row != self._hover_row:
+            old, self._hover_row = self._hover_row, row
+            self._refresh_rows(old, row)
+
+    # ----- layout -------------------------------------------------------------------------------
 
     def on_resize(self) -> None:
         self.fit_to_width()
+        self._update_virtual_size()
+        self.refresh()
 
     def fit_to_width(self) -> None:
-        """Choose the columns that fit; rebuild only when the choice changes."""
+        """Choose the columns that fit the width; re-render only when the choice changes."""
         width = self.size.width
         if width <= 0 or width == self._fit_width:
             return
         self._fit_width = width
-        specs = fit_columns(width - 1, self.cell_padding)
+        specs = fit_columns(width - 1, CELL_PADDING)
         if specs != self._specs:
-            self._rebuild_columns(specs)
+            self._specs = specs
+            self._cells.clear()
 
-    def set_presentation(self, *, sort: str, descending: bool, human: bool) -> None:
-        """Sort column, direction and units; the caller re-ranks and calls :meth:`show`."""
-        units_changed = human != self._human
-        self._sort, self._descending, self._human = sort, descending, human
-        self._relabel()
-        if units_changed:
-            self._refresh_all_cells()
+    def _update_virtual_size(self) -> None:
+        size = Size(self.scrollable_content_region.width, len(self._order) + 1)
+        if size != self.virtual_size:
+            self.virtual_size = size
 
-    def show(self, views: Sequence[ProcessView]) -> None:
-        """Patch the table to ``views`` (already ranked) keeping the cursor on its process."""
-        followed = self.current_key
-        old_top = self.scroll_y
-        self._views = list(views)
-        wanted = [row_key_of(v) for v in views]
-        wanted_set = set(wanted)
-        leaving = [k for k in self._cells if k not in wanted_set]
-        if len(leaving) > REBUILD_AFTER_REMOVALS:
-            self._replace_rows(views, wanted, followed, old_top)
-            return
-        for key in leaving:
-            self.remove_row(key)
-            del self._cells[key]
-        for view, key in zip(views, wanted, strict=True):
-            cells = row_cells(view, self._specs, self._human)
-            prints = [_fingerprint(c) for c in cells]
-            old = self._cells.get(key)
-            if old is None:
-                self.add_row(*cells, key=key)
-            else:
-                for spec, cell, new_print, old_print in zip(self._specs, cells, prints, old, strict=True):
-                    if new_print != old_print:
-                        self.update_cell(key, spec.key, cell)
-            self._cells[key] = prints
-        if wanted != self._order:
-            rank = {k: i for i, k in enumerate(wanted)}
-            self._apply_order(rank)
-            self._order = wanted
-        self._restore_cursor(followed, old_top)
+    # ----- rendering ----------------------------------------------------------------------------
 
-    def _replace_rows(self, views: Sequence[ProcessView], wanted: list[str], followed: str | None,
-                      old_top: float) -> None:
-        """Most rows leave (a new sort column, a filter): refill in rank order instead.
+    def _row(self, key: str) -> tuple[list[Text], RowPrint]:
+        """A row's cells and their fingerprint, rebuilt only when its view changed."""
+        view = self._views[key]
+        cached = self._cells.get(key)
+        if cached is not None and cached[0] is view:
+            return cached[1], cached[2]
+        cells = row_cells(view, self._specs, self._human)
+        prints = tuple(text_print(c) for c in cells)
+        self._cells[key] = (view, cells, prints)
+        return cells, prints
 
-        DataTable.remove_row re-indexes every row, so removing many one by one is quadratic; a
-        cleared table refilled in order needs no sort either. The cursor keeps its process if it
-        is still shown, otherwise its screen position, as row removals would.
-        """
-        old_row = self.cursor_row
-        self.clear()
-        self._cells.clear()
-        for view, key in zip(views, wanted, strict=True):
-            cells = row_cells(view, self._specs, self._human)
-            self.add_row(*cells, key=key)
-            self._cells[key] = [_fingerprint(c) for c in cells]
-        self._order = wanted
-        if followed is not None and followed in self._cells:
-            self._restore_cursor(followed, old_top)
-        elif wanted:
-            self.scroll_to(y=old_top, animate=False, immediate=True)
-            self.move_cursor(row=min(old_row, len(wanted) - 1), scroll=True)
+    def _line_key(self, row: int) -> tuple[object, ...]:
+        """What a screen line shows; equal keys draw equal lines."""
+        hover = self._show_hover and self._hover_row == row
+        width = self.scrollable_content_region.width
+        if row == -1:
+            return ("header", self._specs, self._sort, self._descending, self._human, hover, self._styles,
+                    width)
+        if not 0 <= row < len(self._order):
+            return ("blank", self._styles, width)
+        return ("row", self._row(self._order[row])[1], row == self.cursor_row, hover, self._styles, width)
 
-    def _apply_order(self, rank: dict[str, int]) -> None:
-        """Reorder rows to ``rank`` with DataTable.sort, keyed by each row's PID+NAME cells."""
-        pid_rank: dict[tuple[str, str], int] = {}
-        for key, index in rank.items():
-            cells = self._cells[key]
-            pid_rank[(cells[0][0], cells[1][0])] = index
-        self.sort("pid", "name", key=lambda pair: pid_rank.get((pair[0].plain, pair[1].plain), len(rank)))
+    def _screen_row(self, y: int) -> int:
+        return -1 if y == 0 else round(self.scroll_y) + y - 1
 
-    def _restore_cursor(self, followed: str | None, old_top: float) -> None:
-        if followed is None or followed not in self._cells:
-            return
-        index = self.get_row_index(followed)
-        if index != self.cursor_row:
-            self.scroll_to(y=old_top, animate=False, immediate=True)
-            self.move_cursor(row=index, scroll=True)
-
-    def _rebuild_columns(self, specs: tuple[ColumnSpec, ...]) -> None:
-        """Width changed which columns fit: the one time the table is rebuilt from scratch."""
-        followed = self.current_key
-        self.clear(columns=True)
-        self._cells.clear()
-        self._order = []
-        self._specs = specs
-        for spec in specs:
-            self.add_column(header_label(spec, self._sort, self._descending, self._human),
-                            width=spec.width, key=spec.key)
-        if self._views:
-            self.show(self._views)
-            if followed in self._cells:
-                self.move_cursor(row=self.get_row_index(followed))
-
-    def _relabel(self) -> None:
-        """New header labels; only the header row is re-rendered, and only if a label changed."""
-        changed = False
-        for spec in self._specs:
-            column = self.columns.get(ColumnKey(spec.key))
-            if column is None:
+    def _refresh_rows(self, *rows: int | None) -> None:
+        top = round(self.scroll_y)
+        for row in rows:
+            if row is None:
                 continue
-            label = header_label(spec, self._sort, self._descending, self._human)
-            if label.plain != column.label.plain or label.spans != column.label.spans:
-                column.label = label
-                changed = True
-        if changed:
-            self._bump_row(self._header_row_key)
-            self._update_count += 1  # DataTable's own caches hold the old header strips
+            y = 0 if row == -1 else row - top + 1
+            if 0 <= y < self.size.height:
+                self._refresh_screen_line(y)
+
+    def _refresh_screen_line(self, y: int) -> None:
+        self.refresh(Region(0, y, self.size.width, 1))
+
+    def _refresh_changed_lines(self) -> None:
+        """Refresh the screen lines whose key differs from what was last drawn there."""
+        dirty = [y for y in range(self.size.height)
+                 if self._drawn.get(y) != self._line_key(self._screen_row(y))]
+        if len(dirty) > self.size.height // 2:
             self.refresh()
+            return
+        for y in dirty:
+            self._refresh_screen_line(y)
 
-    # ----- render caches (see the module docstring) -------------------------------------------------
+    def _current_styles(self) -> tuple[Style, ...]:
+        get = self.get_component_rich_style
+        return (self.rich_style, get("process-table--header"), get("process-table--cursor"),
+                get("process-table--hover"), get("process-table--header-hover"))
 
-    def _bump_row(self, row_key: RowKey) -> None:
-        self._version_counter += 1
-        self._row_versions[row_key] = self._version_counter
+    def render_lines(self, crop: Region) -> list[Strip]:
+        styles = self._current_styles()
+        if styles != self._styles:
+            self._styles = styles
+            self._drawn.clear()
+        return super().render_lines(crop)
 
-    def add_row(self, *cells: Text, height: int | None = 1, key: str | None = None,
-                label: Text | str | None = None) -> RowKey:
-        row_key = super().add_row(*cells, height=height, key=key, label=label)
-        if height == 1:  # fixed widths and height: nothing for DataTable to measure when idle
-            self._new_rows.discard(row_key)
-        for column, cell in zip(self.ordered_columns, cells, strict=False):
-            self._cell_prints[(row_key, column.key)] = text_fingerprint(cell)
-        self._bump_row(row_key)
-        return row_key
+    def render_line(self, y: int) -> Strip:
+        key = self._line_key(self._screen_row(y))
+        self._drawn[y] = key
+        strip = self._lines.get(key)
+        if strip is None:
+            strip = self._draw_row(self._screen_row(y))
+            self._lines[key] = strip
+        return strip
 
-    def update_cell(self, row_key: RowKey | str, column_key: ColumnKey | str, value: Text, *,
-                    update_width: bool = False) -> None:
-        super().update_cell(row_key, column_key, value, update_width=update_width)
-        row_key = row_key if isinstance(row_key, RowKey) else RowKey(row_key)
-        column_key = column_key if isinstance(column_key, ColumnKey) else ColumnKey(column_key)
-        self._cell_prints[(row_key, column_key)] = text_fingerprint(value)
-        self._bump_row(row_key)
-
-    def remove_row(self, row_key: RowKey | str) -> None:
-        super().remove_row(row_key)
-        row_key = row_key if isinstance(row_key, RowKey) else RowKey(row_key)
-        self._row_versions.pop(row_key, None)
-        for column_key in self.columns:
-            self._cell_prints.pop((row_key, column_key), None)
-
-    def clear(self, columns: bool = False) -> ProcessTable:
-        super().clear(columns)
-        self._cell_prints.clear()
-        self._row_versions.clear()
-        self._cell_lines.clear()
-        self._row_lines.clear()
-        return self
-
-    def notify_style_update(self) -> None:
-        self._style_epoch += 1  # theme, focus or CSS changed: every cached picture is stale
-        super().notify_style_update()
-
-    def _position_style(self, row_index: int, column_index: int) -> Style:
-        """The mouse metadata DataTable puts on every cell (clicks and hover read it), cached."""
-        style = self._position_styles.get((row_index, column_index))
-        if style is None:
-            style = Style.from_meta({"row": row_index, "column": column_index})
-            self._position_styles[(row_index, column_index)] = style
-        return style
-
-    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                     cursor: bool = False, hover: bool = False) -> SegmentLines:
-        """A cell's lines, cached by what the cell shows: unchanged values are never re-rendered,
-        wherever their row moved, and equal values in different rows share one rendering."""
-        column_key = self._column_locations.get_key(column_index)
-        row_key = self._header_row_key if row_index == -1 else self._row_locations.get_key(row_index)
-        fingerprint: TextFingerprint | None = None
-        if column_key is None or row_key is None:
-            pass
-        elif row_index == -1:
-            column = self.columns.get(column_key)
-            label = column.label if column is not None else None
-            fingerprint = text_fingerprint(label) if isinstance(label, Text) else None
+    def _draw_row(self, row: int) -> Strip:
+        base, header, cursor, hover, header_hover = self._styles or self._current_styles()
+        width = self.scrollable_content_region.width
+        if not 0 <= row < len(self._order) and row != -1:
+            return Strip.blank(width, base)
+        post = Style.null()
+        if row == -1:
+            cells = [header_label(s, self._sort, self._descending, self._human) for s in self._specs]
+            pre = header
+            if self._show_hover and self._hover_row == -1:
+                pre += hover + header_hover
         else:
-            fingerprint = self._cell_prints.get((row_key, column_key))
-        if fingerprint is None or row_key is None or column_key is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        if row_index >= 0:
-            position = self._position_style(row_index, column_index)
-            return [self._render_text_cell(row_key, column_key, fingerprint, base_style, position, width,
-                                           cursor, hover)]
-        cache_key = (fingerprint, base_style, width, cursor, hover, self._show_hover_cursor, self.show_cursor,
-                     self._pseudo_class_state, self._style_epoch, row_index == -1,
-                     row_index < self.fixed_rows)
-        lines = self._cell_lines.get(cache_key)
-        if lines is None:
-            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-            self._cell_lines[cache_key] = lines
-            return lines
-        position = self._position_style(row_index, column_index)
-        return [[Segment(text, style + position if style is not None else position, control)
-                 for text, style, control in line] for line in lines]
-
-    def _render_text_cell(self, row_key: RowKey, column_key: ColumnKey, fingerprint: TextFingerprint,
-                          base_style: Style, position: Style, width: int, cursor: bool,
-                          hover: bool) -> list[Segment]:
-        """A one-line body cell rendered straight to segments, equal to what DataTable's Rich path
-        (Padding in Styled through Console.render_lines) makes for a single-line Text that fits,
-        at a fraction of the cost; anything else goes through that path."""
-        row_index, column_index = position.meta["row"], position.meta["column"]
-        cell = self._data[row_key][column_key]
-        content_width = width - 2 * self.cell_padding
-        key = (fingerprint, content_width)
-        body = self._text_bodies.get(key)
-        if body is None:
-            body = text_body_segments(cell, content_width, self.app.console) if isinstance(cell, Text) else None
-            if body is None or self.rows[row_key].height != 1:
-                return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)[0]
-            self._text_bodies[key] = body
-        component_style, post_style = self._get_styles_to_render_cell(
-            False, False, row_index < self.fixed_rows, hover, cursor, self.show_cursor,
-            self._show_hover_cursor, self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css")
-        pre_style = base_style + position + component_style
-        pad = Segment(" " * self.cell_padding, Style.null())
-        return list(Segment.apply_style([pad, *body, pad], pre_style, post_style))
-
-    def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style,
-                            cursor_location: Coordinate,
-                            hover_location: Coordinate) -> tuple[SegmentLines, SegmentLines]:
-        """A row's line, reused until the row changes, moves, or the cursor/hover enters or leaves it."""
-        if self.cursor_type != "row":
-            return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
-        located = self._row_locations.get(row_key)
-        row_index = -1 if located is None else located
-        cache_key = (row_key, self._row_versions.get(row_key, 0), row_index, line_no, base_style,
-                     cursor_location.row == row_index, hover_location.row == row_index,
-                     self._show_hover_cursor, self.show_cursor, self._pseudo_class_state, self._style_epoch,
-                     self.size.width, self._specs)
-        pair = self._row_lines.get(cache_key)
-        if pair is None:
-            pair = super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
-            self._row_lines[cache_key] = pair
-        return pair
-
-    def _refresh_all_cells(self) -> None:
-        by_key = {row_key_of(v): v for v in self._views}
-        for key in list(self._cells):
-            view = by_key.get(key)
-            if view is None:
-                continue
-            cells = row_cells(view, self._specs, self._human)
-            for spec, cell in zip(self._specs, cells, strict=True):
-                self.update_cell(RowKey(key), spec.key, cell)
-            self._cells[key] = [_fingerprint(c) for c in cells]
-
-    def column_at_header(self, column_key: ColumnKey) -> ColumnSpec | None:
-        """The spec behind a clicked header."""
-        for spec in COLUMNS:
-            if spec.key == column_key.value:
-                return spec
-        return None
+            cells = self._row(self._order[row])[0]
+            pre = base
+            if self._show_hover and self._hover_row == row:
+                pre += hover
+            if row == self.cursor_row:
+                pre += cursor
+                post = Style.from_color(color=cursor.color)  # the cursor's colour wins, as in DataTable
+        console = self.app.console
+        pad = Segment(" " * CELL_PADDING)
+        line: list[Segment] = []
+        for column, (spec, cell) in enumerate(zip(self._specs, cells, strict=True)):
+            key = (text_print(cell), spec.width)
+            body = self._bodies.get(key)
+            if body is None:
+                body = cell_body(cell, spec.width, console)
+                self._bodies[key] = body
+            # Each cell carries its column in the style's metadata, as DataTable's cells do: it keeps
+            # cells apart as separate runs (exports draw each cell where it belongs).
+            line.extend(Segment.apply_style([pad, *body, pad], pre + column_meta(column), post))
+        used = sum(s.width + 2 * CELL_PADDING for s in self._specs)
+        if used < width:
+            line.append(Segment(" " * (width - used), pre))
+        return Strip(line).crop(0, width).simplify()
