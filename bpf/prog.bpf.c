@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * memwatch kernel side: per-process accounting of mmap, munmap, brk and mremap, process exits and
- * OOM kills. Arguments are stashed per thread at syscall entry and the call is accounted at exit,
- * so only successful calls count and results (mapped address, new break) are known.
+ * OOM kills. Calls are accounted at syscall exit, so only successful ones count and results
+ * (mapped address, new break) are known; the arguments are read from the saved user registers
+ * then, except brk's old break, which is stashed per thread at entry.
  *
  * Two attach modes share every handler: per-syscall tracepoints (cheapest for the rest of the
  * system, need tracefs) and raw sys_enter/sys_exit (no tracefs; run for every syscall). Python
@@ -305,7 +306,8 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 	return removed;
 }
 
-static __always_inline int on_enter(__u32 kind, __u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 a4)
+/* brk's old break is gone by the time the call returns: only brk is stashed at entry. */
+static __always_inline int on_brk_enter(__u64 requested)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mw_inflight *f;
@@ -319,22 +321,30 @@ static __always_inline int on_enter(__u32 kind, __u64 a0, __u64 a1, __u64 a2, __
 		count(MW_CNT_SCRATCH_FAIL);
 		return 0;
 	}
-	f->kind = kind;
-	f->a0 = a0;
-	f->a1 = a1;
-	f->a2 = a2;
-	f->a3 = a3;
-	f->a4 = a4;
-	if (kind == MW_EV_BRK)
-		f->old_brk = task->mm ? task->mm->brk : 0;
+	f->kind = MW_EV_BRK;
+	f->a0 = requested;
+	f->old_brk = task->mm ? task->mm->brk : 0;
 	return 0;
 }
 
-static __always_inline int on_exit(__u32 kind, long ret)
+/*
+ * The arguments of the syscall that is returning. The saved user registers still hold them at
+ * syscall exit (only the return value register is written; arm64 keeps the first argument in
+ * orig_x0), so mmap, munmap and mremap need no entry program and no per-thread scratch.
+ */
+static __always_inline void syscall_args(struct pt_regs *regs, struct mw_inflight *in)
+{
+	in->a0 = PT_REGS_PARM1_SYSCALL(regs);
+	in->a1 = PT_REGS_PARM2_SYSCALL(regs);
+	in->a2 = PT_REGS_PARM3_SYSCALL(regs);
+	in->a3 = PT_REGS_PARM4_SYSCALL(regs);
+	in->a4 = PT_REGS_PARM5_SYSCALL(regs);
+}
+
+static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct mw_inflight *f;
-	struct mw_inflight in;
+	struct mw_inflight in = {};
 	struct mw_proc_stats *st;
 	__u64 pid_tgid, now, mm;
 	__u32 tgid;
@@ -342,11 +352,16 @@ static __always_inline int on_exit(__u32 kind, long ret)
 #ifdef MW_BENCH_EMPTY
 	return 0;
 #endif
-	f = bpf_task_storage_get(&inflight, task, 0, 0);
-	if (!f || f->kind != kind)
-		return 0;
-	in = *f;
-	f->kind = 0;
+	if (kind == MW_EV_BRK) {
+		struct mw_inflight *f = bpf_task_storage_get(&inflight, task, 0, 0);
+
+		if (!f || f->kind != kind)
+			return 0;
+		in = *f;
+		f->kind = 0;
+	} else {
+		syscall_args(regs, &in);
+	}
 
 	pid_tgid = bpf_get_current_pid_tgid();
 	tgid = pid_tgid >> 32;
@@ -451,52 +466,34 @@ static __always_inline int on_exit(__u32 kind, long ret)
 
 /* ---- attach mode 1: per-syscall tracepoints (need tracefs) ---- */
 
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int tp_enter_mmap(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(MW_EV_MMAP, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], 0);
-}
-
 SEC("tracepoint/syscalls/sys_exit_mmap")
 int tp_exit_mmap(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(MW_EV_MMAP, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_munmap")
-int tp_enter_munmap(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(MW_EV_MUNMAP, ctx->args[0], ctx->args[1], 0, 0, 0);
+	return on_exit(MW_EV_MMAP, ctx->ret, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()));
 }
 
 SEC("tracepoint/syscalls/sys_exit_munmap")
 int tp_exit_munmap(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(MW_EV_MUNMAP, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_brk")
-int tp_enter_brk(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(MW_EV_BRK, ctx->args[0], 0, 0, 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_exit_brk")
-int tp_exit_brk(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_exit(MW_EV_BRK, ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_enter_mremap")
-int tp_enter_mremap(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(MW_EV_MREMAP, ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3], ctx->args[4]);
+	return on_exit(MW_EV_MUNMAP, ctx->ret, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()));
 }
 
 SEC("tracepoint/syscalls/sys_exit_mremap")
 int tp_exit_mremap(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(MW_EV_MREMAP, ctx->ret);
+	return on_exit(MW_EV_MREMAP, ctx->ret, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()));
+}
+
+SEC("tracepoint/syscalls/sys_enter_brk")
+int tp_enter_brk(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_brk_enter(ctx->args[0]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_brk")
+int tp_exit_brk(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(MW_EV_BRK, ctx->ret, 0);
 }
 
 /* ---- attach mode 2: raw syscall tracepoints (no tracefs; run for every syscall) ---- */
@@ -527,13 +524,9 @@ static __always_inline bool compat_syscall(void)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
 {
-	__u32 kind = kind_of(id);
-
-	if (!kind || compat_syscall())
+	if (id != NR_BRK || compat_syscall())
 		return 0;
-	return on_enter(kind, PT_REGS_PARM1_CORE_SYSCALL(regs), PT_REGS_PARM2_CORE_SYSCALL(regs),
-			PT_REGS_PARM3_CORE_SYSCALL(regs), PT_REGS_PARM4_CORE_SYSCALL(regs),
-			PT_REGS_PARM5_CORE_SYSCALL(regs));
+	return on_brk_enter(PT_REGS_PARM1_SYSCALL(regs));
 }
 
 SEC("tp_btf/sys_exit")
@@ -548,7 +541,7 @@ int BPF_PROG(raw_exit, struct pt_regs *regs, long ret)
 
 	if (!kind || compat_syscall())
 		return 0;
-	return on_exit(kind, ret);
+	return on_exit(kind, ret, regs);
 }
 
 /* ---- process lifecycle ---- */
