@@ -175,7 +175,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self._show_hover = False
         self._styles: tuple[Style, ...] = ()
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(LINE_CACHE_SIZE)
-        self._bodies: LRUCache[tuple[TextPrint, int], list[Segment]] = LRUCache(BODY_CACHE_SIZE)
+        self._bodies: LRUCache[tuple[object, ...], list[Segment]] = LRUCache(BODY_CACHE_SIZE)
         self._drawn: dict[int, tuple[object, ...]] = {}
 
     # ----- what the app and the tests read ------------------------------------------------------
@@ -452,30 +452,32 @@ class ProcessTable(ScrollView, can_focus=True):
         post = Style.null()
         if row == -1:
             cells = [header_label(s, self._sort, self._descending, self._human) for s in self._specs]
+            prints = tuple(text_print(c) for c in cells)
             pre = header
             if self._show_hover and self._hover_row == -1:
                 pre += hover + header_hover
         else:
-            cells = self._row(self._order[row])[0]
+            cells, prints = self._row(self._order[row])
             pre = base
             if self._show_hover and self._hover_row == row:
                 pre += hover
             if row == self.cursor_row:
                 pre += cursor
                 post = Style.from_color(color=cursor.color)  # the cursor's colour wins, as in DataTable
-        console = self.app.console
-        pad = Segment(" " * CELL_PADDING)
         line: list[Segment] = []
-        for column, (spec, cell) in enumerate(zip(self._specs, cells, strict=True)):
-            key = (text_print(cell), spec.width)
-            body = self._bodies.get(key)
-            if body is None:
-                body = cell_body(cell, spec.width, console)
-                self._bodies[key] = body
-            # Each cell carries its column in the style's metadata, as DataTable's cells do: it keeps
-            # cells apart as separate runs (exports draw each cell where it belongs).
-            line.extend(Segment.apply_style([pad, *body, pad], pre + column_meta(column), post))
+        for column, (spec, cell, fingerprint) in enumerate(zip(self._specs, cells, prints, strict=True)):
+            key = (fingerprint, spec.width, column, pre, post)
+            styled = self._bodies.get(key)
+            if styled is None:
+                pad = Segment(" " * CELL_PADDING)
+                body = cell_body(cell, spec.width, self.app.console)
+                # Each cell carries its column in the style's metadata, as DataTable's cells do: it
+                # keeps cells apart as separate runs (exports draw each cell where it belongs).
+                styled = list(Segment.apply_style([pad, *body, pad], pre + column_meta(column), post))
+                self._bodies[key] = styled
+            line.extend(styled)
         used = sum(s.width + 2 * CELL_PADDING for s in self._specs)
         if used < width:
             line.append(Segment(" " * (width - used), pre))
-        return Strip(line).crop(0, width).simplify()
+            return Strip(line, width)
+        return Strip(line).crop(0, width)

@@ -1,8 +1,10 @@
-"""Updates that do nothing when nothing changed.
+"""Updates that do nothing when nothing changed, and lay the screen out only when a size changed.
 
-``Static.update`` and assigning ``Sparkline.data`` always schedule a redraw (and a Static a layout
-pass), even for the same content; the dashboard redraws its header, status line and detail pane
-on every frame, mostly with what they already show. These helpers compare first.
+``Static.update`` and assigning ``Sparkline.data`` always schedule a redraw, even for the same
+content, and ``Static.update`` a layout of the whole screen, which re-renders every widget (the
+largest cost of a key press in the dashboard). The dashboard redraws its header, status line and
+detail pane on every frame and key, mostly with what they already show, and with text whose
+height does not change. These helpers compare first and ask for a layout only when needed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ def set_static(widget: Static, content: Text | str) -> bool:
     if _shown.get(widget) == fingerprint:
         return False
     _shown[widget] = fingerprint
-    widget.update(content)
+    widget.update(content, layout=False)
+    height = widget.styles.height
+    if height is not None and not height.is_auto:
+        return True  # a fixed height: new text never moves anything else
+    width = widget.content_region.width
+    needed = widget.get_content_height(widget.container_size, widget.app.size, width) if width > 0 else -1
+    if needed != widget.content_region.height:
+        widget.refresh(layout=True)  # its height changes: the screen must be laid out again
     return True
 
 
