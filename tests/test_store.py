@@ -164,3 +164,16 @@ def test_history_is_a_frozen_copy_that_equals_its_tuple() -> None:
     assert list(h) == [1, 2, 3] and hash(h) == hash((1, 2, 3))
     assert History.of(array("d", [0.5])) == (0.5,)
     assert h != (1, 2)
+
+
+def test_histories_in_snapshots_share_chunks_and_stay_frozen() -> None:
+    from memwatch.store import CHUNK
+
+    store = Store(history_len=3 * CHUNK)
+    a = sample(1, 10)
+    snaps = [store.update(float(i), 1, [replace(a, rss_kb=i)], None, SYSTEM, ON) for i in range(5 * CHUNK)]
+    first_full = snaps[3 * CHUNK - 1].processes[0].rss_history
+    assert first_full == tuple(range(3 * CHUNK))
+    assert snaps[-1].processes[0].rss_history == tuple(range(2 * CHUNK, 5 * CHUNK))
+    assert first_full == tuple(range(3 * CHUNK)), "later ticks did not change an older snapshot"
+    assert snaps[CHUNK + 2].processes[0].rss_history[-3:] == (CHUNK, CHUNK + 1, CHUNK + 2)

@@ -20,30 +20,38 @@ _N = TypeVar("_N", int, float)
 
 
 class History(Sequence[_N]):
-    """An immutable copy of a history ring, made with one memcpy and decoded only when read.
+    """An immutable history: chunks of packed values shared with the store, decoded when read.
 
-    The store keeps histories in compact arrays and every tick hands each process's history to
-    readers that mostly never look at it (only the rows on screen draw a trend), so the copy must
-    be cheap; it compares equal to a tuple of the same values.
+    The store keeps histories as rings of immutable chunks, and every tick hands each process's
+    history to readers that mostly never look at it (only the rows on screen draw a trend): a
+    History shares the ring's full chunks and copies only its partial last chunk, so a snapshot
+    of thousands of processes costs little time and memory. It compares equal to a tuple.
     """
 
-    __slots__ = ("_code", "_data")
+    __slots__ = ("_chunks", "_code", "_len", "_start")
 
-    def __init__(self, data: bytes, typecode: str) -> None:
-        self._data = data
+    def __init__(self, chunks: tuple[bytes, ...], typecode: str, start: int = 0, length: int | None = None) -> None:
+        self._chunks = chunks
         self._code = typecode
+        self._start = start
+        if length is None:
+            length = sum(len(c) for c in chunks) // array(typecode).itemsize - start
+        self._len = length
 
     @classmethod
     def of(cls, values: array[_N]) -> History[_N]:
-        return cls(values.tobytes(), values.typecode)
+        return cls((values.tobytes(),), values.typecode)
 
     def _values(self) -> array[_N]:
         out: array[_N] = array(self._code)
-        out.frombytes(self._data)
+        for chunk in self._chunks:
+            out.frombytes(chunk)
+        if self._start or len(out) != self._len:
+            out = out[self._start:self._start + self._len]
         return out
 
     def __len__(self) -> int:
-        return len(self._data) // array(self._code).itemsize
+        return self._len
 
     @overload
     def __getitem__(self, index: int) -> _N: ...

@@ -1,8 +1,9 @@
 """The state store: merges /proc ticks, kernel counters and ring-buffer events into snapshots.
 
 Processes are keyed by (pid, start ticks), so a reused pid starts with empty counters and history.
-Histories live in compact arrays (8 bytes a point) because a busy machine has thousands of
-processes; snapshots copy them into tuples so readers never see them change.
+Histories live in rings of packed, immutable chunks (8 bytes a point) because a busy machine has
+thousands of processes; a snapshot shares the full chunks and copies only the last partial one,
+so readers never see a history change and snapshots stay cheap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from memwatch.leak import LeakPolicy, LeakVerdict, assess
 from memwatch.model import (
@@ -33,27 +35,69 @@ _NO_VERDICT = LeakVerdict(None, False, None)
 _NO_CALLS = KernelCounts()
 
 
+CHUNK = 16
+"""Points per immutable chunk of a history ring."""
+
+
+class _Ring:
+    """A bounded history whose full chunks are immutable bytes, shared with every snapshot."""
+
+    __slots__ = ("cap", "chunks", "code", "size", "start", "tail")
+
+    def __init__(self, code: str, cap: int) -> None:
+        self.code = code
+        self.cap = cap
+        self.chunks: deque[bytes] = deque()
+        self.tail: array[Any] = array(code)
+        self.start = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def append(self, value: float) -> None:
+        tail = self.tail
+        tail.append(value)
+        if len(tail) == CHUNK:
+            self.chunks.append(tail.tobytes())
+            self.tail = array(self.code)
+        if self.size < self.cap:
+            self.size += 1
+        else:
+            self.start += 1
+            if self.start == CHUNK:
+                self.chunks.popleft()
+                self.start = 0
+
+    def history(self) -> History[Any]:
+        return History((*self.chunks, self.tail.tobytes()), self.code, self.start, self.size)
+
+    def values(self) -> array[Any]:
+        return self.history()._values()
+
+
 @dataclass(slots=True)
 class _Proc:
     """Mutable per-process state; only the store touches it."""
 
     sample: ProcessSample
+    rss: _Ring
+    outstanding: _Ring
+    rates: _Ring
     kernel: KernelCounts | None = None
     rollup: SmapsRollup | None = None
-    times: array[float] = field(default_factory=lambda: array("d"))
-    rss: array[int] = field(default_factory=lambda: array("q"))
-    outstanding: array[int] = field(default_factory=lambda: array("q"))
-    rates: array[float] = field(default_factory=lambda: array("d"))
     recent: deque[Event] = field(default_factory=deque)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    last_rss: int = -1
     last_change: float = 0.0
     verdict: LeakVerdict = _NO_VERDICT
 
-    def push(self, cap: int, t: float, rss: int, outstanding: int, rate: float) -> None:
-        if self.rss and self.rss[-1] != rss:
+    def push(self, t: float, rss: int, outstanding: int, rate: float) -> None:
+        if rss != self.last_rss and self.last_rss >= 0:
             self.last_change = t
-        if len(self.times) >= cap:
-            del self.times[0], self.rss[0], self.outstanding[0], self.rates[0]
-        self.times.append(t)
+        self.last_rss = rss
+        self.last_seen = t
         self.rss.append(rss)
         self.outstanding.append(outstanding)
         self.rates.append(rate)
@@ -73,6 +117,8 @@ class Store:
         self._orphans: dict[int, list[Event]] = {}
         self._log: deque[Event] = deque(maxlen=events_len)
         self._system: deque[SystemMemory] = deque(maxlen=history_len)
+        self._times = _Ring("d", history_len)
+        """When each of the last ticks happened (shared by every process's history)."""
         self.events_seen = 0
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -110,13 +156,16 @@ class Store:
                rollups: Mapping[ProcessKey, SmapsRollup] | None = None) -> Snapshot:
         """Merge one tick (and any PSS/USS read for it) and return the snapshot for it."""
         cap = self.history_len
+        self._times.append(now)
+        tick_times = self._times.values()
         seen: dict[ProcessKey, _Proc] = {}
         by_pid: dict[int, ProcessKey] = {}
         for s in samples:
             key = s.key
             proc = self._procs.get(key)
             if proc is None:
-                proc = _Proc(s, last_change=now)
+                proc = _Proc(s, _Ring("q", cap), _Ring("q", cap), _Ring("d", cap), first_seen=now,
+                             last_change=now)
                 for ev in self._orphans.pop(s.pid, ()):
                     self._remember(proc, ev)
             old_kernel = proc.kernel
@@ -125,13 +174,13 @@ class Store:
             if rollups and key in rollups:
                 proc.rollup = rollups[key]
             rate = 0.0
-            if proc.kernel is not None and old_kernel is not None and proc.times:
-                dt = now - proc.times[-1]
+            if proc.kernel is not None and old_kernel is not None and len(proc.rss):
+                dt = now - proc.last_seen
                 if dt > 0:
                     rate = max(0, proc.kernel.calls - old_kernel.calls) / dt
             out = proc.kernel.outstanding_bytes if proc.kernel is not None else 0
-            proc.push(cap, now, s.rss_kb, out, rate)
-            proc.verdict = self._assess(proc)
+            proc.push(now, s.rss_kb, out, rate)
+            proc.verdict = self._assess(proc, tick_times)
             seen[key] = proc
             by_pid[s.pid] = key
         self._procs = seen
@@ -151,13 +200,15 @@ class Store:
         )
         return snap
 
-    def _assess(self, proc: _Proc) -> LeakVerdict:
-        times = proc.times
-        if len(times) < 2:
+    def _assess(self, proc: _Proc, tick_times: array[float]) -> LeakVerdict:
+        n = len(proc.rss)
+        if n < 2:
             return _NO_VERDICT
+        # a process is in every tick from its first to now, so its times are the last n ticks
+        times = tick_times[-n:]
         if proc.last_change <= times[0]:
             return LeakVerdict(0.0, False, None)  # flat over the whole window: no need to fit
-        return assess(times, proc.rss, self.leak_policy)
+        return assess(times, proc.rss.values(), self.leak_policy)
 
     def _view(self, p: _Proc) -> ProcessView:
         v = p.verdict
@@ -168,9 +219,9 @@ class Store:
             growth_kb_s=v.growth_kb_s,
             leak_suspect=v.suspect,
             leak_reason=v.reason,
-            rss_history=History(p.rss.tobytes(), "q"),
-            outstanding_history=History(p.outstanding.tobytes(), "q"),
-            event_rate_history=History(p.rates.tobytes(), "d"),
+            rss_history=p.rss.history(),
+            outstanding_history=p.outstanding.history(),
+            event_rate_history=p.rates.history(),
             recent_events=tuple(p.recent),
         )
 
