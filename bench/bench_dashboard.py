@@ -157,12 +157,21 @@ def spawn_sleepers(n: int) -> list[subprocess.Popen[bytes]]:
 
 # ----- (a) CPU ----------------------------------------------------------------------------------------
 
+def live_source(interval: float) -> Any:
+    """The real collector (eBPF when root, /proc otherwise): the dashboard's whole cost, as htop's."""
+    from memwatch.sources.live import LiveSource
+
+    return LiveSource(interval)
+
+
 async def measure_cpu(seconds: float, interval: float, processes: int, size: tuple[int, int],
-                      warmup: float) -> tuple[float, float | None, int]:
+                      warmup: float, live: bool = False) -> tuple[float, float | None, int]:
     # Enough distinct frames that none repeats during the run: a repeated frame would flatter any
     # cache keyed on cell values.
-    frames = scaled_frames(processes, int((seconds + warmup) / interval) + 3)
-    source = SyntheticSource(frames, interval)
+    if live:
+        source = live_source(interval)
+    else:
+        source = SyntheticSource(scaled_frames(processes, int((seconds + warmup) / interval) + 3), interval)
     app = MemwatchApp(source, top=100)
     htop: tuple[int, int, threading.Thread] | None = None
     if shutil.which("htop") and os.path.exists("/usr/bin/htop"):
@@ -170,13 +179,13 @@ async def measure_cpu(seconds: float, interval: float, processes: int, size: tup
     try:
         async with app.run_test(size=size) as pilot:
             await pilot.pause(warmup)
-            produced0 = source.produced
+            produced0 = getattr(source, "produced", 0)
             cpu0, wall0 = time.process_time(), time.perf_counter()
             htop0 = proc_cpu_s(htop[0]) if htop else 0.0
             await asyncio.sleep(seconds)
             cpu1, wall1 = time.process_time(), time.perf_counter()
             htop1 = proc_cpu_s(htop[0]) if htop else 0.0
-            produced = source.produced - produced0
+            produced = getattr(source, "produced", 0) - produced0
             await pilot.press("q")
     finally:
         if htop:
@@ -191,9 +200,9 @@ async def measure_cpu(seconds: float, interval: float, processes: int, size: tup
 
 # ----- (b) latency ------------------------------------------------------------------------------------
 
-async def measure_latency(presses: int, processes: int, size: tuple[int, int]) -> list[float]:
-    frames = scaled_frames(processes, int(presses * 0.1) + 10)  # ~0.1 s a press, one frame a second
-    source = SyntheticSource(frames, 1.0)
+async def measure_latency(presses: int, processes: int, size: tuple[int, int], live: bool = False) -> list[float]:
+    # synthetic: ~0.1 s a press, one frame a second
+    source = live_source(1.0) if live else SyntheticSource(scaled_frames(processes, int(presses * 0.1) + 10), 1.0)
     app = TimedApp(source, top=100)
     latencies: list[float] = []
     async with app.run_test(size=size) as pilot:
@@ -233,20 +242,25 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=1000, help="processes per snapshot (default 1000)")
     parser.add_argument("--presses", type=int, default=200, help="key presses for the latency figure")
     parser.add_argument("--no-sleepers", action="store_true", help="do not spawn sleep processes for htop")
+    parser.add_argument("--live", action="store_true",
+                        help="feed the dashboard from the real collector (eBPF as root) over the spawned "
+                             "processes instead of synthetic frames: data collection counted, as in htop")
     args = parser.parse_args()
     size = (200, 50)
 
     sleepers = [] if args.no_sleepers else spawn_sleepers(args.processes)
     try:
-        ours, theirs, produced = asyncio.run(measure_cpu(args.seconds, args.interval, args.processes, size, 3.0))
+        ours, theirs, produced = asyncio.run(measure_cpu(args.seconds, args.interval, args.processes, size, 3.0,
+                                                         live=args.live))
     finally:
         for child in sleepers:
             child.kill()
         for child in sleepers:
             child.wait()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"(a) CPU over {args.seconds:g}s, {args.processes} processes/snapshot, interval {args.interval:g}s, "
-          f"{produced} snapshots shown, terminal {size[0]}x{size[1]}")
+    feed = "live collector (eBPF + /proc)" if args.live else f"{produced} synthetic snapshots"
+    print(f"(a) CPU over {args.seconds:g}s, {args.processes} processes, interval {args.interval:g}s, "
+          f"{feed}, terminal {size[0]}x{size[1]}")
     print(f"    memwatch dashboard (headless): {ours:.2f}% of one core")
     if theirs is not None:
         print(f"    htop -d {round(args.interval * 10)} in a pty:        {theirs:.2f}% of one core "
@@ -258,11 +272,16 @@ def main() -> int:
     print(f"    (max RSS of the bench process: {usage.ru_maxrss / 1024:.0f} MiB)")
 
     storm = subprocess.Popen([sys.executable, "-c", STORM])
+    sleepers = [] if args.no_sleepers or not args.live else spawn_sleepers(args.processes)
     try:
-        latencies = asyncio.run(measure_latency(args.presses, args.processes, size))
+        latencies = asyncio.run(measure_latency(args.presses, args.processes, size, live=args.live))
     finally:
         storm.kill()
         storm.wait()
+        for child in sleepers:
+            child.kill()
+        for child in sleepers:
+            child.wait()
     ms = [1000 * v for v in latencies]
     print(f"(b) key press -> updated frame written, {len(ms)} presses, mmap storm running in a child:")
     p95 = percentile(ms, 0.95)

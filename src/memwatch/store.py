@@ -9,6 +9,7 @@ so readers never see a history change and snapshots stay cheap.
 from __future__ import annotations
 
 import socket
+import threading
 from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -112,6 +113,8 @@ class Store:
         self.recent_len = recent_len
         self.leak_policy = leak_policy or LeakPolicy()
         self.hostname = hostname or socket.gethostname()
+        self._lock = threading.Lock()
+        """The collector merges ticks in a worker thread while events arrive on the event loop."""
         self._procs: dict[ProcessKey, _Proc] = {}
         self._by_pid: dict[int, ProcessKey] = {}
         self._orphans: dict[int, list[Event]] = {}
@@ -125,6 +128,10 @@ class Store:
 
     def add_events(self, events: Iterable[Event]) -> None:
         """Ring-buffer events: calls go to their process, exits and OOM kills to the log."""
+        with self._lock:
+            self._add_events(events)
+
+    def _add_events(self, events: Iterable[Event]) -> None:
         for ev in events:
             self.events_seen += 1
             if ev.kind in CALL_KINDS:
@@ -146,15 +153,23 @@ class Store:
             proc.recent.popleft()
 
     def set_rollup(self, key: ProcessKey, rollup: SmapsRollup | None) -> None:
-        proc = self._procs.get(key)
-        if proc is not None:
-            proc.rollup = rollup
+        with self._lock:
+            proc = self._procs.get(key)
+            if proc is not None:
+                proc.rollup = rollup
 
     def update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
                tracer: TracerHealth, duration_s: float = 0.0,
                rollups: Mapping[ProcessKey, SmapsRollup] | None = None) -> Snapshot:
         """Merge one tick (and any PSS/USS read for it) and return the snapshot for it."""
+        with self._lock:
+            return self._update(now, interval_s, samples, kernel, system, tracer, duration_s, rollups)
+
+    def _update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
+                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
+                tracer: TracerHealth, duration_s: float,
+                rollups: Mapping[ProcessKey, SmapsRollup] | None) -> Snapshot:
         cap = self.history_len
         self._times.append(now)
         tick_times = self._times.values()

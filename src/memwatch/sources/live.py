@@ -24,6 +24,7 @@ from memwatch.model import (
     ProcessSample,
     SmapsRollup,
     Snapshot,
+    SystemMemory,
     TracerHealth,
 )
 from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory, signal_process
@@ -86,7 +87,7 @@ class LiveSource:
 
     def __init__(self, interval_s: float = 3.0, *, use_bpf: bool = True,
                  tracer_config: TracerConfig | None = None, store: Store | None = None,
-                 proc_root: str = "/proc", drain_every_s: float = 0.1, drain_budget: int = 4096,
+                 proc_root: str = "/proc", drain_every_s: float = 0.25, drain_budget: int = 4096,
                  rollup_timeout_s: float = 0.5, rollup_top: int = 0) -> None:
         self._interval = max(MIN_INTERVAL_S, interval_s)
         self.use_bpf = use_bpf
@@ -220,18 +221,27 @@ class LiveSource:
             log.debug("swept %d live-mapping entries of exited processes", deleted)
 
     async def _tick(self) -> Snapshot:
-        samples = await asyncio.to_thread(self._reader.read_processes)
-        system = await asyncio.to_thread(read_system_memory, self.proc_root)
-        kernel: dict[ProcessKey, KernelCounts] | None = None
+        """One tick, all of its work in a worker thread: the event loop (and a dashboard running on
+        it) stays free to answer keys while /proc is read and the store merges."""
+        samples, system = await asyncio.to_thread(self._read_proc)
         if self.tracer is not None:
             self.drain_once()
-            kernel, health = await asyncio.to_thread(self._read_kernel)
+        rollups = await self._top_rollups(samples) if self.rollup_top > 0 else None
+        return await asyncio.to_thread(self._merge, samples, system, rollups)
+
+    def _read_proc(self) -> tuple[list[ProcessSample], SystemMemory]:
+        return self._reader.read_processes(), read_system_memory(self.proc_root)
+
+    def _merge(self, samples: list[ProcessSample], system: SystemMemory,
+               rollups: dict[ProcessKey, SmapsRollup] | None) -> Snapshot:
+        kernel: dict[ProcessKey, KernelCounts] | None = None
+        if self.tracer is not None:
+            kernel, health = self._read_kernel()
             if self._exits_pending:
                 self._exits_pending = False
-                await asyncio.to_thread(self._sweep, [s.pid for s in samples])
+                self._sweep([s.pid for s in samples])
         else:
             health = TracerHealth(enabled=False, reason=self.bpf_reason)
-        rollups = await self._top_rollups(samples) if self.rollup_top > 0 else None
         return self.store.update(time.time(), self._interval, samples, kernel, system, health,
                                  duration_s=time.monotonic() - self._started, rollups=rollups)
 

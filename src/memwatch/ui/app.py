@@ -9,6 +9,7 @@ UI shows comes from the immutable Snapshot; the only other calls into the core a
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Iterable
 from pathlib import Path
@@ -158,6 +159,10 @@ class MemwatchApp(App[int]):
             self.exit(1, message=f"memwatch: cannot start the data source: {error}")
             return
         self._receive(first)
+        # Everything alive now (modules, widgets, styles) lives as long as the app: moving it out
+        # of the collector's reach keeps full collections short, and with them key latency.
+        gc.collect()
+        gc.freeze()
         self.run_worker(self._pump(), name="snapshot-pump", group="source", exclusive=True)
 
     def on_resize(self, event: events.Resize) -> None:

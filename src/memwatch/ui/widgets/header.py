@@ -54,7 +54,7 @@ def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
     else:
         text.append("eBPF OFF", style="bold red")
         text.append(" (/proc only)")
-    text.append(f"  every {interval_s:g}s")
+    text.append(f"  every {interval_s:.3g}s")
     text.append(f"  {fmt.utc_time(snap.timestamp, with_date=True)}", style="dim")
     return text
 
