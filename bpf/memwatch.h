@@ -54,7 +54,8 @@ struct mw_counters {
 struct mw_proc_stats {
 	__u64 start_boottime_ns;   /* group leader's start: with the tgid, the process identity */
 	__u64 first_seen_ns;       /* CLOCK_BOOTTIME */
-	__u64 last_seen_ns;
+	__u64 last_seen_ns;        /* exact to a jiffy */
+	__u64 last_seen_jiffies;
 	__u64 mmap_count;
 	__u64 mmap_bytes;          /* page-rounded lengths */
 	__u64 munmap_count;

@@ -113,7 +113,7 @@ static __always_inline bool is_err(long ret)
 }
 
 /* The stats of the current process, created on first sight; NULL when the map is full. */
-static __always_inline struct mw_proc_stats *stats_of(__u32 tgid, struct task_struct *task, __u64 now)
+static __always_inline struct mw_proc_stats *stats_of(__u32 tgid, struct task_struct *task)
 {
 	struct mw_proc_stats *st = bpf_map_lookup_elem(&proc_stats, &tgid);
 
@@ -124,7 +124,7 @@ static __always_inline struct mw_proc_stats *stats_of(__u32 tgid, struct task_st
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 
 	fresh.start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
-	fresh.first_seen_ns = now;
+	fresh.first_seen_ns = bpf_ktime_get_boot_ns();
 	BPF_CORE_READ_STR_INTO(&fresh.comm, leader, comm);
 	if (bpf_map_update_elem(&proc_stats, &tgid, &fresh, BPF_NOEXIST)) {
 		/* EEXIST: another thread of the process won the race; anything else: the map is full */
@@ -184,7 +184,7 @@ static __always_inline void fill_header(struct mw_event_header *h, __u32 kind, _
 	h->ts_ns = ts;
 }
 
-static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u64 pid_tgid, __u64 now,
+static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u64 pid_tgid,
 				      __u64 addr, __u64 len, __u64 new_addr, __u64 new_len,
 				      __u32 flags, __u32 prot)
 {
@@ -194,7 +194,7 @@ static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u6
 		count(MW_CNT_DROPPED);
 		return;
 	}
-	fill_header(&e->hdr, kind, pid_tgid >> 32, (__u32)pid_tgid, now);
+	fill_header(&e->hdr, kind, pid_tgid >> 32, (__u32)pid_tgid, bpf_ktime_get_boot_ns());
 	e->addr = addr;
 	e->len = len;
 	e->new_addr = new_addr;
@@ -346,7 +346,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mw_inflight in = {};
 	struct mw_proc_stats *st;
-	__u64 pid_tgid, now, mm;
+	__u64 pid_tgid, now, mm, jiffies;
 	__u32 tgid;
 
 #ifdef MW_BENCH_EMPTY
@@ -365,11 +365,18 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 
 	pid_tgid = bpf_get_current_pid_tgid();
 	tgid = pid_tgid >> 32;
-	now = bpf_ktime_get_boot_ns();
-	st = stats_of(tgid, task, now);
+	st = stats_of(tgid, task);
 	if (!st)
 		return 0;
-	st->last_seen_ns = now;
+	/* Reading the clock costs more than the rest of the bookkeeping (~80 ns in a VM): read it
+	 * once per jiffy per process; last_seen_ns is then exact to a jiffy, which is all the rate
+	 * limiter and "last seen" need. Streamed events read it themselves. */
+	jiffies = bpf_jiffies64();
+	if (st->last_seen_jiffies != jiffies) {
+		st->last_seen_jiffies = jiffies;
+		st->last_seen_ns = bpf_ktime_get_boot_ns();
+	}
+	now = st->last_seen_ns;
 	mm = (__u64)task->mm;
 
 	if (kind == MW_EV_BRK) {
@@ -387,7 +394,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 		else
 			__sync_fetch_and_add(&st->brk_shrink_bytes, ob - nb);
 		if (event_allowed(st, now, nb > ob ? nb - ob : ob - nb))
-			emit_call(st, kind, pid_tgid, now, ob, 0, nb, 0, 0, 0);
+			emit_call(st, kind, pid_tgid, ob, 0, nb, 0, 0, 0);
 		return 0;
 	}
 
@@ -411,7 +418,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 		track(st, tgid, mm, addr, len);
 		add_outstanding(st, len);
 		if (event_allowed(st, now, len))
-			emit_call(st, kind, pid_tgid, now, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
+			emit_call(st, kind, pid_tgid, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
 		return 0;
 	}
 
@@ -426,7 +433,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 		if (len > gone)
 			__sync_fetch_and_add(&st->untracked_unmap_bytes, len - gone);
 		if (event_allowed(st, now, len))
-			emit_call(st, kind, pid_tgid, now, addr, len, 0, 0, 0, 0);
+			emit_call(st, kind, pid_tgid, addr, len, 0, 0, 0, 0);
 		return 0;
 	}
 
@@ -459,7 +466,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 			}
 		}
 		if (event_allowed(st, now, new_len > old_len ? new_len : old_len))
-			emit_call(st, kind, pid_tgid, now, old_addr, old_len, new_addr, new_len, (__u32)in.a3, 0);
+			emit_call(st, kind, pid_tgid, old_addr, old_len, new_addr, new_len, (__u32)in.a3, 0);
 	}
 	return 0;
 }

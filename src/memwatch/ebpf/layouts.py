@@ -49,6 +49,7 @@ class MwProcStats(ctypes.Structure):
         ("start_boottime_ns", c_uint64),
         ("first_seen_ns", c_uint64),
         ("last_seen_ns", c_uint64),
+        ("last_seen_jiffies", c_uint64),
         ("mmap_count", c_uint64),
         ("mmap_bytes", c_uint64),
         ("munmap_count", c_uint64),

@@ -40,7 +40,7 @@ log = logging.getLogger("memwatch.ebpf")
 PACKAGED_OBJECT = Path(__file__).with_name("prog.bpf.o")
 AttachMode = Literal["auto", "tracepoint", "raw"]
 
-_STATS = struct.Struct("<13Qq16Q16s")
+_STATS = struct.Struct("<3QxxxxxxxxQQQQQQQQQQq16Q16s")
 assert _STATS.size == ctypes.sizeof(MwProcStats), "struct format out of step with MwProcStats"
 
 
