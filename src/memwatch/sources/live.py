@@ -200,7 +200,7 @@ class LiveSource:
     # -- ticks -----------------------------------------------------------------------------------
 
     def _read_kernel(self) -> tuple[dict[ProcessKey, KernelCounts], TracerHealth]:
-        """Runs in a worker thread: map reads are syscalls, the GC sweep walks two maps."""
+        """Kernel counters by process, and the tracer's health; runs in the tick's worker thread."""
         tracer, conv = self.tracer, self._converter
         assert tracer is not None and conv is not None
         stats = tracer.read_stats()
