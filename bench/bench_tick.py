@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 import psutil  # noqa: E402
 
 from bench_procfs import PSUTIL_ATTRS, reap, spawn  # noqa: E402
+from memwatch.cli import _raise_file_limit  # noqa: E402
 from memwatch.model import KernelCounts  # noqa: E402
 from memwatch.procfs import ProcReader, read_processes, read_system_memory  # noqa: E402
 from memwatch.sources.live import LiveSource  # noqa: E402
@@ -124,6 +125,7 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=120)
     ap.add_argument("--storm-seconds", type=float, default=10.0)
     args = ap.parse_args()
+    _raise_file_limit()  # as the memwatch command does: the /proc reader keeps stat files open
     bpf = os.geteuid() == 0
     children: list[subprocess.Popen[bytes]] = []
     try:

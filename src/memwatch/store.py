@@ -48,7 +48,7 @@ class _Ring:
     def __init__(self, code: str, cap: int) -> None:
         self.code = code
         self.cap = cap
-        self.chunks: deque[bytes] = deque()
+        self.chunks: list[bytes] = []  # a few items: a list is far smaller than a deque
         self.tail: array[Any] = array(code)
         self.start = 0
         self.size = 0
@@ -67,7 +67,7 @@ class _Ring:
         else:
             self.start += 1
             if self.start == CHUNK:
-                self.chunks.popleft()
+                del self.chunks[0]
                 self.start = 0
 
     def history(self) -> History[Any]:
