@@ -123,41 +123,37 @@ class ProcessTable(ScrollView, can_focus=True):
         Binding("end,ctrl+end", "last", "Last", show=False),
     ]
 
-    class RowHighlighted(Message):
+    class _TableMessage(Message):
+        """A message from a ProcessTable; ``control`` lets handlers match on the widget."""
+
+        def __init__(self, table: ProcessTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> ProcessTable:
+            return self.table
+
+    class RowHighlighted(_TableMessage):
         """The cursor moved to another process (``key`` None: the table is empty)."""
 
         def __init__(self, table: ProcessTable, key: str | None) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.key = key
 
-        @property
-        def control(self) -> ProcessTable:
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(_TableMessage):
         """Enter on a row, or a click on the highlighted row."""
 
         def __init__(self, table: ProcessTable, key: str) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.key = key
 
-        @property
-        def control(self) -> ProcessTable:
-            return self.table
-
-    class HeaderSelected(Message):
+    class HeaderSelected(_TableMessage):
         """A column header was clicked; ``column`` is its ColumnSpec."""
 
         def __init__(self, table: ProcessTable, column: ColumnSpec) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.column = column
-
-        @property
-        def control(self) -> ProcessTable:
-            return self.table
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
