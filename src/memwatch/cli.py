@@ -142,7 +142,7 @@ def _live_source(args: argparse.Namespace) -> SnapshotSource:
                        events_per_sec=args.events_per_sec)
     if args.bpf_map_size:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
-    return LiveSource(getattr(args, "interval", 3.0), use_bpf=not args.no_bpf, tracer_config=cfg,
+    return LiveSource(args.interval, use_bpf=not args.no_bpf, tracer_config=cfg,
                       rollup_top=args.pss_top)
 
 

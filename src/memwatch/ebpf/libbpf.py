@@ -34,10 +34,6 @@ LIBBPF_SONAME = "libbpf.so.1"
 # enum libbpf_print_level
 LIBBPF_WARN, LIBBPF_INFO, LIBBPF_DEBUG = 0, 1, 2
 
-# enum bpf_map_type values used here
-BPF_MAP_TYPE_HASH = 1
-BPF_MAP_TYPE_PERCPU_ARRAY = 6
-
 # BTF kinds
 BTF_KIND_STRUCT = 4
 
@@ -68,27 +64,19 @@ class BtfMember(ctypes.Structure):
 _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "libbpf_set_print": (c_void_p, [PRINT_FN]),
     "libbpf_num_possible_cpus": (c_int, []),
-    "libbpf_strerror": (c_int, [c_int, c_char_p, c_size_t]),
     "bpf_object__open_file": (c_void_p, [c_char_p, c_void_p]),
     "bpf_object__load": (c_int, [c_void_p]),
     "bpf_object__close": (None, [c_void_p]),
-    "bpf_object__find_map_by_name": (c_void_p, [c_void_p, c_char_p]),
     "bpf_object__next_map": (c_void_p, [c_void_p, c_void_p]),
     "bpf_object__next_program": (c_void_p, [c_void_p, c_void_p]),
-    "bpf_object__btf": (c_void_p, [c_void_p]),
     "bpf_map__name": (c_char_p, [c_void_p]),
     "bpf_map__fd": (c_int, [c_void_p]),
     "bpf_map__set_max_entries": (c_int, [c_void_p, c_uint32]),
-    "bpf_map__max_entries": (c_uint32, [c_void_p]),
     "bpf_map__initial_value": (c_void_p, [c_void_p, POINTER(c_size_t)]),
-    "bpf_map__key_size": (c_uint32, [c_void_p]),
-    "bpf_map__value_size": (c_uint32, [c_void_p]),
     "bpf_program__name": (c_char_p, [c_void_p]),
-    "bpf_program__section_name": (c_char_p, [c_void_p]),
     "bpf_program__set_autoload": (c_int, [c_void_p, ctypes.c_bool]),
     "bpf_program__autoload": (ctypes.c_bool, [c_void_p]),
     "bpf_program__attach": (c_void_p, [c_void_p]),
-    "bpf_program__fd": (c_int, [c_void_p]),
     "bpf_link__destroy": (c_int, [c_void_p]),
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
@@ -101,7 +89,6 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "ring_buffer__new": (c_void_p, [c_int, SAMPLE_FN, c_void_p, c_void_p]),
     "ring_buffer__free": (None, [c_void_p]),
     "ring_buffer__consume": (c_int, [c_void_p]),
-    "ring_buffer__poll": (c_int, [c_void_p, c_int]),
     "ring_buffer__epoll_fd": (c_int, [c_void_p]),
     "btf__parse_elf": (c_void_p, [c_char_p, c_void_p]),
     "btf__free": (None, [c_void_p]),
@@ -147,10 +134,6 @@ class Libbpf:
             log.log(pylevel, "%s", text)
         return 0
 
-    def strerror(self, err: int) -> str:
-        buf = ctypes.create_string_buffer(256)
-        self.lib.libbpf_strerror(err, buf, len(buf))
-        return buf.value.decode(errors="replace") or os.strerror(abs(err))
 
 
 _LIBBPF: Libbpf | None = None
