@@ -135,7 +135,6 @@ class Libbpf:
         return 0
 
 
-
 _LIBBPF: Libbpf | None = None
 
 
