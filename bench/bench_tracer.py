@@ -1,13 +1,17 @@
 """Added cost per traced syscall: an mmap+munmap loop without and with the tracer, in one run.
 
 Prints ns per mmap+munmap pair for: no tracer (baseline); the same object with empty syscall
-handlers (`make -C bpf bench-empty`: what attaching four tracepoint programs costs, the floor of
-this design); memwatch in its default configuration (events on, consumer draining) in each attach
+handlers (`make -C bpf bench-empty`: what attaching the syscall programs costs, the floor of this
+design); memwatch in its default configuration (events on, consumer draining) in each attach
 mode; and, where bpftrace is installed, a bpftrace one-liner that only counts mmap and munmap per
-pid (the peer). Runs are interleaved and repeated; both the median and the best round are
-compared, because the machines are noisy (the best round is the least disturbed one).
+pid (the peer).
 
-    sudo python bench/bench_tracer.py [--pairs 300000] [--rounds 5]
+The machines are noisy (a VM on a shared host: the same loop varies by 10-20 % from one second to
+the next), so every configuration's run is timed between two baseline runs and its ratio is taken
+against their mean; the figure is the median of those ratios over many rounds, with the spread
+(25th-75th percentile) beside it.
+
+    sudo python bench/bench_tracer.py [--pairs 100000] [--rounds 15]
 """
 
 from __future__ import annotations
@@ -109,8 +113,11 @@ def bpftrace_counter() -> Iterator[None]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=300_000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--object", action="append", default=[], metavar="LABEL=PATH",
+                    help="also time this build of the program (tracepoint mode), e.g. a variant under study")
+    ap.add_argument("--only", action="store_true", help="skip the bpftrace peer and the raw mode")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("this benchmark loads eBPF programs: run it as root", file=sys.stderr)
@@ -127,28 +134,45 @@ def main() -> int:
         empty = build_empty()
         if empty is not None:
             configs["floor: empty handlers"] = lambda: memwatch_tracer("tracepoint", empty)
-        configs |= {
-            "memwatch tracepoint mode": lambda: memwatch_tracer("tracepoint"),
-            "memwatch raw mode": lambda: memwatch_tracer("raw"),
-        }
-        if shutil.which("bpftrace"):
+        configs["memwatch tracepoint mode"] = lambda: memwatch_tracer("tracepoint")
+        if not args.only:
+            configs["memwatch raw mode"] = lambda: memwatch_tracer("raw")
+        for spec in args.object:
+            label, _, path = spec.partition("=")
+            configs[label] = lambda path=Path(path): memwatch_tracer("tracepoint", path)  # type: ignore[misc]
+        if args.only:
+            pass
+        elif shutil.which("bpftrace"):
             configs["bpftrace count one-liner"] = bpftrace_counter
         else:
             print("bpftrace not installed: no peer figure", file=sys.stderr)
         results: dict[str, list[float]] = {name: [] for name in configs}
+        ratios: dict[str, list[float]] = {name: [] for name in configs}
         time_loop(loop, args.pairs // 10)  # warm up
         for r in range(args.rounds):
+            prev = time_loop(loop, args.pairs)
+            results["baseline (no tracer)"].append(prev)
+            ratios["baseline (no tracer)"].append(1.0)
             for name, make in configs.items():
+                if make is nothing:
+                    continue
                 with make():
-                    results[name].append(time_loop(loop, args.pairs))
+                    t = time_loop(loop, args.pairs)
+                nxt = time_loop(loop, args.pairs)
+                results[name].append(t)
+                ratios[name].append(t / ((prev + nxt) / 2))
+                results["baseline (no tracer)"].append(nxt)
+                prev = nxt
             print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr)
+        print(f"mmap+munmap pair, {args.pairs} pairs x {args.rounds} rounds; "
+              "ratio: against the baseline runs either side, median and 25th-75th percentile")
+        print(f"  {'':28s} {'ns/pair':>8s} {'added':>7s} {'ratio':>6s}  {'spread':>13s}")
         base = statistics.median(results["baseline (no tracer)"])
-        best_base = min(results["baseline (no tracer)"])
-        print(f"mmap+munmap pair, {args.pairs} pairs x {args.rounds} rounds, ns per pair")
-        print(f"  {'':28s} {'median':>8s} {'ratio':>6s} {'added':>7s}   {'best':>8s} {'ratio':>6s}")
         for name, vals in results.items():
-            med, best = statistics.median(vals), min(vals)
-            print(f"  {name:28s} {med:8.0f} {med / base:6.3f} {med - base:+7.0f}   {best:8.0f} {best / best_base:6.3f}")
+            med = statistics.median(vals)
+            q = statistics.quantiles(ratios[name], n=4) if len(ratios[name]) > 1 else [1.0, 1.0, 1.0]
+            print(f"  {name:28s} {med:8.0f} {med - base:+7.0f} {statistics.median(ratios[name]):6.3f}"
+                  f"  {q[0]:6.3f}-{q[2]:6.3f}")
     finally:
         if mounted_here:
             subprocess.run(["umount", "/sys/kernel/tracing"])

@@ -10,7 +10,7 @@
 #define MEMWATCH_H
 
 #define MW_COMM_LEN 16
-#define MW_RECENT 4
+#define MW_LIVE_SLOTS 8
 
 /* Kinds of ring-buffer records; every record starts with struct mw_event_header. */
 enum mw_event_kind {
@@ -74,11 +74,12 @@ struct mw_proc_stats {
 	__u64 events_throttled;
 	__u64 rl_window_ns;        /* rate limiter: start of the current one-second window */
 	__u64 rl_count;            /* call events sent in that window */
-	/* The process's most recent traced mappings [start, end): a munmap that ends where one of
-	 * them ends (trimming its tail) is resolved through them, without an end-address index. */
-	__u64 recent_start[MW_RECENT];
-	__u64 recent_end[MW_RECENT];
-	__u64 recent_next;
+	/* The process's MW_LIVE_SLOTS most recent live mappings live here, not in active_allocs, so
+	 * the common map-then-unmap pattern costs no hash-map operation; a new mapping pushes the
+	 * oldest one out into active_allocs. A slot packs start >> 12 | (length >> 12) << 45 and is
+	 * changed only with atomic exchanges; 0 is a free slot. */
+	__u64 live[MW_LIVE_SLOTS];
+	__u64 live_next;           /* the slot the next mapping takes */
 	char comm[MW_COMM_LEN];    /* group leader's name */
 };
 

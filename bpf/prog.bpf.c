@@ -207,41 +207,83 @@ static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u6
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-static __always_inline void remember(struct mw_proc_stats *st, __u64 start, __u64 end)
+/* A mapping as a live slot (see struct mw_proc_stats), or 0 when it does not fit one. */
+static __always_inline __u64 slot_pack(__u64 start, __u64 len)
 {
-	__u32 slot = st->recent_next++ % MW_RECENT;
-
-	st->recent_start[slot] = start;
-	st->recent_end[slot] = end;
+	if (!len || ((start | len) & 0xfff) || start >= (1ULL << 57) || len >= (1ULL << 31))
+		return 0;
+	return (start >> 12) | ((len >> 12) << 45);
 }
 
-static __always_inline void track(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 start, __u64 len)
+static __always_inline __u64 slot_start(__u64 v)
+{
+	return (v & ((1ULL << 45) - 1)) << 12;
+}
+
+static __always_inline __u64 slot_len(__u64 v)
+{
+	return (v >> 45) << 12;
+}
+
+static __always_inline void alloc_insert(__u32 tgid, __u64 mm, __u64 start, __u64 len)
 {
 	struct mw_alloc_key k = { .tgid = tgid, .addr = start };
 	struct mw_alloc v = { .len = len, .mm = mm };
 
 	if (bpf_map_update_elem(&active_allocs, &k, &v, BPF_ANY))
 		count(MW_CNT_ALLOCS_FULL);
-	else
-		remember(st, start, start + len);
 }
 
-/* Keep the recent-mappings cache in step when a mapping loses its head or its tail. */
-static __always_inline void recent_moved(struct mw_proc_stats *st, __u64 old_start, __u64 new_start,
-					 __u64 old_end, __u64 new_end)
+/*
+ * A new live mapping takes the next live slot (each thread claims its own slot index atomically);
+ * the mapping it pushes out, if still live, moves to active_allocs. The pushed-out mapping is
+ * inserted there before the slot changes, so a munmap that loses the race for the slot finds it
+ * in the map; if the munmap wins, the insert is undone.
+ */
+static __always_inline void track(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 start, __u64 len)
 {
-	for (int i = 0; i < MW_RECENT; i++) {
-		if (st->recent_start[i] == old_start && st->recent_end[i] == old_end) {
-			st->recent_start[i] = new_start;
-			st->recent_end[i] = new_end;
+	__u64 packed = slot_pack(start, len);
+	__u32 i;
+
+	if (packed) {
+		i = __sync_fetch_and_add(&st->live_next, 1) % MW_LIVE_SLOTS;
+		for (int tries = 0; tries < 2; tries++) {
+			__u64 old = st->live[i];
+
+			if (old)
+				alloc_insert(tgid, mm, slot_start(old), slot_len(old));
+			if (__sync_val_compare_and_swap(&st->live[i], old, packed) == old)
+				return;
+			if (old) {
+				struct mw_alloc_key k = { .tgid = tgid, .addr = slot_start(old) };
+
+				bpf_map_delete_elem(&active_allocs, &k);
+			}
 		}
 	}
+	alloc_insert(tgid, mm, start, len);
+}
+
+/* Whether a traced mapping starts at addr. */
+static __always_inline bool tracked_at(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 addr)
+{
+	struct mw_alloc_key k = { .tgid = tgid, .addr = addr };
+	struct mw_alloc *v;
+
+	for (int i = 0; i < MW_LIVE_SLOTS; i++) {
+		__u64 s = st->live[i];
+
+		if (s && slot_start(s) == addr)
+			return true;
+	}
+	v = bpf_map_lookup_elem(&active_allocs, &k);
+	return v && v->mm == mm;
 }
 
 /*
  * Forget the tracked mappings inside [start, end) and return how many of those bytes were tracked.
  * Resolved: whole mappings (up to MW_MAX_SPAN adjacent ones), a mapping's head (the range starts at
- * a mapping's start) and, for the process's MW_RECENT most recent mappings, a mapping's tail (the
+ * a mapping's start) and, for mappings still in the process's live slots, a mapping's tail (the
  * range ends at its end). Not resolved: a hole punched strictly inside a mapping, a range starting
  * inside one mapping and running into the next, and the tail of an older mapping; those bytes count
  * as untracked and the mapping keeps its length until it is unmapped (see README).
@@ -254,9 +296,27 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 	for (int i = 0; i < MW_MAX_SPAN; i++) {
 		struct mw_alloc *v;
 		__u64 mend;
+		int j;
 
 		if (cur >= end)
 			break;
+		for (j = 0; j < MW_LIVE_SLOTS; j++) {
+			__u64 s = st->live[j];
+
+			if (!s || slot_start(s) != cur)
+				continue;
+			/* a whole mapping, or the head of a longer one, which then starts at end */
+			mend = cur + slot_len(s);
+			if (__sync_val_compare_and_swap(&st->live[j], s, mend <= end ? 0 : slot_pack(end, mend - end)) != s)
+				j = MW_LIVE_SLOTS;   /* pushed out meanwhile: it is in active_allocs now */
+			break;
+		}
+		if (j < MW_LIVE_SLOTS) {
+			removed += (mend <= end ? mend : end) - cur;
+			cur = mend <= end ? mend : end;
+			continue;
+		}
+
 		k.addr = cur;
 		v = bpf_map_lookup_elem(&active_allocs, &k);
 		if (!v)
@@ -267,41 +327,29 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 			count(MW_CNT_STALE_ALLOCS);
 			break;
 		}
+		bpf_map_delete_elem(&active_allocs, &k);
 		if (mend <= end) {
 			removed += mend - cur;
-			bpf_map_delete_elem(&active_allocs, &k);
-			recent_moved(st, cur, 0, mend, 0);
 			cur = mend;
 			continue;
 		}
 		/* head of a longer mapping: it now starts at end */
-		struct mw_alloc rest = { .len = mend - end, .mm = mm };
-
 		removed += end - cur;
-		bpf_map_delete_elem(&active_allocs, &k);
-		k.addr = end;
-		if (bpf_map_update_elem(&active_allocs, &k, &rest, BPF_ANY))
-			count(MW_CNT_ALLOCS_FULL);
-		recent_moved(st, cur, end, mend, mend);
+		alloc_insert(tgid, mm, end, mend - end);
 		cur = end;
 	}
 	if (cur >= end)
 		return removed;
 
-	/* the tail of a recent mapping that starts before cur */
-	for (int i = 0; i < MW_RECENT; i++) {
-		__u64 rs = st->recent_start[i];
+	/* the tail of a mapping in a live slot that starts before cur */
+	for (int i = 0; i < MW_LIVE_SLOTS; i++) {
+		__u64 s = st->live[i], ms = slot_start(s);
 
-		if (st->recent_end[i] != end || rs >= cur || !rs)
+		if (!s || ms >= cur || ms + slot_len(s) != end)
 			continue;
-		k.addr = rs;
-		struct mw_alloc *head = bpf_map_lookup_elem(&active_allocs, &k);
-
-		if (!head || head->mm != mm || rs + head->len != end)
-			return removed;
-		head->len = cur - rs;
-		st->recent_end[i] = cur;
-		return removed + (end - cur);
+		if (__sync_val_compare_and_swap(&st->live[i], s, slot_pack(ms, cur - ms)) == s)
+			removed += end - cur;
+		break;
 	}
 	return removed;
 }
@@ -448,10 +496,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 			__sync_fetch_and_add(&st->mremap_shrink_bytes, old_len - new_len);
 		if (in.a3 & MREMAP_DONTUNMAP) {
 			/* the old range stays mapped (emptied); the new one is extra */
-			struct mw_alloc_key k = { .tgid = tgid, .addr = old_addr };
-			struct mw_alloc *v = bpf_map_lookup_elem(&active_allocs, &k);
-
-			if (v && v->mm == mm) {
+			if (tracked_at(st, tgid, mm, old_addr)) {
 				track(st, tgid, mm, new_addr, new_len);
 				add_outstanding(st, new_len);
 			}
@@ -564,6 +609,8 @@ int handle_exec(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	/* the old image's mappings are gone with its mm; live-mapping entries of it are now stale */
 	__sync_lock_test_and_set(&st->outstanding_bytes, 0);
+	for (int i = 0; i < MW_LIVE_SLOTS; i++)
+		st->live[i] = 0;
 	BPF_CORE_READ_STR_INTO(&st->comm, task, comm);
 	return 0;
 }

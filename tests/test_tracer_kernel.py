@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Workload
 from memwatch.ebpf import RawCall, RawExit, RawStats, Tracer
-from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP
+from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP, LIVE_SLOTS
 
 pytestmark = pytest.mark.bpf
 
@@ -127,10 +127,56 @@ def test_exact_counts_every_call_kind(open_tracer: Callable[..., Tracer], worklo
     assert {e.tid for e in evs} - {w.pid}, "thread events carry their thread ids"
 
 
+def test_mappings_beyond_the_live_slots(open_tracer: Callable[..., Tracer], workload: Workload,
+                                        mode: str) -> None:
+    """The newest mappings sit in the process's live slots, older ones in active_allocs: unmaps
+    resolve across both, including one munmap that spans mappings in each."""
+    tracer = open_tracer(mode=mode, events_per_sec=0)
+    w = workload
+    w("pid")
+    n, size = LIVE_SLOTS + 4, 16 * K
+    region = w(f"mmap {n * size}")
+    assert w(f"munmap {region} {n * size}") == 0
+    before = stats_of(tracer, w.pid)
+    entries = tracer.map_tgids("active_allocs").count(w.pid)
+    m = [w(f"mmap {size} {region + i * size}") for i in range(n)]
+    assert m == [region + i * size for i in range(n)]
+    assert tracer.map_tgids("active_allocs").count(w.pid) == entries + 4, "the 4 oldest were pushed out"
+
+    assert w(f"munmap {m[0] + 8 * K} {8 * K}") == 0           # tail of an old mapping: untracked
+    assert w(f"munmap {m[n - 1] + 8 * K} {8 * K}") == 0       # tail of a recent one: tracked
+    assert w(f"munmap {m[1]} {4 * K}") == 0                   # head of an old one: tracked
+    assert w(f"munmap {m[1] + 4 * K} {size - 4 * K + size}") == 0   # the rest of m1, and m2
+    assert w(f"munmap {m[3]} {8 * size}") == 0                # m3 (map) and m4..m10 (slots)
+    assert w(f"munmap {m[n - 1]} {8 * K}") == 0               # what is left of the newest
+    assert w(f"munmap {m[0]} {8 * K}") == 0                   # head of m0; its tail entry stays
+
+    d = delta(stats_of(tracer, w.pid), before)
+    assert d["mmap_count"] == n
+    assert d["munmap_count"] == 7
+    assert d["untracked_unmap_bytes"] == 8 * K
+    assert d["outstanding_bytes"] == 8 * K, "m0's tail keeps its length (see README)"
+    assert tracer.map_tgids("active_allocs").count(w.pid) == entries + 1
+
+
+def test_threads_racing_for_live_slots_lose_no_mapping(open_tracer: Callable[..., Tracer],
+                                                        workload: Workload) -> None:
+    """Threads of one process map and unmap at once, more mappings than there are slots: every
+    mapping is found again at its munmap, whether it was still in a slot or pushed out."""
+    tracer = open_tracer(events_per_sec=0)
+    workload("pid")
+    before = stats_of(tracer, workload.pid)
+    assert workload(f"threads 8 2000 {16 * K}") == 0
+    d = delta(stats_of(tracer, workload.pid), before)
+    assert (d["mmap_count"], d["munmap_count"]) == (16000, 16000)
+    assert d["outstanding_bytes"] == 0
+    assert d["untracked_unmap_bytes"] == 0
+
+
 def test_child_process_exit_event_and_cleanup(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
     tracer = open_tracer()
     workload("pid")
-    child = workload(f"fork 3 {8 * K} 3")
+    child = workload(f"fork {LIVE_SLOTS + 3} {8 * K} 3")
     exits: list[RawExit] = []
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not exits:
@@ -141,11 +187,12 @@ def test_child_process_exit_event_and_cleanup(open_tracer: Callable[..., Tracer]
     assert ex.comm == "workload"
     assert ex.exit_status == 3 << 8
     assert ex.stats is not None
-    assert (ex.stats.mmap_count, ex.stats.mmap_bytes, ex.stats.outstanding_bytes) == (3, 24 * K, 24 * K)
+    n = LIVE_SLOTS + 3
+    assert (ex.stats.mmap_count, ex.stats.mmap_bytes, ex.stats.outstanding_bytes) == (n, n * 8 * K, n * 8 * K)
     assert ex.maxrss_pages > 0
     assert child not in tracer.read_stats(), "the kernel deleted the dead process's counters"
-    # its live-mapping entries go at the next sweep
-    assert child in tracer.map_tgids("active_allocs")
+    # the mappings pushed out of its live slots went into active_allocs; they go at the next sweep
+    assert tracer.map_tgids("active_allocs").count(child) == 3
     assert tracer.forget_processes() >= 3
     assert child not in tracer.map_tgids("active_allocs")
 

@@ -12,7 +12,7 @@ from ctypes import c_char, c_int32, c_int64, c_uint32, c_uint64
 from dataclasses import dataclass
 
 COMM_LEN = 16
-RECENT = 4
+LIVE_SLOTS = 8
 
 EV_MMAP, EV_MUNMAP, EV_BRK, EV_MREMAP, EV_EXIT, EV_OOM = 1, 2, 3, 4, 5, 6
 
@@ -68,9 +68,8 @@ class MwProcStats(ctypes.Structure):
         ("events_throttled", c_uint64),
         ("rl_window_ns", c_uint64),
         ("rl_count", c_uint64),
-        ("recent_start", c_uint64 * RECENT),
-        ("recent_end", c_uint64 * RECENT),
-        ("recent_next", c_uint64),
+        ("live", c_uint64 * LIVE_SLOTS),
+        ("live_next", c_uint64),
         ("comm", c_char * COMM_LEN),
     ]
 
