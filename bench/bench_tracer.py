@@ -45,7 +45,7 @@ def build_loop() -> Path:
 
 def time_loop(loop: Path, pairs: int) -> float:
     """ns per pair, as measured inside the loop process."""
-    out = subprocess.run([str(loop), str(pairs)], capture_output=True, text=True, check=True)
+    out = subprocess.run(["taskset", "-c", "1", str(loop), str(pairs)], capture_output=True, text=True, check=True)
     return float(out.stdout)
 
 

@@ -60,10 +60,9 @@ struct {
 } inflight SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 32768);
-	__type(key, __u32);
+	__type(key, int);
 	__type(value, struct mw_proc_stats);
 } proc_stats SEC(".maps");
 
@@ -92,6 +91,7 @@ struct mw_call_event _mw_call_event = {};
 struct mw_exit_event _mw_exit_event = {};
 struct mw_oom_event _mw_oom_event = {};
 struct mw_config _mw_config = {};
+struct mw_stats_record _mw_stats_record = {};
 
 static __always_inline void count(__u32 idx)
 {
@@ -112,28 +112,25 @@ static __always_inline bool is_err(long ret)
 	return ret < 0 && ret >= -MAX_ERRNO;
 }
 
-/* The stats of the current process, created on first sight; NULL when the map is full. */
-static __always_inline struct mw_proc_stats *stats_of(__u32 tgid, struct task_struct *task)
+/* The stats of the current process (on its group leader), created on first sight; NULL when no
+ * memory could be had for them. */
+static __always_inline struct mw_proc_stats *stats_of(struct task_struct *task)
 {
-	struct mw_proc_stats *st = bpf_map_lookup_elem(&proc_stats, &tgid);
+	struct task_struct *leader = task->group_leader;
+	struct mw_proc_stats *st = bpf_task_storage_get(&proc_stats, leader, 0, 0);
+	struct mw_proc_stats fresh = {};
 
 	if (st)
 		return st;
-
-	struct mw_proc_stats fresh = {};
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-
-	fresh.start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
+	fresh.start_boottime_ns = leader->start_boottime;
 	fresh.first_seen_ns = bpf_ktime_get_boot_ns();
 	BPF_CORE_READ_STR_INTO(&fresh.comm, leader, comm);
-	if (bpf_map_update_elem(&proc_stats, &tgid, &fresh, BPF_NOEXIST)) {
-		/* EEXIST: another thread of the process won the race; anything else: the map is full */
-		st = bpf_map_lookup_elem(&proc_stats, &tgid);
-		if (!st)
-			count(MW_CNT_STATS_FULL);
-		return st;
-	}
-	return bpf_map_lookup_elem(&proc_stats, &tgid);
+	st = bpf_task_storage_get(&proc_stats, leader, &fresh, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)   /* another thread of the process created them first, or out of memory */
+		st = bpf_task_storage_get(&proc_stats, leader, 0, 0);
+	if (!st)
+		count(MW_CNT_STATS_FULL);
+	return st;
 }
 
 static __always_inline void add_outstanding(struct mw_proc_stats *st, __s64 delta)
@@ -413,7 +410,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 
 	pid_tgid = bpf_get_current_pid_tgid();
 	tgid = pid_tgid >> 32;
-	st = stats_of(tgid, task);
+	st = stats_of(task);
 	if (!st)
 		return 0;
 	/* Reading the clock costs more than the rest of the bookkeeping (~80 ns in a VM): read it
@@ -598,12 +595,13 @@ int BPF_PROG(raw_exit, struct pt_regs *regs, long ret)
 
 /* ---- process lifecycle ---- */
 
+/* The exec'ing thread is the group leader by now. If it was not the leader before, the old
+ * leader's storage went with it and the counters start again; that is rare enough to accept. */
 SEC("raw_tp/sched_process_exec")
 int handle_exec(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct mw_proc_stats *st = bpf_map_lookup_elem(&proc_stats, &tgid);
 	struct task_struct *task = bpf_get_current_task_btf();
+	struct mw_proc_stats *st = bpf_task_storage_get(&proc_stats, task->group_leader, 0, 0);
 
 	if (!st)
 		return 0;
@@ -621,6 +619,7 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
+	struct task_struct *leader;
 	struct mw_exit_event *e;
 	struct mw_proc_stats *st;
 
@@ -629,12 +628,12 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;   /* a thread, not the whole group */
 
 	count(MW_CNT_EXITS);
-	st = bpf_map_lookup_elem(&proc_stats, &tgid);
+	leader = task->group_leader;
+	st = bpf_task_storage_get(&proc_stats, leader, 0, 0);
 	e = bpf_ringbuf_reserve(&mem_events, sizeof(*e), 0);
 	if (!e) {
 		count(MW_CNT_DROPPED);
 	} else {
-		struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 		unsigned int sflags = BPF_CORE_READ(task, signal, flags);
 
 		fill_header(&e->hdr, MW_EV_EXIT, tgid, (__u32)pid_tgid, bpf_ktime_get_boot_ns());
@@ -654,8 +653,29 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 		count(MW_CNT_EVENTS);
 		bpf_ringbuf_submit(e, wakeup_flags());
 	}
+	/* the leader may linger as a zombie until it is reaped: its counters go now */
 	if (st)
-		bpf_map_delete_elem(&proc_stats, &tgid);
+		bpf_task_storage_delete(&proc_stats, leader);
+	return 0;
+}
+
+/* Every process's counters in one read: Python iterates this instead of a map. */
+SEC("iter/task")
+int dump_stats(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct mw_proc_stats *st;
+	__u32 head[2];
+
+	if (!task || task->pid != task->tgid)
+		return 0;   /* thread group leaders only */
+	st = bpf_task_storage_get(&proc_stats, task, 0, 0);
+	if (!st)
+		return 0;
+	head[0] = task->tgid;
+	head[1] = 0;
+	bpf_seq_write(ctx->meta->seq, head, sizeof(head));
+	bpf_seq_write(ctx->meta->seq, st, sizeof(*st));
 	return 0;
 }
 

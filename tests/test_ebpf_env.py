@@ -15,7 +15,7 @@ import pytest
 from memwatch.ebpf import BpfUnavailable, Tracer, TracerConfig
 from memwatch.ebpf import errors as env
 from memwatch.ebpf.btf import LayoutMismatch, verify_layouts
-from memwatch.ebpf.layouts import MIRRORS, MwCallEvent
+from memwatch.ebpf.layouts import MIRRORS, MwCallEvent, MwStatsRecord, RawStats, parse_stats_records
 from memwatch.ebpf.libbpf import load_libbpf
 from memwatch.ebpf.loader import PACKAGED_OBJECT
 
@@ -87,6 +87,23 @@ def test_tracer_refuses_a_writable_object_before_loading(tmp_path: Path) -> None
 
 def test_packaged_object_matches_the_python_layouts() -> None:
     verify_layouts(load_libbpf(), PACKAGED_OBJECT)
+
+
+def test_stats_records_parse_every_member_by_name() -> None:
+    """The record parser is derived from the mirror: each RawStats field reads its own member."""
+    recs = (MwStatsRecord * 2)()
+    numbers = [f for f in RawStats.__dataclass_fields__ if f not in ("tgid", "comm")]
+    for n, rec in enumerate(recs):
+        rec.tgid = 100 + n
+        for i, name in enumerate(numbers):
+            setattr(rec.stats, name, 1000 * (n + 1) + i)
+        rec.stats.comm = b"[red]x\xff"
+    parsed = parse_stats_records(bytes(recs) + b"\0" * 7)   # a torn tail is ignored
+    assert sorted(parsed) == [100, 101]
+    for n, tgid in enumerate((100, 101)):
+        got = parsed[tgid]
+        assert [getattr(got, name) for name in numbers] == [1000 * (n + 1) + i for i in range(len(numbers))]
+        assert got.comm == "[red]x\\xff"   # markup kept as text, a bad byte shown, never raised
 
 
 def test_layout_drift_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ import ctypes
 import struct
 from ctypes import c_char, c_int32, c_int64, c_uint32, c_uint64
 from dataclasses import dataclass
+from typing import Any, cast
 
 COMM_LEN = 16
 LIVE_SLOTS = 8
@@ -74,6 +75,10 @@ class MwProcStats(ctypes.Structure):
     ]
 
 
+class MwStatsRecord(ctypes.Structure):
+    _fields_ = [("tgid", c_uint32), ("_pad", c_uint32), ("stats", MwProcStats)]
+
+
 class MwEventHeader(ctypes.Structure):
     _fields_ = [("kind", c_uint32), ("tgid", c_uint32), ("tid", c_uint32), ("_pad", c_uint32),
                 ("ts_ns", c_uint64)]
@@ -131,6 +136,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_config": MwConfig,
     "mw_counters": MwCounters,
     "mw_proc_stats": MwProcStats,
+    "mw_stats_record": MwStatsRecord,
     "mw_event_header": MwEventHeader,
     "mw_call_event": MwCallEvent,
     "mw_exit_event": MwExitEvent,
@@ -222,6 +228,54 @@ class RawOom:
 
 
 RawEvent = RawCall | RawExit | RawOom
+
+
+_INT_CODES: dict[type, str] = {c_uint64: "Q", c_int64: "q", c_uint32: "I", c_int32: "i"}
+
+
+def flat_format(cls: type[ctypes.Structure], prefix: str = "") -> tuple[str, list[str]]:
+    """A little-endian struct format for a mirror, and the member each unpacked item is.
+
+    Derived from the mirror itself, so a member moved in memwatch.h (and in the mirror, which the
+    BTF check enforces) needs no second edit here. Arrays of integers unpack item by item.
+    """
+    fmt, names, pos = "", list[str](), 0
+    for spec in cls._fields_:
+        name, ctype = spec[0], cast(Any, spec[1])
+        off = getattr(cls, name).offset
+        fmt += "x" * (off - pos)
+        if issubclass(ctype, ctypes.Structure):
+            sub, subnames = flat_format(ctype, f"{prefix}{name}.")
+            fmt, names = fmt + sub, names + subnames
+        elif issubclass(ctype, ctypes.Array) and ctype._type_ is c_char:
+            fmt += f"{ctype._length_}s"
+            names.append(prefix + name)
+        elif issubclass(ctype, ctypes.Array):
+            fmt += _INT_CODES[ctype._type_] * ctype._length_
+            names += [f"{prefix}{name}[{i}]" for i in range(ctype._length_)]
+        else:
+            fmt += _INT_CODES[ctype]
+            names.append(prefix + name)
+        pos = off + ctypes.sizeof(ctype)
+    return fmt + "x" * (ctypes.sizeof(cls) - pos), names
+
+
+_RECORD_FMT, _RECORD_NAMES = flat_format(MwStatsRecord)
+_RECORD = struct.Struct("<" + _RECORD_FMT)
+assert _RECORD.size == ctypes.sizeof(MwStatsRecord)
+_RAW_STATS_NUMBERS = [f for f in RawStats.__dataclass_fields__ if f not in ("tgid", "comm")]
+_PICK = [_RECORD_NAMES.index(f"stats.{f}") for f in _RAW_STATS_NUMBERS]
+_COMM = _RECORD_NAMES.index("stats.comm")
+
+
+def parse_stats_records(data: bytes) -> dict[int, RawStats]:
+    """The records the dump_stats iterator wrote, by tgid."""
+    out: dict[int, RawStats] = {}
+    usable = len(data) - len(data) % _RECORD.size
+    pick, comm = _PICK, _COMM
+    for rec in _RECORD.iter_unpack(memoryview(data)[:usable]):
+        out[rec[0]] = RawStats(rec[0], *[rec[i] for i in pick], decode_comm(rec[comm]))  # type: ignore[call-arg]  # the numbers in order, checked by a test
+    return out
 
 
 def stats_from_struct(tgid: int, s: MwProcStats) -> RawStats:

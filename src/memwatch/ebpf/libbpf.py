@@ -78,6 +78,8 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__autoload": (ctypes.c_bool, [c_void_p]),
     "bpf_program__attach": (c_void_p, [c_void_p]),
     "bpf_link__destroy": (c_int, [c_void_p]),
+    "bpf_link__fd": (c_int, [c_void_p]),
+    "bpf_iter_create": (c_int, [c_int]),
     "bpf_map_lookup_elem": (c_int, [c_int, c_void_p, c_void_p]),
     "bpf_map_delete_elem": (c_int, [c_int, c_void_p]),
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),

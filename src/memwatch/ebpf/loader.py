@@ -31,7 +31,7 @@ from memwatch.ebpf.errors import (
     explain_load_error,
     tracefs_dir,
 )
-from memwatch.ebpf.layouts import MwAllocKey, MwConfig, MwCounters, MwProcStats, RawStats
+from memwatch.ebpf.layouts import MwAllocKey, MwConfig, MwCounters, RawStats, parse_stats_records
 from memwatch.ebpf.libbpf import BpfMapBatchOpts, Libbpf, check_int, check_ptr, load_libbpf
 from memwatch.ebpf.ringbuf import RingReader
 
@@ -40,8 +40,6 @@ log = logging.getLogger("memwatch.ebpf")
 PACKAGED_OBJECT = Path(__file__).with_name("prog.bpf.o")
 AttachMode = Literal["auto", "tracepoint", "raw"]
 
-_STATS = struct.Struct("<3QxxxxxxxxQQQQQQQQQQq16Q16s")
-assert _STATS.size == ctypes.sizeof(MwProcStats), "struct format out of step with MwProcStats"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +52,8 @@ class TracerConfig:
     """Per-process budget of call events per second; beyond it calls are counted, not streamed."""
     ring_bytes: int = 1 << 20
     wakeup_bytes: int = 64 << 10
-    max_processes: int = 32768
     max_mappings: int = 131072
+    """Live mappings kept beyond each process's 8 newest (which live beside its counters)."""
     mode: AttachMode = "auto"
     object_path: Path = field(default=PACKAGED_OBJECT)
 
@@ -100,6 +98,7 @@ class Tracer:
         self._fds: dict[str, int] = {}
         self._ring: RingReader | None = None
         self._ncpus = 1
+        self._stats_iter = -1
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_offset = 0.0
 
@@ -162,7 +161,6 @@ class Tracer:
             if needed not in self._maps:
                 raise OSError(errno.ENOENT, f"map {needed} missing from {cfg.object_path}")
         sizes = {
-            "proc_stats": cfg.max_processes,
             "active_allocs": cfg.max_mappings,
             "mem_events": _ring_size(cfg.ring_bytes),
         }
@@ -205,6 +203,8 @@ class Tracer:
             name = (lib.bpf_program__name(p) or b"").decode()
             link = check_ptr(lib.bpf_program__attach(p), f"attaching {name}")
             self._links.append(link)
+            if name == "dump_stats":
+                self._stats_iter = check_int(lib.bpf_link__fd(link), "the stats iterator")
 
     def close(self) -> None:
         """Detach and unload everything; safe to call twice."""
@@ -214,6 +214,7 @@ class Tracer:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
+        self._stats_iter = -1
         while self._links:
             lib.bpf_link__destroy(self._links.pop())
         if self._obj:
@@ -249,13 +250,18 @@ class Tracer:
     # -- readers ---------------------------------------------------------------------------------
 
     def read_stats(self) -> dict[int, RawStats]:
-        """Every process's counters, by tgid, with batch lookups (one syscall per chunk)."""
-        out: dict[int, RawStats] = {}
-        for key_bytes, value_bytes, n in self._dump(self._fd("proc_stats"), 4, _STATS.size, 1024):
-            keys = struct.unpack_from(f"<{n}I", key_bytes)
-            for tgid, fields in zip(keys, _STATS.iter_unpack(value_bytes[: n * _STATS.size]), strict=True):
-                out[tgid] = RawStats(tgid, *fields[:19], layouts.decode_comm(fields[-1]))  # type: ignore[call-arg]  # 19 numbers, checked by the tests
-        return out
+        """Every process's counters, by tgid: one pass of the dump_stats iterator over all tasks."""
+        lib = self._lib
+        if lib is None or self._stats_iter < 0:
+            raise RuntimeError("the tracer is not open")
+        fd = check_int(lib.bpf_iter_create(self._stats_iter), "reading the counters")
+        try:
+            chunks = []
+            while chunk := os.read(fd, 1 << 18):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return parse_stats_records(b"".join(chunks))
 
     def _dump(self, fd: int, key_size: int, value_size: int,
               chunk: int) -> Iterable[tuple[bytes, bytes, int]]:
