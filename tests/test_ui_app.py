@@ -29,6 +29,7 @@ from memwatch.ui.columns import COLUMNS
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
 from memwatch.ui.screens.signal_modal import SignalModal
+from memwatch.ui.widgets.detail import DetailPane
 from test_ui_support import ClosingReplay, ScriptedSource, with_process
 
 SIZE = (200, 50)
@@ -375,6 +376,42 @@ async def test_rollup_is_asked_for_the_highlighted_process() -> None:
         assert current is not None
         assert tuple(map(int, current.split(":"))) in source.rollups
         assert "111 KB" in str(app.query_one("#detail-body").render())  # the PSS the source returned
+
+
+class FrameCountingApp(MemwatchApp):
+    """Counts the frames written out, and notes the count whenever the detail pane is drawn."""
+
+    frames = 0
+    pane_drawn_at: list[int]
+
+    def _display(self, screen: Any, renderable: Any) -> None:
+        super()._display(screen, renderable)
+        self.frames += 1
+
+    def _render_detail(self) -> None:
+        self.pane_drawn_at.append(self.frames)
+        super()._render_detail()
+
+
+async def test_the_cursor_gets_its_own_frame_and_the_pane_follows() -> None:
+    """An arrow key's frame carries the two table lines only; the pane is drawn after it (drawn in
+    the same frame, the compositor would repaint the whole box around both)."""
+    app = FrameCountingApp(ScriptedSource(make_frames()[1]))
+    app.pane_drawn_at = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        first, frames_before = app.table.current_key, app.frames
+        app.pane_drawn_at.clear()
+        await pilot.press("down", "down")
+        for _ in range(20):
+            if app.pane_drawn_at:
+                break
+            await pilot.pause()
+        assert app.table.current_key != first
+        assert app.pane_drawn_at and app.pane_drawn_at[0] > frames_before, "the cursor's frame went out first"
+        assert len(app.pane_drawn_at) <= 2
+        shown = app.query_one("#detail", DetailPane).view_key
+        assert shown is not None and f"{shown[0]}:{shown[1]}" == app.table.current_key
 
 
 async def test_interval_keys_call_set_interval() -> None:

@@ -28,6 +28,7 @@ from memwatch.model import SORT_COLUMNS, EventKind, ProcessKey, ProcessView, Sna
 from memwatch.sources.base import SeekableSource, SnapshotSource
 from memwatch.ui import formatting as fmt
 from memwatch.ui.columns import ASCENDING_BY_DEFAULT, BY_KEY, SORTABLE
+from memwatch.ui.gc_pacing import GcPacer
 from memwatch.ui.messages import SnapshotArrived, SourceEnded
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen, event_key
@@ -122,6 +123,8 @@ class MemwatchApp(App[int]):
         self._oom_seen: set[str] = set()
         self._rollup_asked: dict[ProcessKey, float] = {}
         self._layout_class = ""
+        self._gc = GcPacer()
+        self._detail_due = False
 
     # ----- layout -------------------------------------------------------------------------------
 
@@ -160,9 +163,11 @@ class MemwatchApp(App[int]):
             return
         self._receive(first)
         # Everything alive now (modules, widgets, styles) lives as long as the app: moving it out
-        # of the collector's reach keeps full collections short, and with them key latency.
+        # of the collector's reach keeps full collections short; the pacer keeps them off keys.
         gc.collect()
         gc.freeze()
+        self._gc.start()
+        self.set_interval(self._gc.check_every_s, self._gc.tick, name="gc-pacer")
         self.run_worker(self._pump(), name="snapshot-pump", group="source", exclusive=True)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -258,7 +263,13 @@ class MemwatchApp(App[int]):
         self.exit(0)
 
     async def on_unmount(self) -> None:
+        self._gc.stop()
         await self._close_source()  # crash or any other exit path: detach anyway
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)):
+            self._gc.note_input()
+        await super().on_event(event)
 
     # ----- rendering ----------------------------------------------------------------------------
 
@@ -381,8 +392,16 @@ class MemwatchApp(App[int]):
             pane.show(snap.by_key.get(key) if key else None, self.human_units)
 
     def on_process_table_row_highlighted(self, event: ProcessTable.RowHighlighted) -> None:
-        if event.table is self.table:
-            self._render_detail()
+        # The cursor's frame first, the pane in the next one: drawn together, they make the
+        # compositor repaint the box around both, most of the table (90 lines for one arrow key
+        # at 200x50, instead of 2). Keys that come faster than frames redraw the pane once.
+        if event.table is self.table and not self._detail_due:
+            self._detail_due = True
+            self.call_after_refresh(self._render_due_detail)
+
+    def _render_due_detail(self) -> None:
+        self._detail_due = False
+        self._render_detail()
 
     def on_process_table_row_selected(self, event: ProcessTable.RowSelected) -> None:
         if event.table is not self.table:

@@ -42,8 +42,11 @@ from memwatch.model import ProcessView
 from memwatch.ui.columns import ColumnSpec, fit_columns, header_label, row_cells
 
 CELL_PADDING = 1
-LINE_CACHE_SIZE = 2000
-BODY_CACHE_SIZE = 20000
+# Sized to a frame or two of the top 100 rows (lines: with and without the cursor; bodies: one per
+# cell): every cached Strip carries seven small caches of its own, and a cache far larger than
+# what one frame can reuse only gives the garbage collector more to walk.
+LINE_CACHE_SIZE = 400
+BODY_CACHE_SIZE = 4000
 TextPrint = tuple[object, ...]
 RowPrint = tuple[TextPrint, ...]
 
