@@ -73,7 +73,7 @@ def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) ->
     g.add_argument("--events-per-sec", type=_count, default=1000, metavar="N",
                    help="per-process budget of streamed call events per second (0: unlimited)")
     g.add_argument("--bpf-map-size", type=_count, default=None, metavar="N",
-                   help="live mappings the tracer can follow (default 131072)")
+                   help="live mappings the tracer can follow beyond each process's 8 newest (default 131072)")
     p.add_argument("--pss-top", type=_count, default=0, metavar="N",
                    help="also read PSS/USS (smaps_rollup, costly) for the N largest processes every tick; "
                         "otherwise only on demand")
