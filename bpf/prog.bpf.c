@@ -118,10 +118,12 @@ static __always_inline struct mw_proc_stats *stats_of(struct task_struct *task)
 {
 	struct task_struct *leader = task->group_leader;
 	struct mw_proc_stats *st = bpf_task_storage_get(&proc_stats, leader, 0, 0);
-	struct mw_proc_stats fresh = {};
 
 	if (st)
 		return st;
+	/* declared here, not above: clang zeroes it where it is declared, 31 stores a call */
+	struct mw_proc_stats fresh = {};
+
 	fresh.start_boottime_ns = leader->start_boottime;
 	fresh.first_seen_ns = bpf_ktime_get_boot_ns();
 	BPF_CORE_READ_STR_INTO(&fresh.comm, leader, comm);
@@ -408,8 +410,9 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 		syscall_args(regs, &in);
 	}
 
-	pid_tgid = bpf_get_current_pid_tgid();
-	tgid = pid_tgid >> 32;
+	/* the task's own fields: a helper call less than bpf_get_current_pid_tgid() */
+	tgid = task->tgid;
+	pid_tgid = (__u64)tgid << 32 | (__u32)task->pid;
 	st = stats_of(task);
 	if (!st)
 		return 0;
