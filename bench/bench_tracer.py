@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -113,12 +114,18 @@ def bpftrace_counter() -> Iterator[None]:
     if "Attaching" not in seen[-1]:
         proc.kill()
         raise RuntimeError("bpftrace did not start: " + " | ".join(seen))
+    out = proc.stdout
+    threading.Thread(target=lambda: out.read(), daemon=True).start()  # its exit print never blocks
     time.sleep(0.3)
     try:
         yield
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.send_signal(signal.SIGINT)  # bpftrace's own way to stop: print the map, detach
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> int:
