@@ -2,8 +2,9 @@
 
 Prints ns per mmap+munmap pair for: no tracer (baseline); the same object with empty syscall
 handlers (`make -C bpf bench-empty`: what attaching the syscall programs costs, the floor of this
-design); memwatch in its default configuration (events on, consumer draining) in each attach
-mode; and, where bpftrace is installed, a bpftrace one-liner that only counts mmap and munmap per
+design); memwatch in its default configuration (events on, consumer draining): per-syscall
+tracepoints, which it mounts tracefs for where it can, and the raw-tracepoint mode it falls back
+to where it cannot; and, where bpftrace is installed, a bpftrace one-liner that only counts mmap and munmap per
 pid (the peer).
 
 The machines are noisy (a VM on a shared host: the same loop varies by 10-20 % from one second to
@@ -154,9 +155,9 @@ def main() -> int:
         empty = build_empty()
         if empty is not None:
             configs["floor: empty handlers"] = lambda: memwatch_tracer("tracepoint", empty)
-        configs["memwatch tracepoint mode"] = lambda: memwatch_tracer("tracepoint")
+        configs["memwatch default: tracepoints"] = lambda: memwatch_tracer("tracepoint")
         if not args.only:
-            configs["memwatch raw mode"] = lambda: memwatch_tracer("raw")
+            configs["memwatch raw (if no tracefs)"] = lambda: memwatch_tracer("raw")
         for spec in args.object:
             label, _, path = spec.partition("=")
             configs[label] = lambda path=Path(path): memwatch_tracer("tracepoint", path)  # type: ignore[misc]

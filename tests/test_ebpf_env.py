@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from memwatch.ebpf import BpfUnavailable, Tracer, TracerConfig
+from memwatch.ebpf import BpfUnavailable, Tracer, TracerConfig, tracefs
 from memwatch.ebpf import errors as env
 from memwatch.ebpf.btf import LayoutMismatch, verify_layouts
 from memwatch.ebpf.layouts import MIRRORS, MwCallEvent, MwStatsRecord, RawStats, parse_stats_records
@@ -123,8 +123,34 @@ def test_tracefs_missing_picks_raw_mode_or_says_how(monkeypatch: pytest.MonkeyPa
     if e.value.code == "no-privileges":
         pytest.skip("needs root")
     assert e.value.code == "no-tracefs"
-    tracer = open_tracer(mode="auto")
+    tracer = open_tracer(mode="auto", mount_tracefs=False)
     assert tracer.mode == "raw"
+
+
+def test_auto_mode_mounts_tracefs_for_the_session(monkeypatch: pytest.MonkeyPatch,
+                                                  open_tracer: Callable[..., Tracer]) -> None:
+    """A fresh machine has no tracefs: auto mode mounts it, attaches per-syscall tracepoints, and
+    unmounts it on close; where the mount is refused, raw mode remains."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting tracefs needs root")
+    point = tracefs.MOUNT_POINT
+    was_mounted = env.tracefs_dir() == point
+    if was_mounted and subprocess.run(["umount", point]).returncode != 0:
+        pytest.skip("tracefs is in use by another program: cannot show a machine without it")
+    try:
+        assert env.tracefs_dir() is None
+        tracer = open_tracer(mode="auto")
+        assert tracer.mode == "tracepoint"
+        assert env.tracefs_dir() == point
+        tracer.close()
+        assert env.tracefs_dir() is None, "unmounted on close"
+
+        monkeypatch.setattr("memwatch.ebpf.tracefs.MOUNT_POINT", "/nonexistent/tracing")
+        tracer = open_tracer(mode="auto")
+        assert tracer.mode == "raw"
+    finally:
+        if was_mounted and env.tracefs_dir() is None:
+            subprocess.run(["mount", "-t", "tracefs", "nodev", point], check=True)
 
 
 def test_load_errors_become_sentences() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Workload, bpf_unavailable
 from memwatch.ebpf import TracerConfig
+from memwatch.ebpf.errors import tracefs_dir
 from memwatch.model import EventKind, Snapshot
 from memwatch.sources.base import SnapshotSource
 from memwatch.sources.live import LiveSource
@@ -117,19 +118,16 @@ async def test_cancelled_open_leaves_no_probes_behind() -> None:
 
     if os.geteuid() != 0:
         bpf_unavailable("needs root")
-    before = _memwatch_prog_ids()
+    before, tracefs_before = _memwatch_prog_ids(), tracefs_dir()
     source = LiveSource(1.0)
     task = asyncio.ensure_future(source.open())
     await asyncio.sleep(0.02)  # the tracer is loading in its thread
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await source.close()
-    for _ in range(100):  # the load finishes in its thread, then is detached at once
-        await asyncio.sleep(0.05)
-        if not (_memwatch_prog_ids() - before):
-            break
+    await source.close()  # waits for the load that goes on in its thread, then detaches it
     assert not (_memwatch_prog_ids() - before)
+    assert tracefs_dir() == tracefs_before, "a tracefs mounted for the load is unmounted again"
 
 
 def _confined_hog(tmp_name: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -34,6 +34,7 @@ from memwatch.ebpf.errors import (
 from memwatch.ebpf.layouts import MwAllocKey, MwConfig, MwCounters, RawStats, parse_stats_records
 from memwatch.ebpf.libbpf import BpfMapBatchOpts, Libbpf, check_int, check_ptr, load_libbpf
 from memwatch.ebpf.ringbuf import RingReader
+from memwatch.ebpf.tracefs import mount_tracefs, unmount_tracefs
 
 log = logging.getLogger("memwatch.ebpf")
 
@@ -55,6 +56,9 @@ class TracerConfig:
     max_mappings: int = 131072
     """Live mappings kept beyond each process's 8 newest (which live beside its counters)."""
     mode: AttachMode = "auto"
+    """auto: per-syscall tracepoints where tracefs is (or can be) mounted, raw ones otherwise."""
+    mount_tracefs: bool = True
+    """In auto mode, mount tracefs for the session if it is missing (see memwatch.ebpf.tracefs)."""
     object_path: Path = field(default=PACKAGED_OBJECT)
 
 
@@ -99,6 +103,7 @@ class Tracer:
         self._ring: RingReader | None = None
         self._ncpus = 1
         self._stats_iter = -1
+        self._mounted_tracefs = False
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_offset = 0.0
 
@@ -116,6 +121,8 @@ class Tracer:
         self._lib = lib
         mode = cfg.mode
         if mode == "auto":
+            if not tracefs_dir() and cfg.mount_tracefs:
+                self._mounted_tracefs = mount_tracefs()
             mode = "tracepoint" if tracefs_dir() else "raw"
             if mode == "raw":
                 log.info("tracefs is not mounted: attaching through raw syscall tracepoints, which run "
@@ -223,6 +230,9 @@ class Tracer:
         self._maps.clear()
         self._fds.clear()
         self.mode = None
+        if self._mounted_tracefs:
+            self._mounted_tracefs = False
+            unmount_tracefs()
 
     def __enter__(self) -> Tracer:
         return self.open() if self._obj is None else self

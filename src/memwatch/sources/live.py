@@ -103,6 +103,7 @@ class LiveSource:
         self._reader = ProcReader(proc_root)
         self._converter: EventConverter | None = None
         self._drainer: asyncio.Task[None] | None = None
+        self._abandoned_load: asyncio.Future[Tracer] | None = None
         self._wake = asyncio.Event()
         self._started = 0.0
         self._next_due = 0.0
@@ -128,8 +129,10 @@ class LiveSource:
             try:
                 self.tracer = await asyncio.shield(loading)
             except asyncio.CancelledError:
-                # the load goes on in its thread: detach whatever it attaches, never leak probes
+                # the load goes on in its thread: detach whatever it attaches, never leak probes;
+                # close() waits for it
                 loading.add_done_callback(_close_if_opened)
+                self._abandoned_load = loading
                 raise
             except BpfUnavailable as exc:
                 self.bpf_reason = str(exc)
@@ -153,6 +156,10 @@ class LiveSource:
         if self._closed:
             return
         self._closed = True
+        if self._abandoned_load is not None:
+            # its done-callback (registered first) closes the tracer before this wait returns
+            await asyncio.wait({self._abandoned_load}, timeout=30)
+            self._abandoned_load = None
         if self._drainer is not None:
             self._drainer.cancel()
             await asyncio.wait({self._drainer}, timeout=2.0)
