@@ -119,7 +119,7 @@ def test_tracefs_missing_picks_raw_mode_or_says_how(monkeypatch: pytest.MonkeyPa
                                                    open_tracer: Callable[..., Tracer]) -> None:
     monkeypatch.setattr("memwatch.ebpf.loader.tracefs_dir", lambda: None)
     with pytest.raises(BpfUnavailable, match="mount -t tracefs") as e:
-        Tracer(TracerConfig(mode="tracepoint")).open()
+        Tracer(TracerConfig(mode="tracepoint", mount_tracefs=False)).open()
     if e.value.code == "no-privileges":
         pytest.skip("needs root")
     assert e.value.code == "no-tracefs"
@@ -129,8 +129,8 @@ def test_tracefs_missing_picks_raw_mode_or_says_how(monkeypatch: pytest.MonkeyPa
 
 def test_auto_mode_mounts_tracefs_for_the_session(monkeypatch: pytest.MonkeyPatch,
                                                   open_tracer: Callable[..., Tracer]) -> None:
-    """A fresh machine has no tracefs: auto mode mounts it, attaches per-syscall tracepoints, and
-    unmounts it on close; where the mount is refused, raw mode remains."""
+    """A fresh machine has no tracefs: auto (and tracepoint) mode mounts it, attaches per-syscall
+    tracepoints, and unmounts it on close; where the mount is refused, auto mode attaches raw."""
     if os.geteuid() != 0:
         pytest.skip("mounting tracefs needs root")
     point = tracefs.MOUNT_POINT
@@ -144,6 +144,10 @@ def test_auto_mode_mounts_tracefs_for_the_session(monkeypatch: pytest.MonkeyPatc
         assert env.tracefs_dir() == point
         tracer.close()
         assert env.tracefs_dir() is None, "unmounted on close"
+        tracer = open_tracer(mode="tracepoint")   # asked for explicitly: mounted the same way
+        assert env.tracefs_dir() == point
+        tracer.close()
+        assert env.tracefs_dir() is None
 
         monkeypatch.setattr("memwatch.ebpf.tracefs.MOUNT_POINT", "/nonexistent/tracing")
         tracer = open_tracer(mode="auto")

@@ -58,7 +58,7 @@ class TracerConfig:
     mode: AttachMode = "auto"
     """auto: per-syscall tracepoints where tracefs is (or can be) mounted, raw ones otherwise."""
     mount_tracefs: bool = True
-    """In auto mode, mount tracefs for the session if it is missing (see memwatch.ebpf.tracefs)."""
+    """Outside raw mode, mount tracefs for the session if it is missing (memwatch.ebpf.tracefs)."""
     object_path: Path = field(default=PACKAGED_OBJECT)
 
 
@@ -120,14 +120,15 @@ class Tracer:
         verify_layouts(lib, cfg.object_path)
         self._lib = lib
         mode = cfg.mode
+        if mode != "raw" and not tracefs_dir() and cfg.mount_tracefs:
+            self._mounted_tracefs = mount_tracefs()
         if mode == "auto":
-            if not tracefs_dir() and cfg.mount_tracefs:
-                self._mounted_tracefs = mount_tracefs()
             mode = "tracepoint" if tracefs_dir() else "raw"
             if mode == "raw":
                 log.info("tracefs is not mounted: attaching through raw syscall tracepoints, which run "
                          "for every syscall; 'mount -t tracefs nodev /sys/kernel/tracing' makes it cheaper")
         elif mode == "tracepoint" and not tracefs_dir():
+            self.close()
             raise BpfUnavailable(
                 "eBPF is off: tracepoint mode needs tracefs; mount it with "
                 "'mount -t tracefs nodev /sys/kernel/tracing' or use the raw mode (--bpf-mode raw).",
