@@ -42,7 +42,6 @@ PACKAGED_OBJECT = Path(__file__).with_name("prog.bpf.o")
 AttachMode = Literal["auto", "tracepoint", "raw"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class TracerConfig:
     """Everything settable before load. Defaults suit a busy desktop or server."""

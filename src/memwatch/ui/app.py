@@ -392,9 +392,9 @@ class MemwatchApp(App[int]):
             pane.show(snap.by_key.get(key) if key else None, self.human_units)
 
     def on_process_table_row_highlighted(self, event: ProcessTable.RowHighlighted) -> None:
-        # The cursor's frame first, the pane in the next one: drawn together, they make the
-        # compositor repaint the box around both, most of the table (90 lines for one arrow key
-        # at 200x50, instead of 2). Keys that come faster than frames redraw the pane once.
+        # The cursor's frame first, the pane in the next one: Textual repaints the box around
+        # all dirty regions, and the pane's box spans most of the table's rows; apart, the
+        # cursor's frame holds its two lines. Keys that come faster than frames draw it once.
         if event.table is self.table and not self._detail_due:
             self._detail_due = True
             self.call_after_refresh(self._render_due_detail)
