@@ -29,7 +29,7 @@ enum mw_counter {
 	MW_CNT_THROTTLED = 2,      /* call events withheld by the per-process rate limit */
 	MW_CNT_STATS_FULL = 3,     /* no memory for a process's counters */
 	MW_CNT_ALLOCS_FULL = 4,    /* active_allocs insert failed: map full */
-	MW_CNT_SCRATCH_FAIL = 5,   /* per-thread scratch unavailable: call not paired */
+	MW_CNT_BRK_UNSEEN = 5,     /* brk calls of a process whose break was not known yet: not counted */
 	MW_CNT_STALE_ALLOCS = 6,   /* live-mapping entries found belonging to an old mm (exec, pid reuse) */
 	MW_CNT_WAKEUPS = 7,        /* forced consumer wakeups */
 	MW_CNT_EXITS = 8,          /* process (thread-group) exits seen */
@@ -82,6 +82,7 @@ struct mw_proc_stats {
 	 * changed only with atomic exchanges; 0 is a free slot. */
 	__u64 live[MW_LIVE_SLOTS];
 	__u64 live_next;           /* the slot the next mapping takes */
+	__u64 brk_last;            /* the break after the last brk (seeded at fork, exec, attach); 0: unknown */
 	char comm[MW_COMM_LEN];    /* group leader's name */
 };
 

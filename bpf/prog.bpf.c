@@ -3,11 +3,12 @@
  * memwatch kernel side: per-process accounting of mmap, munmap, brk and mremap, process exits and
  * OOM kills. Calls are accounted at syscall exit, so only successful ones count and results
  * (mapped address, new break) are known; the arguments are read from the saved user registers
- * then, except brk's old break, which is stashed per thread at entry.
+ * then, and brk's old break is the one recorded at the process's previous brk (seeded at fork,
+ * exec and attach).
  *
- * Two attach modes share every handler: per-syscall tracepoints (cheapest for the rest of the
- * system, need tracefs) and raw sys_enter/sys_exit (no tracefs; run for every syscall). Python
- * turns one set off before load.
+ * Two attach modes share every handler: per-syscall exit tracepoints (cheapest for the rest of
+ * the system, need tracefs) and the raw sys_exit tracepoint (no tracefs; runs for every syscall).
+ * Python turns one set off before load.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -44,20 +45,10 @@ const volatile struct mw_config cfg = {
 	.events_per_sec = 1000,
 };
 
-/* Arguments of the syscall a thread is in, between entry and exit. */
-struct mw_inflight {
-	__u32 kind;
-	__u32 _pad;
+/* The arguments of the syscall that is returning. */
+struct mw_args {
 	__u64 a0, a1, a2, a3, a4;
-	__u64 old_brk;
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct mw_inflight);
-} inflight SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -112,20 +103,19 @@ static __always_inline bool is_err(long ret)
 	return ret < 0 && ret >= -MAX_ERRNO;
 }
 
-/* The stats of the current process (on its group leader), created on first sight; NULL when no
- * memory could be had for them. */
-static __always_inline struct mw_proc_stats *stats_of(struct task_struct *task)
+/* Counters for a process (its group leader) not seen before. The break is seeded from its mm so
+ * that a later brk knows where it started; 0 (unknown) when the caller is that brk itself, whose
+ * mm already holds the new break. */
+static __always_inline struct mw_proc_stats *create_stats(struct task_struct *leader, bool seed_brk)
 {
-	struct task_struct *leader = task->group_leader;
-	struct mw_proc_stats *st = bpf_task_storage_get(&proc_stats, leader, 0, 0);
-
-	if (st)
-		return st;
-	/* declared here, not above: clang zeroes it where it is declared, 31 stores a call */
 	struct mw_proc_stats fresh = {};
+	struct mw_proc_stats *st;
+	struct mm_struct *mm = leader->mm;
 
 	fresh.start_boottime_ns = leader->start_boottime;
 	fresh.first_seen_ns = bpf_ktime_get_boot_ns();
+	if (seed_brk && mm)
+		fresh.brk_last = mm->brk;
 	BPF_CORE_READ_STR_INTO(&fresh.comm, leader, comm);
 	st = bpf_task_storage_get(&proc_stats, leader, &fresh, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st)   /* another thread of the process created them first, or out of memory */
@@ -133,6 +123,17 @@ static __always_inline struct mw_proc_stats *stats_of(struct task_struct *task)
 	if (!st)
 		count(MW_CNT_STATS_FULL);
 	return st;
+}
+
+/* The stats of the current process (on its group leader), created on first sight; NULL when no
+ * memory could be had for them. */
+static __always_inline struct mw_proc_stats *stats_of(struct task_struct *task, bool seed_brk)
+{
+	struct task_struct *leader = task->group_leader;
+	struct mw_proc_stats *st = bpf_task_storage_get(&proc_stats, leader, 0, 0);
+
+	/* create_stats is a separate step: clang zeroes its scratch where it is declared */
+	return st ? st : create_stats(leader, seed_brk);
 }
 
 static __always_inline void add_outstanding(struct mw_proc_stats *st, __s64 delta)
@@ -353,33 +354,12 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 	return removed;
 }
 
-/* brk's old break is gone by the time the call returns: only brk is stashed at entry. */
-static __always_inline int on_brk_enter(__u64 requested)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct mw_inflight *f;
-
-#ifdef MW_BENCH_EMPTY
-	return 0;   /* bench/bench_tracer.py: the cost of attaching alone, the floor of this design */
-#endif
-
-	f = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!f) {
-		count(MW_CNT_SCRATCH_FAIL);
-		return 0;
-	}
-	f->kind = MW_EV_BRK;
-	f->a0 = requested;
-	f->old_brk = task->mm ? task->mm->brk : 0;
-	return 0;
-}
-
 /*
  * The arguments of the syscall that is returning. The saved user registers still hold them at
  * syscall exit (only the return value register is written; arm64 keeps the first argument in
- * orig_x0), so mmap, munmap and mremap need no entry program and no per-thread scratch.
+ * orig_x0), so no call needs an entry program or per-thread scratch.
  */
-static __always_inline void syscall_args(struct pt_regs *regs, struct mw_inflight *in)
+static __always_inline void syscall_args(struct pt_regs *regs, struct mw_args *in)
 {
 	in->a0 = PT_REGS_PARM1_SYSCALL(regs);
 	in->a1 = PT_REGS_PARM2_SYSCALL(regs);
@@ -391,29 +371,20 @@ static __always_inline void syscall_args(struct pt_regs *regs, struct mw_infligh
 static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct mw_inflight in = {};
+	struct mw_args in;
 	struct mw_proc_stats *st;
 	__u64 pid_tgid, now, mm, jiffies;
 	__u32 tgid;
 
 #ifdef MW_BENCH_EMPTY
-	return 0;
+	return 0;   /* bench/bench_tracer.py: the cost of attaching alone, the floor of this design */
 #endif
-	if (kind == MW_EV_BRK) {
-		struct mw_inflight *f = bpf_task_storage_get(&inflight, task, 0, 0);
-
-		if (!f || f->kind != kind)
-			return 0;
-		in = *f;
-		f->kind = 0;
-	} else {
-		syscall_args(regs, &in);
-	}
+	syscall_args(regs, &in);
 
 	/* the task's own fields: a helper call less than bpf_get_current_pid_tgid() */
 	tgid = task->tgid;
 	pid_tgid = (__u64)tgid << 32 | (__u32)task->pid;
-	st = stats_of(task);
+	st = stats_of(task, kind != MW_EV_BRK);
 	if (!st)
 		return 0;
 	/* Reading the clock costs more than the rest of the bookkeeping (~80 ns in a VM): read it
@@ -428,9 +399,17 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 	mm = (__u64)task->mm;
 
 	if (kind == MW_EV_BRK) {
-		/* brk returns the new break; the old one when it failed or was a query (brk(0)) */
-		__u64 nb = (__u64)ret, ob = in.old_brk;
+		/* brk returns the new break; the old one when it failed or was a query (brk(0)). The
+		 * old break is the one recorded last time (or seeded at exec, fork or attach): the
+		 * kernel changes a process's break only through brk, under its mmap lock. */
+		__u64 nb = (__u64)ret;
+		__u64 ob = __sync_lock_test_and_set(&st->brk_last, nb);
 
+		if (!ob) {
+			if (in.a0)
+				count(MW_CNT_BRK_UNSEEN);
+			return 0;
+		}
 		if (nb == ob) {
 			if (in.a0 && in.a0 != ob)
 				__sync_fetch_and_add(&st->failed_calls, 1);
@@ -536,19 +515,13 @@ int tp_exit_mremap(struct trace_event_raw_sys_exit *ctx)
 	return on_exit(MW_EV_MREMAP, ctx->ret, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()));
 }
 
-SEC("tracepoint/syscalls/sys_enter_brk")
-int tp_enter_brk(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_brk_enter(ctx->args[0]);
-}
-
 SEC("tracepoint/syscalls/sys_exit_brk")
 int tp_exit_brk(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_exit(MW_EV_BRK, ctx->ret, 0);
+	return on_exit(MW_EV_BRK, ctx->ret, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()));
 }
 
-/* ---- attach mode 2: raw syscall tracepoints (no tracefs; run for every syscall) ---- */
+/* ---- attach mode 2: the raw sys_exit tracepoint (no tracefs; runs for every syscall) ---- */
 
 static __always_inline __u32 kind_of(long nr)
 {
@@ -571,14 +544,6 @@ static __always_inline bool compat_syscall(void)
 #else
 	return false;
 #endif
-}
-
-SEC("tp_btf/sys_enter")
-int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
-{
-	if (id != NR_BRK || compat_syscall())
-		return 0;
-	return on_brk_enter(PT_REGS_PARM1_SYSCALL(regs));
 }
 
 SEC("tp_btf/sys_exit")
@@ -604,10 +569,12 @@ SEC("raw_tp/sched_process_exec")
 int handle_exec(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct mw_proc_stats *st = bpf_task_storage_get(&proc_stats, task->group_leader, 0, 0);
+	struct mw_proc_stats *st = stats_of(task, true);
 
 	if (!st)
 		return 0;
+	/* the new image starts a new heap */
+	st->brk_last = task->mm ? task->mm->brk : 0;
 	/* the old image's mappings are gone with its mm; live-mapping entries of it are now stale */
 	__sync_lock_test_and_set(&st->outstanding_bytes, 0);
 	for (int i = 0; i < MW_LIVE_SLOTS; i++)
@@ -626,7 +593,6 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct mw_exit_event *e;
 	struct mw_proc_stats *st;
 
-	bpf_task_storage_delete(&inflight, task);
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;   /* a thread, not the whole group */
 
@@ -659,6 +625,33 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 	/* the leader may linger as a zombie until it is reaped: its counters go now */
 	if (st)
 		bpf_task_storage_delete(&proc_stats, leader);
+	return 0;
+}
+
+/* A new process starts with its parent's break: seed it before it can call brk. Threads share
+ * their process's counters and need nothing. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+#ifdef MW_BENCH_EMPTY
+	return 0;
+#endif
+	if (child->tgid != child->pid || !child->mm)
+		return 0;
+	create_stats(child, true);
+	return 0;
+}
+
+/* Run once at attach: seed the break of every process already running (see handle_fork). */
+SEC("iter/task")
+int seed_stats(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+
+	if (!task || task->pid != task->tgid || !task->mm)
+		return 0;
+	if (!bpf_task_storage_get(&proc_stats, task, 0, 0))
+		create_stats(task, true);
 	return 0;
 }
 

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,16 @@ def stats_of(tracer: Tracer, pid: int) -> dict[str, int]:
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before[k] for k in after}
+
+
+def exit_events(tracer: Tracer, pid: int, timeout_s: float = 5.0) -> list[RawExit]:
+    """The exit events of ``pid`` once at least one has arrived (or the timeout passed)."""
+    exits: list[RawExit] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not exits:
+        exits = [e for e in tracer.ring.drain() if isinstance(e, RawExit) and e.tgid == pid]
+        time.sleep(0.02)
+    return exits
 
 
 def events_of(tracer: Tracer, pid: int) -> list[RawCall]:
@@ -173,15 +184,47 @@ def test_threads_racing_for_live_slots_lose_no_mapping(open_tracer: Callable[...
     assert d["untracked_unmap_bytes"] == 0
 
 
+def test_brk_is_exact_from_the_first_call_of_every_process(open_tracer: Callable[..., Tracer],
+                                                           workload_bin: Path, mode: str) -> None:
+    """brk's old break is the one recorded at the process's previous brk, so each process's is
+    seeded before its first: at attach (running processes), at fork and at exec."""
+    running = Workload(workload_bin)
+    try:
+        cur = running("brk 0")                        # before the tracer: it never saw this
+        tracer = open_tracer(mode=mode)
+        unseen = tracer.counters().brk_unseen         # calls that raced with attaching, if any
+        before = stats_of(tracer, running.pid)
+        assert running(f"brk {cur + 64 * K}") == cur + 64 * K
+        d = delta(stats_of(tracer, running.pid), before)
+        assert (d["brk_count"], d["brk_grow_bytes"]) == (1, 64 * K), "seeded at attach"
+
+        tracer.ring.drain(1 << 20)
+        child = running(f"forkbrk {32 * K} 0")
+        exits = exit_events(tracer, child)
+        assert exits and exits[0].stats is not None
+        assert (exits[0].stats.brk_count, exits[0].stats.brk_grow_bytes) == (1, 32 * K), "seeded at fork"
+    finally:
+        running.close()
+
+    fresh = Workload(workload_bin)                    # exec'd after the tracer attached
+    try:
+        fresh("pid")
+        with open(f"/proc/{fresh.pid}/stat", "rb") as f:
+            start_brk = int(f.read().rsplit(b")", 1)[1].split()[44])
+        before = stats_of(tracer, fresh.pid)
+        assert fresh(f"brk {start_brk + 16 * K}") == start_brk + 16 * K
+        d = delta(stats_of(tracer, fresh.pid), before)
+        assert (d["brk_count"], d["brk_grow_bytes"]) == (1, 16 * K), "seeded at exec"
+    finally:
+        fresh.close()
+    assert tracer.counters().brk_unseen == unseen
+
+
 def test_child_process_exit_event_and_cleanup(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
     tracer = open_tracer()
     workload("pid")
     child = workload(f"fork {LIVE_SLOTS + 3} {8 * K} 3")
-    exits: list[RawExit] = []
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not exits:
-        exits = [e for e in tracer.ring.drain() if isinstance(e, RawExit) and e.tgid == child]
-        time.sleep(0.02)
+    exits = exit_events(tracer, child)
     assert len(exits) == 1, "a short-lived process leaves exactly one exit event"
     ex = exits[0]
     assert ex.comm == "workload"
@@ -249,8 +292,8 @@ def test_full_maps_count_failed_inserts(open_tracer: Callable[..., Tracer], work
 
 def _memwatch_prog_ids() -> set[int]:
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    ours = {"tp_exit_mmap", "tp_exit_munmap", "tp_exit_mremap", "tp_enter_brk", "tp_exit_brk",
-            "raw_enter", "raw_exit", "handle_exit", "handle_exec", "handle_oom", "dump_stats"}
+    ours = {"tp_exit_mmap", "tp_exit_munmap", "tp_exit_mremap", "tp_exit_brk", "raw_exit",
+            "handle_exit", "handle_exec", "handle_fork", "handle_oom", "dump_stats", "seed_stats"}
     return {p["id"] for p in json.loads(out.stdout) if p.get("name") in ours}
 
 

@@ -11,6 +11,8 @@
  *   badmmap                      an mmap that fails (no MAP_PRIVATE/MAP_SHARED): -EINVAL
  *   threads N ITERS LEN          N threads, each ITERS x (mmap LEN + munmap LEN); prints "ok"
  *   fork ITERS LEN STATUS        a child maps ITERS x LEN and exits with STATUS; prints its pid
+ *   forkbrk LEN STATUS           a child grows the break it inherited by LEN (its first call) and
+ *                                exits with STATUS; prints its pid
  *   pid                          prints the pid
  */
 #define _GNU_SOURCE
@@ -153,6 +155,18 @@ int main(void)
 			if (child == 0) {
 				for (unsigned long i = 0; i < iters; i++)
 					sys_mmap(0, len, MAP_PRIVATE | MAP_ANONYMOUS);
+				syscall(SYS_exit_group, (int)status);
+			}
+			waitpid(child, NULL, 0);
+			put(child);
+		} else if (!strncmp(p, "forkbrk ", 8)) {
+			p += 8;
+			unsigned long len = arg(&p), status = arg(&p);
+			unsigned long cur = syscall(SYS_brk, 0);
+			pid_t child = fork();
+
+			if (child == 0) {
+				syscall(SYS_brk, cur + len);
 				syscall(SYS_exit_group, (int)status);
 			}
 			waitpid(child, NULL, 0);

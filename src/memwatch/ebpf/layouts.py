@@ -23,7 +23,7 @@ CNT_DROPPED = 1
 CNT_THROTTLED = 2
 CNT_STATS_FULL = 3
 CNT_ALLOCS_FULL = 4
-CNT_SCRATCH_FAIL = 5
+CNT_BRK_UNSEEN = 5
 CNT_STALE_ALLOCS = 6
 CNT_WAKEUPS = 7
 CNT_EXITS = 8
@@ -71,6 +71,7 @@ class MwProcStats(ctypes.Structure):
         ("rl_count", c_uint64),
         ("live", c_uint64 * LIVE_SLOTS),
         ("live_next", c_uint64),
+        ("brk_last", c_uint64),
         ("comm", c_char * COMM_LEN),
     ]
 

@@ -70,7 +70,8 @@ class TracerCounters:
     throttled: int
     stats_full: int
     allocs_full: int
-    scratch_fail: int
+    brk_unseen: int
+    """brk calls not counted: the process's break was not known yet (a race with attaching)."""
     stale_allocs: int
     wakeups: int
     exits: int
@@ -124,7 +125,7 @@ class Tracer:
         if mode == "auto":
             mode = "tracepoint" if tracefs_dir() else "raw"
             if mode == "raw":
-                log.info("tracefs is not mounted: attaching through raw syscall tracepoints, which run "
+                log.info("tracefs is not mounted: attaching through the raw sys_exit tracepoint, which runs "
                          "for every syscall; 'mount -t tracefs nodev /sys/kernel/tracing' makes it cheaper")
         elif mode == "tracepoint" and not tracefs_dir():
             self.close()
@@ -201,6 +202,7 @@ class Tracer:
         lib, obj = self._lib, self._obj
         assert lib is not None and obj is not None
         p = None
+        seed = -1
         while True:
             p = lib.bpf_object__next_program(obj, p)
             if not p:
@@ -212,6 +214,25 @@ class Tracer:
             self._links.append(link)
             if name == "dump_stats":
                 self._stats_iter = check_int(lib.bpf_link__fd(link), "the stats iterator")
+            elif name == "seed_stats":
+                seed = check_int(lib.bpf_link__fd(link), "the seeding iterator")
+        # once the syscall programs are attached: record every running process's break, so its
+        # next brk is counted with its size (processes born later are seeded at fork and exec)
+        if seed >= 0:
+            self._run_iterator(seed)
+
+    def _run_iterator(self, link_fd: int) -> bytes:
+        """One pass of an iterator program over all tasks; what it wrote."""
+        lib = self._lib
+        assert lib is not None
+        fd = check_int(lib.bpf_iter_create(link_fd), "running an iterator")
+        try:
+            chunks = []
+            while chunk := os.read(fd, 1 << 18):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
 
     def close(self) -> None:
         """Detach and unload everything; safe to call twice."""
@@ -261,17 +282,9 @@ class Tracer:
 
     def read_stats(self) -> dict[int, RawStats]:
         """Every process's counters, by tgid: one pass of the dump_stats iterator over all tasks."""
-        lib = self._lib
-        if lib is None or self._stats_iter < 0:
+        if self._lib is None or self._stats_iter < 0:
             raise RuntimeError("the tracer is not open")
-        fd = check_int(lib.bpf_iter_create(self._stats_iter), "reading the counters")
-        try:
-            chunks = []
-            while chunk := os.read(fd, 1 << 18):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        return parse_stats_records(b"".join(chunks))
+        return parse_stats_records(self._run_iterator(self._stats_iter))
 
     def _dump(self, fd: int, key_size: int, value_size: int,
               chunk: int) -> Iterable[tuple[bytes, bytes, int]]:
@@ -323,7 +336,7 @@ class Tracer:
         return TracerCounters(
             events=tot[layouts.CNT_EVENTS], dropped=tot[layouts.CNT_DROPPED],
             throttled=tot[layouts.CNT_THROTTLED], stats_full=tot[layouts.CNT_STATS_FULL],
-            allocs_full=tot[layouts.CNT_ALLOCS_FULL], scratch_fail=tot[layouts.CNT_SCRATCH_FAIL],
+            allocs_full=tot[layouts.CNT_ALLOCS_FULL], brk_unseen=tot[layouts.CNT_BRK_UNSEEN],
             stale_allocs=tot[layouts.CNT_STALE_ALLOCS], wakeups=tot[layouts.CNT_WAKEUPS],
             exits=tot[layouts.CNT_EXITS], oom=tot[layouts.CNT_OOM],
         )

@@ -1,6 +1,6 @@
 """Mounting tracefs for a session, so the cheaper per-syscall tracepoints can be used.
 
-Without tracefs the tracer falls back to raw ``sys_enter``/``sys_exit`` programs, which run for
+Without tracefs the tracer falls back to a raw ``sys_exit`` program, which runs for
 every syscall on the machine. A fresh VM often boots without tracefs mounted; as root, memwatch
 mounts it where the kernel expects it, uses the per-syscall tracepoints, and unmounts it again
 on close. Where that is not allowed (a read-only /sys in a container), the raw mode remains.
