@@ -5,7 +5,9 @@ handlers (`make -C bpf bench-empty`: what attaching the syscall programs costs, 
 design); memwatch in its default configuration (events on, consumer draining): per-syscall
 tracepoints, which it mounts tracefs for where it can, and the raw-tracepoint mode it falls back
 to where it cannot; and, where bpftrace is installed, a bpftrace one-liner that only counts mmap and munmap per
-pid (the peer).
+pid (the peer). A second loop of getppid(), a call memwatch does not trace, shows what the
+rest of the system pays: any syscall tracepoint puts every syscall on the kernel's slower path, and
+the raw mode also runs a program for each.
 
 The machines are noisy (a VM on a shared host: the same loop varies by 10-20 % from one second to
 the next), so every configuration's run is timed between two baseline runs and its ratio is taken
@@ -43,15 +45,15 @@ BPFTRACE_PROG = ("tracepoint:syscalls:sys_enter_mmap,tracepoint:syscalls:sys_ent
                  "{ @calls[pid] = count(); }")
 
 
-def build_loop() -> Path:
-    out = Path(tempfile.mkdtemp()) / "mmap_loop"
-    subprocess.run(["cc", "-O2", "-o", str(out), str(HERE / "mmap_loop.c")], check=True)
+def build_loop(source: str) -> Path:
+    out = Path(tempfile.mkdtemp()) / Path(source).stem
+    subprocess.run(["cc", "-O2", "-o", str(out), str(HERE / source)], check=True)
     return out
 
 
-def time_loop(loop: Path, pairs: int) -> float:
-    """ns per pair, as measured inside the loop process."""
-    out = subprocess.run(["taskset", "-c", str(LOOP_CPU), str(loop), str(pairs)], capture_output=True, text=True,
+def time_loop(loop: Path, n: int) -> float:
+    """ns per iteration, as measured inside the loop process."""
+    out = subprocess.run(["taskset", "-c", str(LOOP_CPU), str(loop), str(n)], capture_output=True, text=True,
                          check=True)
     return float(out.stdout)
 
@@ -148,7 +150,6 @@ def main() -> int:
         subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
         mounted_here = True
     try:
-        loop = build_loop()
         configs: dict[str, Callable[[], AbstractContextManager[None]]] = {
             "baseline (no tracer)": nothing,
         }
@@ -167,33 +168,43 @@ def main() -> int:
             configs["bpftrace count one-liner"] = bpftrace_counter
         else:
             print("bpftrace not installed: no peer figure", file=sys.stderr)
-        results: dict[str, list[float]] = {name: [] for name in configs}
-        ratios: dict[str, list[float]] = {name: [] for name in configs}
-        time_loop(loop, args.pairs // 10)  # warm up
+        # (label, loop, iterations per run): the traced pair, and a syscall memwatch does not
+        # trace, which the syscall tracepoints being on at all still slow down
+        loops = [("mmap+munmap pair", build_loop("mmap_loop.c"), args.pairs),
+                 ("getppid(), not traced", build_loop("getppid_loop.c"), args.pairs * 10)]
+        results = {lp[0]: {name: list[float]() for name in configs} for lp in loops}
+        ratios = {lp[0]: {name: list[float]() for name in configs} for lp in loops}
+
+        def time_all() -> dict[str, float]:
+            return {label: time_loop(loop, n) for label, loop, n in loops}
+
+        time_all()  # warm up
         for r in range(args.rounds):
-            prev = time_loop(loop, args.pairs)
-            results["baseline (no tracer)"].append(prev)
-            ratios["baseline (no tracer)"].append(1.0)
+            prev = time_all()
             for name, make in configs.items():
                 if make is nothing:
                     continue
                 with make():
-                    t = time_loop(loop, args.pairs)
-                nxt = time_loop(loop, args.pairs)
-                results[name].append(t)
-                ratios[name].append(t / ((prev + nxt) / 2))
-                results["baseline (no tracer)"].append(nxt)
+                    t = time_all()
+                nxt = time_all()
+                for label, _, _ in loops:
+                    results[label][name].append(t[label])
+                    ratios[label][name].append(t[label] / ((prev[label] + nxt[label]) / 2))
+                    results[label]["baseline (no tracer)"].append(nxt[label])
+                    ratios[label]["baseline (no tracer)"].append(1.0)
                 prev = nxt
             print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr)
-        print(f"mmap+munmap pair, {args.pairs} pairs x {args.rounds} rounds; "
-              "ratio: against the baseline runs either side, median and 25th-75th percentile")
-        print(f"  {'':28s} {'ns/pair':>8s} {'added':>7s} {'ratio':>6s}  {'spread':>13s}")
-        base = statistics.median(results["baseline (no tracer)"])
-        for name, vals in results.items():
-            med = statistics.median(vals)
-            q = statistics.quantiles(ratios[name], n=4) if len(ratios[name]) > 1 else [1.0, 1.0, 1.0]
-            print(f"  {name:28s} {med:8.0f} {med - base:+7.0f} {statistics.median(ratios[name]):6.3f}"
-                  f"  {q[0]:6.3f}-{q[2]:6.3f}")
+        for label, _, n in loops:
+            print(f"{label}: {n} per run x {args.rounds} rounds; ratio against the baseline runs "
+                  "either side, median and 25th-75th percentile")
+            print(f"  {'':30s} {'ns':>8s} {'added':>7s} {'ratio':>6s}  {'spread':>13s}")
+            base = statistics.median(results[label]["baseline (no tracer)"])
+            for name, vals in results[label].items():
+                med = statistics.median(vals)
+                rs = ratios[label][name]
+                q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [1.0, 1.0, 1.0]
+                print(f"  {name:30s} {med:8.0f} {med - base:+7.0f} {statistics.median(rs):6.3f}"
+                      f"  {q[0]:6.3f}-{q[2]:6.3f}")
     finally:
         if mounted_here:
             subprocess.run(["umount", "/sys/kernel/tracing"])
