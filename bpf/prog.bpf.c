@@ -136,6 +136,12 @@ static __always_inline struct mw_proc_stats *stats_of(struct task_struct *task, 
 	return st ? st : create_stats(leader, seed_brk);
 }
 
+/* Whether the process made a traced call (a successful or a failed one) since memwatch attached. */
+static __always_inline bool active(struct mw_proc_stats *st)
+{
+	return st->mmap_count | st->munmap_count | st->brk_count | st->mremap_count | st->failed_calls;
+}
+
 static __always_inline void add_outstanding(struct mw_proc_stats *st, __s64 delta)
 {
 	__s64 now_out = __sync_add_and_fetch(&st->outstanding_bytes, delta);
@@ -612,7 +618,7 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 						       : BPF_CORE_READ(task, exit_code);
 		e->maxrss_pages = BPF_CORE_READ(task, signal, maxrss);
 		BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
-		if (st) {
+		if (st && active(st)) {
 			e->has_stats = 1;
 			__builtin_memcpy(&e->stats, st, sizeof(e->stats));
 		} else {
@@ -666,8 +672,8 @@ int dump_stats(struct bpf_iter__task *ctx)
 	if (!task || task->pid != task->tgid)
 		return 0;   /* thread group leaders only */
 	st = bpf_task_storage_get(&proc_stats, task, 0, 0);
-	if (!st)
-		return 0;
+	if (!st || !active(st))
+		return 0;   /* seeded at fork, exec or attach but no call since: nothing to report */
 	head[0] = task->tgid;
 	head[1] = 0;
 	bpf_seq_write(ctx->meta->seq, head, sizeof(head));

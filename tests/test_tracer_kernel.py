@@ -193,6 +193,7 @@ def test_brk_is_exact_from_the_first_call_of_every_process(open_tracer: Callable
         cur = running("brk 0")                        # before the tracer: it never saw this
         tracer = open_tracer(mode=mode)
         unseen = tracer.counters().brk_unseen         # calls that raced with attaching, if any
+        assert running.pid not in tracer.read_stats(), "seeded, but with no call yet nothing to list"
         before = stats_of(tracer, running.pid)
         assert running(f"brk {cur + 64 * K}") == cur + 64 * K
         d = delta(stats_of(tracer, running.pid), before)
