@@ -277,6 +277,16 @@ def test_full_ring_counts_drops(open_tracer: Callable[..., Tracer], workload: Wo
     assert tracer.counters().dropped - before > 0
 
 
+def test_a_stalled_consumer_is_woken_once_not_for_every_record(open_tracer: Callable[..., Tracer],
+                                                              workload: Workload) -> None:
+    tracer = open_tracer(wakeup_bytes=4096, events_per_sec=0)
+    workload("pid")
+    tracer.ring.drain(1 << 20)
+    before = tracer.counters().wakeups
+    assert workload(f"threads 1 100 {16 * K}") == 0   # 200 records of 80 bytes, nobody consuming
+    assert tracer.counters().wakeups - before == 1, "one wakeup when the backlog crosses 4 KiB"
+
+
 def test_full_maps_count_failed_inserts(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
     tracer = open_tracer(max_mappings=4)
     workload("pid")
