@@ -36,7 +36,7 @@ from memwatch.ui.screens.help_screen import HelpScreen
 from memwatch.ui.screens.signal_modal import SignalModal
 from memwatch.ui.widgets.detail import DetailPane
 from memwatch.ui.widgets.header import SystemHeader, degraded_banner
-from memwatch.ui.widgets.process_table import ProcessTable, row_key_of
+from memwatch.ui.widgets.process_table import ProcessTable
 from memwatch.ui.widgets.quiet_update import set_static
 
 MIN_WIDTH, MIN_HEIGHT = 60, 15
@@ -335,13 +335,7 @@ class MemwatchApp(App[int]):
         set_static(self.query_one("#replay-bar", Static), text)
 
     def _highlighted_view(self) -> ProcessView | None:
-        snap, key = self.snapshot, self.table.current_key
-        if snap is None or key is None:
-            return None
-        for view in snap.processes:
-            if row_key_of(view) == key:
-                return view
-        return None
+        return self.table.current_view if self.snapshot is not None else None
 
     def _render_detail(self) -> None:
         view = self._highlighted_view()

@@ -200,6 +200,12 @@ class ProcessTable(ScrollView, can_focus=True):
             return self._order[self.cursor_row]
         return None
 
+    @property
+    def current_view(self) -> ProcessView | None:
+        """The process under the cursor, as the table was last given it."""
+        key = self.current_key
+        return self._views.get(key) if key is not None else None
+
     def get_cell(self, row_key: str, column: str) -> Text:
         """The Text a visible column shows for a row (KeyError for an unknown row or column)."""
         keys = self.visible_columns
