@@ -33,7 +33,6 @@ class GcPacer:
     full_at_most_s: float = 300.0
     clock: Callable[[], float] = time.monotonic
     collect: Callable[[int], int] = gc.collect
-    full_collections: int = 0
     _thresholds: tuple[int, int, int] | None = field(default=None, repr=False)
     _last_full: float = field(default=0.0, repr=False)
     _last_input: float = field(default=0.0, repr=False)
@@ -60,6 +59,5 @@ class GcPacer:
         if since_full >= self.full_at_most_s or (since_full >= self.full_every_s and idle):
             self.collect(2)
             self._last_full = now
-            self.full_collections += 1
             return True
         return False
