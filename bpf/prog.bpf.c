@@ -274,18 +274,32 @@ static __always_inline void track(struct mw_proc_stats *st, __u32 tgid, __u64 mm
 	alloc_insert(tgid, mm, start, len);
 }
 
+/* The live slot holding a mapping that starts at addr (its packed value in *val), or
+ * MW_LIVE_SLOTS when none does. */
+static __always_inline int slot_at(struct mw_proc_stats *st, __u64 addr, __u64 *val)
+{
+	int i;
+
+	for (i = 0; i < MW_LIVE_SLOTS; i++) {
+		__u64 s = st->live[i];
+
+		if (s && slot_start(s) == addr) {
+			*val = s;
+			break;
+		}
+	}
+	return i;
+}
+
 /* Whether a traced mapping starts at addr. */
 static __always_inline bool tracked_at(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 addr)
 {
 	struct mw_alloc_key k = { .tgid = tgid, .addr = addr };
 	struct mw_alloc *v;
+	__u64 s;
 
-	for (int i = 0; i < MW_LIVE_SLOTS; i++) {
-		__u64 s = st->live[i];
-
-		if (s && slot_start(s) == addr)
-			return true;
-	}
+	if (slot_at(st, addr, &s) < MW_LIVE_SLOTS)
+		return true;
 	v = bpf_map_lookup_elem(&active_allocs, &k);
 	return v && v->mm == mm;
 }
@@ -305,26 +319,21 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 
 	for (int i = 0; i < MW_MAX_SPAN; i++) {
 		struct mw_alloc *v;
-		__u64 mend;
+		__u64 mend, s = 0;
 		int j;
 
 		if (cur >= end)
 			break;
-		for (j = 0; j < MW_LIVE_SLOTS; j++) {
-			__u64 s = st->live[j];
-
-			if (!s || slot_start(s) != cur)
-				continue;
+		j = slot_at(st, cur, &s);
+		if (j < MW_LIVE_SLOTS) {
 			/* a whole mapping, or the head of a longer one, which then starts at end */
 			mend = cur + slot_len(s);
-			if (__sync_val_compare_and_swap(&st->live[j], s, mend <= end ? 0 : slot_pack(end, mend - end)) != s)
-				j = MW_LIVE_SLOTS;   /* pushed out meanwhile: it is in active_allocs now */
-			break;
-		}
-		if (j < MW_LIVE_SLOTS) {
-			removed += (mend <= end ? mend : end) - cur;
-			cur = mend <= end ? mend : end;
-			continue;
+			if (__sync_val_compare_and_swap(&st->live[j], s, mend <= end ? 0 : slot_pack(end, mend - end)) == s) {
+				removed += (mend <= end ? mend : end) - cur;
+				cur = mend <= end ? mend : end;
+				continue;
+			}
+			/* pushed out meanwhile: it is in active_allocs now */
 		}
 
 		k.addr = cur;
