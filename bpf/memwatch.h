@@ -34,6 +34,9 @@ enum mw_counter {
 	MW_CNT_WAKEUPS = 7,        /* forced consumer wakeups */
 	MW_CNT_EXITS = 8,          /* process (thread-group) exits seen */
 	MW_CNT_OOM = 9,            /* OOM victims seen */
+	MW_CNT_ALLOCS_QUOTA = 10,  /* mappings not followed: their process held its quota of active_allocs */
+	MW_CNT_PAUSED = 11,        /* call events withheld while memwatch's consumer was over its budget */
+	MW_CNT_LIFE_DROPPED = 12,  /* exit or OOM events lost: life_events ring full */
 	MW_CNT_MAX = 16,
 };
 
@@ -43,6 +46,8 @@ struct mw_config {
 	__u64 page_size;
 	__u64 wakeup_bytes;      /* force a consumer wakeup once this much data waits in the ring */
 	__u32 events_per_sec;    /* per-process call-event budget per second; 0 = unlimited */
+	__u32 pidns_ino;         /* pid namespace of memwatch's /proc; 0: the initial one (no translation) */
+	__u32 map_quota;         /* active_allocs entries one process may hold */
 	__u32 _pad;
 };
 
@@ -71,6 +76,9 @@ struct mw_proc_stats {
 	__s64 outstanding_bytes;   /* mapped by traced mmaps/mremaps, not yet unmapped */
 	__u64 outstanding_peak;
 	__u64 untracked_unmap_bytes; /* unmapped bytes no traced mapping accounted for */
+	__u64 lost_mappings;       /* traced mappings memwatch could not follow (map full or quota): */
+	__u64 lost_bytes;          /* their bytes left outstanding_bytes, which is then a lower bound */
+	__u64 map_entries;         /* this process's entries in active_allocs (for its quota) */
 	__u64 failed_calls;
 	__u64 events_sent;
 	__u64 events_throttled;
@@ -83,16 +91,20 @@ struct mw_proc_stats {
 	__u64 live[MW_LIVE_SLOTS];
 	__u64 live_next;           /* the slot the next mapping takes */
 	__u64 brk_last;            /* the break after the last brk (seeded at fork, exec, attach); 0: unknown */
+	__u32 ns_tgid;             /* the tgid in memwatch's pid namespace; 0: none, the process is not traced */
+	__u32 _pad;
 	char comm[MW_COMM_LEN];    /* group leader's name */
 };
 
 /* What the dump_stats iterator writes for each process: Python reads all of them in one go. */
 struct mw_stats_record {
-	__u32 tgid;
-	__u32 _pad;
+	__u32 tgid;                /* in memwatch's pid namespace; 0: the process has no pid there */
+	__u32 host_tgid;           /* in the initial namespace, as active_allocs keys it */
 	struct mw_proc_stats stats;
 };
 
+/* Pids in events are those of memwatch's pid namespace (see mw_config.pidns_ino); processes that
+ * have none there send no events. */
 struct mw_event_header {
 	__u32 kind;                /* enum mw_event_kind */
 	__u32 tgid;

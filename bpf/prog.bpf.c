@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define MREMAP_DONTUNMAP 4
 #define MW_MAX_SPAN 8       /* tracked mappings one munmap may cover, beyond which it is "untracked" */
 #define TS_COMPAT 0x0002    /* x86: the task is in a 32-bit syscall */
+#define MW_MAX_PIDNS_LEVEL 32   /* the kernel's MAX_PID_NS_LEVEL */
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_MMAP 9
@@ -43,7 +44,14 @@ const volatile struct mw_config cfg = {
 	.page_size = 4096,
 	.wakeup_bytes = 65536,
 	.events_per_sec = 1000,
+	.pidns_ino = 0,
+	.map_quota = 32768,
 };
+
+/* Set by memwatch's consumer while it is over its global budget of call events per second: call
+ * events are withheld (and counted) until it clears it, so no storm can take the consumer's time;
+ * the counts stay exact and exits still stream. A global variable: read without a map lookup. */
+volatile __u32 calls_paused = 0;
 
 /* The arguments of the syscall that is returning. */
 struct mw_args {
@@ -72,10 +80,17 @@ struct {
 	__type(value, struct mw_counters);
 } counters SEC(".maps");
 
+/* Call events: many, and lossy by design (thresholds, budgets). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } mem_events SEC(".maps");
+
+/* Exits and OOM kills: a ring of their own, so that no storm of call events can crowd them out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} life_events SEC(".maps");
 
 /* Keep the shared types in the object's BTF even where no map names them, for the layout check. */
 struct mw_call_event _mw_call_event = {};
@@ -103,6 +118,42 @@ static __always_inline bool is_err(long ret)
 	return ret < 0 && ret >= -MAX_ERRNO;
 }
 
+/*
+ * A pid as memwatch's /proc shows it. In the initial pid namespace that is the kernel's own
+ * number; memwatch in a container (cfg.pidns_ino set) needs the number at its namespace's level
+ * of the pid, and a task outside that namespace has none (0): it is not memwatch's to show.
+ */
+static __always_inline __u32 ns_pid(struct pid *pid)
+{
+	unsigned int level = BPF_CORE_READ(pid, level);
+
+	for (int i = 0; i < MW_MAX_PIDNS_LEVEL; i++) {
+		struct upid up;
+
+		if (i > level)
+			break;
+		if (bpf_core_read(&up, sizeof(up), &pid->numbers[i]))
+			return 0;
+		if (BPF_CORE_READ(up.ns, ns.inum) == cfg.pidns_ino)
+			return up.nr;
+	}
+	return 0;
+}
+
+/* tgid and tid of a task for an event or a record; false when the task has no pid in memwatch's
+ * namespace. The verifier prunes the translation away when memwatch runs in the initial one. */
+static __always_inline bool visible_ids(struct task_struct *task, __u32 *tgid, __u32 *tid)
+{
+	if (!cfg.pidns_ino) {
+		*tgid = BPF_CORE_READ(task, tgid);
+		*tid = BPF_CORE_READ(task, pid);
+		return true;
+	}
+	*tgid = ns_pid(BPF_CORE_READ(task, group_leader, thread_pid));
+	*tid = ns_pid(BPF_CORE_READ(task, thread_pid));
+	return *tgid != 0;
+}
+
 /* Counters for a process (its group leader) not seen before. The break is seeded from its mm so
  * that a later brk knows where it started; 0 (unknown) when the caller is that brk itself, whose
  * mm already holds the new break. */
@@ -114,6 +165,7 @@ static __always_inline struct mw_proc_stats *create_stats(struct task_struct *le
 
 	fresh.start_boottime_ns = leader->start_boottime;
 	fresh.first_seen_ns = bpf_ktime_get_boot_ns();
+	fresh.ns_tgid = cfg.pidns_ino ? ns_pid(leader->thread_pid) : leader->tgid;
 	if (seed_brk && mm)
 		fresh.brk_last = mm->brk;
 	BPF_CORE_READ_STR_INTO(&fresh.comm, leader, comm);
@@ -155,6 +207,11 @@ static __always_inline bool event_allowed(struct mw_proc_stats *st, __u64 now, _
 {
 	if (size < cfg.event_threshold)
 		return false;
+	if (calls_paused) {
+		__sync_fetch_and_add(&st->events_throttled, 1);
+		count(MW_CNT_PAUSED);
+		return false;
+	}
 	if (!cfg.events_per_sec)
 		return true;
 	if (now - st->rl_window_ns >= 1000000000ULL) {
@@ -173,9 +230,9 @@ static __always_inline bool event_allowed(struct mw_proc_stats *st, __u64 now, _
 /* Wake the consumer when the data waiting in the ring crosses wakeup_bytes, once: while it is
  * still catching up, a wakeup for every further record would cost each one an irq_work (the
  * records that follow a stalled consumer cost 8 us each that way). It also drains on a timer. */
-static __always_inline __u64 wakeup_flags(__u64 size)
+static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 {
-	__u64 avail = bpf_ringbuf_query(&mem_events, BPF_RB_AVAIL_DATA);   /* this record included */
+	__u64 avail = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);   /* this record included */
 
 	if (avail >= cfg.wakeup_bytes && avail < cfg.wakeup_bytes + size) {
 		count(MW_CNT_WAKEUPS);
@@ -194,17 +251,19 @@ static __always_inline void fill_header(struct mw_event_header *h, __u32 kind, _
 	h->ts_ns = ts;
 }
 
-static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u64 pid_tgid,
+static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, struct task_struct *task,
 				      __u64 addr, __u64 len, __u64 new_addr, __u64 new_len,
 				      __u32 flags, __u32 prot)
 {
 	struct mw_call_event *e = bpf_ringbuf_reserve(&mem_events, sizeof(*e), 0);
+	__u32 tid;
 
 	if (!e) {
 		count(MW_CNT_DROPPED);
 		return;
 	}
-	fill_header(&e->hdr, kind, pid_tgid >> 32, (__u32)pid_tgid, bpf_ktime_get_boot_ns());
+	tid = cfg.pidns_ino ? ns_pid(task->thread_pid) : task->pid;
+	fill_header(&e->hdr, kind, st->ns_tgid, tid, bpf_ktime_get_boot_ns());
 	e->addr = addr;
 	e->len = len;
 	e->new_addr = new_addr;
@@ -214,7 +273,7 @@ static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, __u6
 	__builtin_memcpy(e->comm, st->comm, sizeof(e->comm));
 	__sync_fetch_and_add(&st->events_sent, 1);
 	count(MW_CNT_EVENTS);
-	bpf_ringbuf_submit(e, wakeup_flags(sizeof(*e)));
+	bpf_ringbuf_submit(e, wakeup_flags(&mem_events, sizeof(*e)));
 }
 
 /* A mapping as a live slot (see struct mw_proc_stats), or 0 when it does not fit one. */
@@ -235,22 +294,58 @@ static __always_inline __u64 slot_len(__u64 v)
 	return (v >> 45) << 12;
 }
 
-static __always_inline void alloc_insert(__u32 tgid, __u64 mm, __u64 start, __u64 len)
+/* Follow a mapping in active_allocs; false when it cannot be: the map is full, or the process
+ * holds its quota of entries (so that no one process can starve the others of the map). */
+static __always_inline bool alloc_insert(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 start,
+					 __u64 len)
 {
 	struct mw_alloc_key k = { .tgid = tgid, .addr = start };
 	struct mw_alloc v = { .len = len, .mm = mm };
 
-	if (bpf_map_update_elem(&active_allocs, &k, &v, BPF_ANY))
-		count(MW_CNT_ALLOCS_FULL);
+	if (st->map_entries >= cfg.map_quota) {
+		count(MW_CNT_ALLOCS_QUOTA);
+		return false;
+	}
+	if (!bpf_map_update_elem(&active_allocs, &k, &v, BPF_NOEXIST)) {
+		__sync_fetch_and_add(&st->map_entries, 1);
+		return true;
+	}
+	/* an entry left at that address (a stale one, or one an unresolved unmap left) is replaced */
+	if (!bpf_map_update_elem(&active_allocs, &k, &v, BPF_EXIST))
+		return true;
+	count(MW_CNT_ALLOCS_FULL);
+	return false;
+}
+
+/* Forget this process's entry at addr; true when there was one. */
+static __always_inline bool alloc_delete(struct mw_proc_stats *st, struct mw_alloc_key *k)
+{
+	if (bpf_map_delete_elem(&active_allocs, k))
+		return false;
+	if (st->map_entries)
+		__sync_fetch_and_sub(&st->map_entries, 1);
+	return true;
+}
+
+/* A traced mapping memwatch can no longer follow. Its bytes leave outstanding_bytes (if they were
+ * in it), which then counts only followed mappings: a lower bound, marked incomplete by
+ * lost_mappings, instead of a figure that never comes down when the mapping goes. */
+static __always_inline void lose(struct mw_proc_stats *st, __u64 len, bool in_outstanding)
+{
+	__sync_fetch_and_add(&st->lost_mappings, 1);
+	__sync_fetch_and_add(&st->lost_bytes, len);
+	if (in_outstanding)
+		__sync_fetch_and_add(&st->outstanding_bytes, -(__s64)len);
 }
 
 /*
- * A new live mapping takes the next live slot (each thread claims its own slot index atomically);
- * the mapping it pushes out, if still live, moves to active_allocs. The pushed-out mapping is
- * inserted there before the slot changes, so a munmap that loses the race for the slot finds it
- * in the map; if the munmap wins, the insert is undone.
+ * Follow a new mapping; false when it cannot be followed (counted as lost; the caller then leaves
+ * it out of outstanding_bytes). It takes the next live slot (each thread claims its own slot
+ * index atomically); the mapping it pushes out, if still live, moves to active_allocs. The
+ * pushed-out mapping is inserted there before the slot changes, so a munmap that loses the race
+ * for the slot finds it in the map; if the munmap wins, the insert is undone.
  */
-static __always_inline void track(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 start, __u64 len)
+static __always_inline bool track(struct mw_proc_stats *st, __u32 tgid, __u64 mm, __u64 start, __u64 len)
 {
 	__u64 packed = slot_pack(start, len);
 	__u32 i;
@@ -259,19 +354,24 @@ static __always_inline void track(struct mw_proc_stats *st, __u32 tgid, __u64 mm
 		i = __sync_fetch_and_add(&st->live_next, 1) % MW_LIVE_SLOTS;
 		for (int tries = 0; tries < 2; tries++) {
 			__u64 old = st->live[i];
+			bool moved = old && alloc_insert(st, tgid, mm, slot_start(old), slot_len(old));
 
-			if (old)
-				alloc_insert(tgid, mm, slot_start(old), slot_len(old));
-			if (__sync_val_compare_and_swap(&st->live[i], old, packed) == old)
-				return;
-			if (old) {
+			if (__sync_val_compare_and_swap(&st->live[i], old, packed) == old) {
+				if (old && !moved)
+					lose(st, slot_len(old), true);
+				return true;
+			}
+			if (moved) {
 				struct mw_alloc_key k = { .tgid = tgid, .addr = slot_start(old) };
 
-				bpf_map_delete_elem(&active_allocs, &k);
+				alloc_delete(st, &k);
 			}
 		}
 	}
-	alloc_insert(tgid, mm, start, len);
+	if (alloc_insert(st, tgid, mm, start, len))
+		return true;
+	lose(st, len, false);
+	return false;
 }
 
 /* The live slot holding a mapping that starts at addr (its packed value in *val), or
@@ -342,11 +442,11 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 			break;
 		mend = cur + v->len;
 		if (v->mm != mm) {
-			bpf_map_delete_elem(&active_allocs, &k);
+			alloc_delete(st, &k);
 			count(MW_CNT_STALE_ALLOCS);
 			break;
 		}
-		bpf_map_delete_elem(&active_allocs, &k);
+		alloc_delete(st, &k);
 		if (mend <= end) {
 			removed += mend - cur;
 			cur = mend;
@@ -354,7 +454,8 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 		}
 		/* head of a longer mapping: it now starts at end */
 		removed += end - cur;
-		alloc_insert(tgid, mm, end, mend - end);
+		if (!alloc_insert(st, tgid, mm, end, mend - end))
+			lose(st, mend - end, true);
 		cur = end;
 	}
 	if (cur >= end)
@@ -392,7 +493,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mw_args in;
 	struct mw_proc_stats *st;
-	__u64 pid_tgid, now, mm, jiffies;
+	__u64 now, mm, jiffies;
 	__u32 tgid;
 
 #ifdef MW_BENCH_EMPTY
@@ -400,11 +501,15 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 #endif
 	syscall_args(regs, &in);
 
-	/* the task's own fields: a helper call less than bpf_get_current_pid_tgid() */
+	/* the task's own field: a helper call less than bpf_get_current_pid_tgid(). Keys of
+	 * active_allocs use the initial namespace's tgid; events translate (visible_ids). */
 	tgid = task->tgid;
-	pid_tgid = (__u64)tgid << 32 | (__u32)task->pid;
 	st = stats_of(task, kind != MW_EV_BRK);
 	if (!st)
+		return 0;
+	/* memwatch in a container follows the processes it can show, and no others: a process without
+	 * a pid there could never be listed, nor its mappings swept (see Tracer.forget_processes) */
+	if (cfg.pidns_ino && !st->ns_tgid)
 		return 0;
 	/* Reading the clock costs more than the rest of the bookkeeping (~80 ns in a VM): read it
 	 * once per jiffy per process; last_seen_ns is then exact to a jiffy, which is all the rate
@@ -440,7 +545,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 		else
 			__sync_fetch_and_add(&st->brk_shrink_bytes, ob - nb);
 		if (event_allowed(st, now, nb > ob ? nb - ob : ob - nb))
-			emit_call(st, kind, pid_tgid, ob, 0, nb, 0, 0, 0);
+			emit_call(st, kind, task, ob, 0, nb, 0, 0, 0);
 		return 0;
 	}
 
@@ -461,10 +566,10 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 			if (gone)
 				add_outstanding(st, -(__s64)gone);
 		}
-		track(st, tgid, mm, addr, len);
-		add_outstanding(st, len);
+		if (track(st, tgid, mm, addr, len))
+			add_outstanding(st, len);
 		if (event_allowed(st, now, len))
-			emit_call(st, kind, pid_tgid, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
+			emit_call(st, kind, task, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
 		return 0;
 	}
 
@@ -479,7 +584,7 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 		if (len > gone)
 			__sync_fetch_and_add(&st->untracked_unmap_bytes, len - gone);
 		if (event_allowed(st, now, len))
-			emit_call(st, kind, pid_tgid, addr, len, 0, 0, 0, 0);
+			emit_call(st, kind, task, addr, len, 0, 0, 0, 0);
 		return 0;
 	}
 
@@ -494,22 +599,22 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 			__sync_fetch_and_add(&st->mremap_shrink_bytes, old_len - new_len);
 		if (in.a3 & MREMAP_DONTUNMAP) {
 			/* the old range stays mapped (emptied); the new one is extra */
-			if (tracked_at(st, tgid, mm, old_addr)) {
-				track(st, tgid, mm, new_addr, new_len);
+			if (tracked_at(st, tgid, mm, old_addr) && track(st, tgid, mm, new_addr, new_len))
 				add_outstanding(st, new_len);
-			}
 		} else {
 			gone = untrack(st, tgid, mm, old_addr, old_addr + old_len);
 			if (gone == old_len && old_len) {
 				/* a traced mapping moved or resized: it stays traced */
-				track(st, tgid, mm, new_addr, new_len);
-				add_outstanding(st, (__s64)new_len - (__s64)gone);
+				if (track(st, tgid, mm, new_addr, new_len))
+					add_outstanding(st, (__s64)new_len - (__s64)gone);
+				else
+					add_outstanding(st, -(__s64)gone);
 			} else if (gone) {
 				add_outstanding(st, -(__s64)gone);
 			}
 		}
 		if (event_allowed(st, now, new_len > old_len ? new_len : old_len))
-			emit_call(st, kind, pid_tgid, old_addr, old_len, new_addr, new_len, (__u32)in.a3, 0);
+			emit_call(st, kind, task, old_addr, old_len, new_addr, new_len, (__u32)in.a3, 0);
 	}
 	return 0;
 }
@@ -596,6 +701,8 @@ int handle_exec(struct bpf_raw_tracepoint_args *ctx)
 	st->brk_last = task->mm ? task->mm->brk : 0;
 	/* the old image's mappings are gone with its mm; live-mapping entries of it are now stale */
 	__sync_lock_test_and_set(&st->outstanding_bytes, 0);
+	st->lost_mappings = 0;   /* they marked the old image's figure, which starts again */
+	st->lost_bytes = 0;
 	for (int i = 0; i < MW_LIVE_SLOTS; i++)
 		st->live[i] = 0;
 	BPF_CORE_READ_STR_INTO(&st->comm, task, comm);
@@ -606,11 +713,10 @@ SEC("raw_tp/sched_process_exit")
 int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
 	struct task_struct *leader;
-	struct mw_exit_event *e;
+	struct mw_exit_event *e = NULL;
 	struct mw_proc_stats *st;
+	__u32 tgid, tid;
 
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;   /* a thread, not the whole group */
@@ -618,13 +724,15 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 	count(MW_CNT_EXITS);
 	leader = task->group_leader;
 	st = bpf_task_storage_get(&proc_stats, leader, 0, 0);
-	e = bpf_ringbuf_reserve(&mem_events, sizeof(*e), 0);
-	if (!e) {
-		count(MW_CNT_DROPPED);
-	} else {
+	if (visible_ids(task, &tgid, &tid)) {
+		e = bpf_ringbuf_reserve(&life_events, sizeof(*e), 0);
+		if (!e)
+			count(MW_CNT_LIFE_DROPPED);
+	}
+	if (e) {
 		unsigned int sflags = BPF_CORE_READ(task, signal, flags);
 
-		fill_header(&e->hdr, MW_EV_EXIT, tgid, (__u32)pid_tgid, bpf_ktime_get_boot_ns());
+		fill_header(&e->hdr, MW_EV_EXIT, tgid, tid, bpf_ktime_get_boot_ns());
 		e->start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
 		/* SIGNAL_GROUP_EXIT: exit_group() or a fatal signal set the group's status */
 		e->exit_status = (sflags & 0x00000004) ? BPF_CORE_READ(task, signal, group_exit_code)
@@ -639,7 +747,7 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 			__builtin_memset(&e->stats, 0, sizeof(e->stats));
 		}
 		count(MW_CNT_EVENTS);
-		bpf_ringbuf_submit(e, wakeup_flags(sizeof(*e)));
+		bpf_ringbuf_submit(e, wakeup_flags(&life_events, sizeof(*e)));
 	}
 	/* the leader may linger as a zombie until it is reaped: its counters go now */
 	if (st)
@@ -687,8 +795,8 @@ int dump_stats(struct bpf_iter__task *ctx)
 	st = bpf_task_storage_get(&proc_stats, task, 0, 0);
 	if (!st || !active(st))
 		return 0;   /* seeded at fork, exec or attach but no call since: nothing to report */
-	head[0] = task->tgid;
-	head[1] = 0;
+	head[0] = st->ns_tgid;
+	head[1] = task->tgid;   /* active_allocs is keyed by it: the sweep needs it */
 	bpf_seq_write(ctx->meta->seq, head, sizeof(head));
 	bpf_seq_write(ctx->meta->seq, st, sizeof(*st));
 	return 0;
@@ -716,6 +824,19 @@ static __always_inline __u64 rss_pages(struct mm_struct *mm, int member)
 	return v > 0 ? v : 0;
 }
 
+static __always_inline struct mw_oom_event *reserve_oom(void)
+{
+	struct mw_oom_event *e = bpf_ringbuf_reserve(&life_events, sizeof(*e), 0);
+
+	if (!e) {
+		count(MW_CNT_LIFE_DROPPED);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	fill_header(&e->hdr, MW_EV_OOM, 0, 0, bpf_ktime_get_boot_ns());
+	return e;
+}
+
 SEC("raw_tp/mark_victim")
 int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -724,19 +845,19 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 	struct mm_struct *mm;
 
 	count(MW_CNT_OOM);
-	e = bpf_ringbuf_reserve(&mem_events, sizeof(*e), 0);
-	if (!e) {
-		count(MW_CNT_DROPPED);
-		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, MW_EV_OOM, 0, 0, bpf_ktime_get_boot_ns());
 	if (bpf_core_field_exists(struct trace_event_raw_mark_victim, uid)) {
 		/* since 6.8: mark_victim(struct task_struct *task, uid_t uid) */
+		__u32 tgid, tid;
+
 		task = (struct task_struct *)ctx->args[0];
+		if (!visible_ids(task, &tgid, &tid))
+			return 0;
+		e = reserve_oom();
+		if (!e)
+			return 0;
 		e->uid = (__u32)ctx->args[1];
-		e->hdr.tgid = BPF_CORE_READ(task, tgid);
-		e->hdr.tid = BPF_CORE_READ(task, pid);
+		e->hdr.tgid = tgid;
+		e->hdr.tid = tid;
 		e->start_boottime_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 		e->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
 		BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
@@ -748,7 +869,12 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 			e->shmem_rss_pages = rss_pages(mm, 3);  /* MM_SHMEMPAGES */
 		}
 	} else {
-		/* older kernels: mark_victim(int pid) */
+		/* older kernels: mark_victim(int pid), a pid of the initial namespace */
+		if (cfg.pidns_ino)
+			return 0;   /* no task to translate it with */
+		e = reserve_oom();
+		if (!e)
+			return 0;
 		e->hdr.tgid = (__u32)ctx->args[0];
 		e->hdr.tid = e->hdr.tgid;
 	}

@@ -28,6 +28,20 @@ def bpf_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def loaded_programs(ids: tuple[int, ...]) -> set[int]:
+    """Which of these BPF program ids are still loaded in the kernel."""
+    from memwatch.ebpf.libbpf import load_libbpf
+
+    lib = load_libbpf()
+    alive = set()
+    for prog_id in ids:
+        fd = lib.bpf_prog_get_fd_by_id(prog_id)
+        if fd >= 0:
+            os.close(fd)
+            alive.add(prog_id)
+    return alive
+
+
 @pytest.fixture
 def open_tracer() -> Iterator[Callable[..., Tracer]]:
     """Open a real tracer with a given config; skip (or fail under REQUIRE_BPF) where it cannot load."""

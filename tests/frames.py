@@ -215,6 +215,7 @@ def make_frame(i: int, n: int, *, degraded: bool = False) -> Snapshot:
         tracer=_tracer(i, degraded),
         processes=tuple(_view(p, i, degraded) for p in _PROCS if _alive(p, i, n)),
         events=_events(i, n, degraded),
+        new_events=tuple(e for e in _events(i, n, degraded) if i == 0 or e not in _events(i - 1, n, degraded)),
         system_history=tuple(_system(j) for j in range(i + 1)),
         duration_s=FRAME_GAP_S * i,
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Workload
 from memwatch.ebpf import BpfUnavailable, Tracer, TracerConfig, tracefs
 from memwatch.ebpf import errors as env
 from memwatch.ebpf.btf import LayoutMismatch, verify_layouts
@@ -58,21 +59,70 @@ def test_old_kernel() -> None:
 
 def test_object_missing_or_writable_by_others(tmp_path: Path) -> None:
     with pytest.raises(BpfUnavailable, match=r"missing.*reinstall") as e:
-        env.check_object(tmp_path / "prog.bpf.o")
+        env.read_object(tmp_path / "prog.bpf.o")
     assert e.value.code == "no-object"
     obj = tmp_path / "prog.bpf.o"
     shutil.copy(PACKAGED_OBJECT, obj)
     for mode in (0o666, 0o664, 0o646):
         obj.chmod(mode)
         with pytest.raises(BpfUnavailable, match=r"refusing.*writable by group or others.*chmod go-w") as e:
-            env.check_object(obj)
+            env.read_object(obj)
         assert e.value.code == "unsafe-object"
     obj.chmod(0o644)
-    env.check_object(obj, euid=os.stat(obj).st_uid)
+    assert env.read_object(obj, euid=os.stat(obj).st_uid) == PACKAGED_OBJECT.read_bytes()
     if os.geteuid() == 0:
         os.chown(obj, 12345, 12345)  # someone else's file: they could swap it under us
         with pytest.raises(BpfUnavailable, match="belongs to uid 12345"):
-            env.check_object(obj, euid=0)
+            env.read_object(obj, euid=0)
+
+
+def test_object_in_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    """Whoever may write a directory on the way can swap the file: the whole chain is checked,
+    and for a symlink that of the file it points to as well."""
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o755)
+    obj = safe / "prog.bpf.o"
+    shutil.copy(PACKAGED_OBJECT, obj)
+    obj.chmod(0o644)
+    env.read_object(obj)
+    safe.chmod(0o777)
+    with pytest.raises(BpfUnavailable, match=rf"refusing.*{safe}.*writable by group or others") as e:
+        env.read_object(obj)
+    assert e.value.code == "unsafe-object"
+    safe.chmod(0o1777)   # sticky, as /tmp: nobody may replace an entry they do not own
+    env.read_object(obj)
+
+    elsewhere = tmp_path / "open"
+    elsewhere.mkdir()
+    elsewhere.chmod(0o777)
+    target = elsewhere / "real.bpf.o"
+    shutil.copy(PACKAGED_OBJECT, target)
+    target.chmod(0o644)
+    link = tmp_path / "link.bpf.o"
+    link.symlink_to(target)
+    with pytest.raises(BpfUnavailable, match=rf"{elsewhere}.*writable"):
+        env.read_object(link)
+
+
+def test_the_tracer_loads_the_bytes_it_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               open_tracer: Callable[..., Tracer]) -> None:
+    """The object is read once and loaded from memory: replacing the file right after the check
+    changes nothing (libbpf is never handed the path)."""
+    import memwatch.ebpf.loader as loader
+
+    obj = tmp_path / "prog.bpf.o"
+    shutil.copy(PACKAGED_OBJECT, obj)
+    obj.chmod(0o644)
+    checked = env.read_object
+
+    def check_then_swap(path: Path) -> bytes:
+        image = checked(path)
+        path.write_bytes(b"\x7fELF not a BPF object at all")
+        return image
+
+    monkeypatch.setattr(loader, "read_object", check_then_swap)
+    tracer = open_tracer(object_path=obj)
+    assert tracer.attached and obj.read_bytes().startswith(b"\x7fELF not")
 
 
 def test_tracer_refuses_a_writable_object_before_loading(tmp_path: Path) -> None:
@@ -95,11 +145,13 @@ def test_stats_records_parse_every_member_by_name() -> None:
     numbers = [f for f in RawStats.__dataclass_fields__ if f not in ("tgid", "comm")]
     for n, rec in enumerate(recs):
         rec.tgid = 100 + n
+        rec.host_tgid = 5000 + n
         for i, name in enumerate(numbers):
             setattr(rec.stats, name, 1000 * (n + 1) + i)
         rec.stats.comm = b"[red]x\xff"
-    parsed = parse_stats_records(bytes(recs) + b"\0" * 7)   # a torn tail is ignored
+    parsed, hosts = parse_stats_records(bytes(recs) + b"\0" * 7)   # a torn tail is ignored
     assert sorted(parsed) == [100, 101]
+    assert hosts == {5000, 5001}
     for n, tgid in enumerate((100, 101)):
         got = parsed[tgid]
         assert [getattr(got, name) for name in numbers] == [1000 * (n + 1) + i for i in range(len(numbers))]
@@ -127,10 +179,16 @@ def test_tracefs_missing_picks_raw_mode_or_says_how(monkeypatch: pytest.MonkeyPa
     assert tracer.mode == "raw"
 
 
-def test_auto_mode_mounts_tracefs_for_the_session(monkeypatch: pytest.MonkeyPatch,
-                                                  open_tracer: Callable[..., Tracer]) -> None:
-    """A fresh machine has no tracefs: auto (and tracepoint) mode mounts it, attaches per-syscall
-    tracepoints, and unmounts it on close; where the mount is refused, auto mode attaches raw."""
+def _mounts() -> str:
+    return Path("/proc/self/mounts").read_text()
+
+
+def test_without_tracefs_the_tracer_mounts_it_for_itself_alone(
+        monkeypatch: pytest.MonkeyPatch, open_tracer: Callable[..., Tracer], workload: Workload) -> None:
+    """A fresh machine has no tracefs: auto (and tracepoint) mode mounts it in a mount namespace
+    of the attaching thread alone, so the machine's mounts never change and no other tracer
+    (another memwatch included) can lose it when this one exits; where even that is refused,
+    auto mode attaches raw."""
     if os.geteuid() != 0:
         pytest.skip("mounting tracefs needs root")
     point = tracefs.MOUNT_POINT
@@ -139,15 +197,20 @@ def test_auto_mode_mounts_tracefs_for_the_session(monkeypatch: pytest.MonkeyPatc
         pytest.skip("tracefs is in use by another program: cannot show a machine without it")
     try:
         assert env.tracefs_dir() is None
-        tracer = open_tracer(mode="auto")
+        before = _mounts()
+        tracer = open_tracer(mode="auto", events_per_sec=0)
         assert tracer.mode == "tracepoint"
-        assert env.tracefs_dir() == point
+        assert _mounts() == before and env.tracefs_dir() is None, "nothing mounted for the machine"
+        workload("pid")
+        known = tracer.read_stats().get(workload.pid)
+        n0 = known.mmap_count if known else 0
+        workload(f"mmap {64 * 1024}")
+        stats = tracer.read_stats()[workload.pid]
+        assert stats.mmap_count == n0 + 1, "the per-syscall tracepoints work without a global tracefs"
         tracer.close()
-        assert env.tracefs_dir() is None, "unmounted on close"
         tracer = open_tracer(mode="tracepoint")   # asked for explicitly: mounted the same way
-        assert env.tracefs_dir() == point
+        assert tracer.mode == "tracepoint" and _mounts() == before
         tracer.close()
-        assert env.tracefs_dir() is None
 
         monkeypatch.setattr("memwatch.ebpf.tracefs.MOUNT_POINT", "/nonexistent/tracing")
         tracer = open_tracer(mode="auto")
@@ -155,6 +218,22 @@ def test_auto_mode_mounts_tracefs_for_the_session(monkeypatch: pytest.MonkeyPatc
     finally:
         if was_mounted and env.tracefs_dir() is None:
             subprocess.run(["mount", "-t", "tracefs", "nodev", point], check=True)
+
+
+def test_two_tracers_one_exits_the_other_keeps_counting(open_tracer: Callable[..., Tracer],
+                                                        workload: Workload) -> None:
+    """A 'serve' and a dashboard on one host: the first to exit takes nothing from the other."""
+    first = open_tracer(events_per_sec=0)
+    workload("pid")
+    before = first.read_stats().get(workload.pid)
+    second = open_tracer(events_per_sec=0)
+    workload(f"mmap {64 * 1024}")
+    assert second.read_stats()[workload.pid].mmap_count >= 1
+    second.close()
+    workload(f"mmap {64 * 1024}")
+    after = first.read_stats()[workload.pid]
+    assert after.mmap_count == (before.mmap_count if before else 0) + 2
+    assert first.counters().events >= 0 and first.attached
 
 
 def test_load_errors_become_sentences() -> None:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Workload, bpf_unavailable
-from memwatch.ebpf import TracerConfig
-from memwatch.ebpf.errors import tracefs_dir
+from conftest import Workload, bpf_unavailable, loaded_programs
+from memwatch.ebpf import Tracer, TracerConfig
 from memwatch.model import EventKind, Snapshot
 from memwatch.sources.base import SnapshotSource
 from memwatch.sources.live import LiveSource
@@ -45,7 +44,7 @@ async def test_counts_events_and_exits_reach_the_snapshot(workload: Workload) ->
         assert [(e.addr, e.length) for e in mm] == [(a, 256 * K)]
         exits = [e for e in snap.events if e.kind is EventKind.EXIT and e.pid == child]
         assert len(exits) == 1
-        assert exits[0].exit_code == 7 << 8 and exits[0].counts is not None
+        assert (exits[0].exit_code, exits[0].signal) == (7, None) and exits[0].counts is not None
         assert exits[0].counts.mmap_count == 2
         assert exits[0].name == "workload"
         assert all(v.pid != child for v in snap.processes)
@@ -113,12 +112,20 @@ def test_unprivileged_live_source_degrades() -> None:
 
 
 @pytest.mark.bpf
-async def test_cancelled_open_leaves_no_probes_behind() -> None:
-    from test_tracer_kernel import _memwatch_prog_ids
+async def test_cancelled_open_leaves_no_probes_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    import memwatch.sources.live as live
 
     if os.geteuid() != 0:
         bpf_unavailable("needs root")
-    before, tracefs_before = _memwatch_prog_ids(), tracefs_dir()
+    made: list[Tracer] = []
+
+    class Recorded(Tracer):
+        def open(self) -> Tracer:
+            made.append(self)
+            return super().open()
+
+    monkeypatch.setattr(live, "Tracer", Recorded)
+    mounts_before = Path("/proc/self/mounts").read_text()
     source = LiveSource(1.0)
     task = asyncio.ensure_future(source.open())
     await asyncio.sleep(0.02)  # the tracer is loading in its thread
@@ -126,8 +133,10 @@ async def test_cancelled_open_leaves_no_probes_behind() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await source.close()  # waits for the load that goes on in its thread, then detaches it
-    assert not (_memwatch_prog_ids() - before)
-    assert tracefs_dir() == tracefs_before, "a tracefs mounted for the load is unmounted again"
+    assert len(made) == 1
+    assert made[0].program_ids, "the load went on in its thread and attached"
+    assert loaded_programs(made[0].program_ids) == set(), "and was detached by close()"
+    assert Path("/proc/self/mounts").read_text() == mounts_before, "no mount was left behind"
 
 
 def _confined_hog(tmp_name: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -169,7 +178,7 @@ async def test_oom_kill_arrives_as_an_event() -> None:
         assert ooms[0].rss_kb is not None and ooms[0].rss_kb > 32 << 10
         assert ooms[0].total_vm_kb is not None and ooms[0].total_vm_kb >= ooms[0].rss_kb
         exits = [e for e in snap.events if e.kind is EventKind.EXIT and e.pid == hog.pid]
-        assert len(exits) == 1 and exits[0].exit_code == 9  # killed by SIGKILL
+        assert len(exits) == 1 and (exits[0].exit_code, exits[0].signal) == (None, "SIGKILL")
     finally:
         await source.close()
 

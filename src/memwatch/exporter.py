@@ -112,31 +112,19 @@ def start_time_label(view: ProcessView) -> str:
 
 
 class EventTally:
-    """Counts exits and OOM kills seen in the snapshots' bounded event logs, each event once.
-
-    The log repeats an event in every snapshot until it ages out, so an event counts when it
-    appears in a log and was absent from the previous one.
-    """
+    """Counts exits and OOM kills, each once: every snapshot carries those that arrived since the
+    previous one (``Snapshot.new_events``), however many there were."""
 
     def __init__(self) -> None:
         self.exits = 0
         self.oom_kills = 0
-        self._previous: frozenset[tuple[object, ...]] = frozenset()
 
-    @staticmethod
-    def _identity(event: Event) -> tuple[object, ...]:
-        return (event.kind, event.timestamp, event.pid, event.tid, event.start_ticks)
-
-    def observe(self, events: Iterable[Event]) -> None:
-        current: dict[tuple[object, ...], Event] = {self._identity(e): e for e in events}
-        for ident, event in current.items():
-            if ident in self._previous:
-                continue
+    def observe(self, new_events: Iterable[Event]) -> None:
+        for event in new_events:
             if event.kind is EventKind.EXIT:
                 self.exits += 1
             elif event.kind is EventKind.OOM:
                 self.oom_kills += 1
-        self._previous = frozenset(current)
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> GaugeMetricFamily:
@@ -333,7 +321,7 @@ class SnapshotCollector(Collector):
 
     def update(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` the one the next scrape reports."""
-        self.tally.observe(snapshot.events)
+        self.tally.observe(snapshot.new_events)
         self._latest = snapshot
         self._updated_monotonic = time.monotonic()
 

@@ -6,6 +6,7 @@ recorder can never be changed under their feet by the collector that keeps runni
 
 from __future__ import annotations
 
+import signal as _signal
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,10 @@ class KernelCounts:
     outstanding_bytes: int = 0
     outstanding_peak_bytes: int = 0
     untracked_unmap_bytes: int = 0
+    lost_mappings: int = 0
+    """Traced mappings the kernel could not follow (its map full, or the process's quota spent).
+    Their bytes are not in ``outstanding_bytes``, which is then a lower bound."""
+    lost_bytes: int = 0
     failed_calls: int = 0
     events_throttled: int = 0
     first_seen: float = 0.0
@@ -122,6 +127,34 @@ class KernelCounts:
     @property
     def calls(self) -> int:
         return self.mmap_count + self.munmap_count + self.brk_count + self.mremap_count
+
+    @property
+    def outstanding_complete(self) -> bool:
+        """False when some traced mappings could not be followed: the figure is a lower bound."""
+        return self.lost_mappings == 0
+
+
+def signal_name(signum: int) -> str:
+    """SIGKILL for 9; real-time signals as SIGRTMIN+n; an unknown number as SIG<n>."""
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        pass
+    rtmin, rtmax = int(_signal.SIGRTMIN), int(_signal.SIGRTMAX)
+    if rtmin < signum <= rtmax:
+        return f"SIGRTMIN+{signum - rtmin}"
+    return f"SIG{signum}"
+
+
+def decode_wait_status(status: int) -> tuple[int | None, str | None]:
+    """(exit code, terminating signal) from a wait(2) status: exactly one of them is set.
+
+    ``exit(3)`` is status 768, code 3; a process killed by SIGKILL has status 9, signal SIGKILL.
+    """
+    sig = status & 0x7F
+    if sig == 0:
+        return (status >> 8) & 0xFF, None
+    return None, signal_name(sig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +210,11 @@ class Event:
     new_length: int = 0
     flags: int = 0
     prot: int = 0
-    # EXIT: final counters and the exit status; OOM: the victim's memory when chosen.
+    # EXIT: final counters and how it ended; OOM: the victim's memory when chosen.
     exit_code: int | None = None
+    """The code the process passed to exit(); None when a signal ended it."""
+    signal: str | None = None
+    """The signal that ended the process (SIGKILL ...); None when it exited."""
     peak_rss_kb: int | None = None
     counts: KernelCounts | None = None
     rss_kb: int | None = None
@@ -199,8 +235,16 @@ class Event:
             return f"mremap {self.length} -> {self.new_length} B ({self.addr:#x} -> {self.new_addr:#x})"
         if k is EventKind.EXIT:
             peak = f", peak RSS {self.peak_rss_kb} KB" if self.peak_rss_kb is not None else ""
-            return f"exit code {self.exit_code}{peak}"
+            return f"{self.ending}{peak}"
         return f"OOM kill, RSS {self.rss_kb} KB, VIRT {self.total_vm_kb} KB"
+
+
+    @property
+    def ending(self) -> str:
+        """How an exited process ended, for humans: 'exit code 3' or 'killed by SIGKILL'."""
+        if self.signal is not None:
+            return f"killed by {self.signal}"
+        return f"exit code {self.exit_code}" if self.exit_code is not None else "exited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +272,15 @@ class TracerHealth:
     """How the syscalls are attached: 'tracepoint' or 'raw' (no tracefs needed)."""
     events: int = 0
     events_dropped: int = 0
+    """Call events lost to a full ring buffer."""
     events_throttled: int = 0
+    """Call events withheld by the per-process budget (--events-per-sec)."""
+    events_withheld: int = 0
+    """Call events withheld by memwatch's own global budget (--events-budget), so that no storm
+    can take its time; the counts stay exact."""
+    exits_dropped: int = 0
+    """Exit and OOM events lost (a full life_events ring, or more in one interval than memwatch
+    keeps); each is a process whose final figures were not seen."""
     map_full: int = 0
     event_rate: float = 0.0
     """Events per second delivered over the last tick."""
@@ -320,7 +372,10 @@ class Snapshot:
     tracer: TracerHealth
     processes: tuple[ProcessView, ...]
     events: tuple[Event, ...] = ()
-    """Bounded log of exits and OOM kills, oldest first."""
+    """Bounded log of exits and OOM kills, oldest first (what a view shows)."""
+    new_events: tuple[Event, ...] = ()
+    """Every exit and OOM kill that arrived since the previous snapshot, oldest first: what a
+    recorder or a counter must see once each, however many there were."""
     system_history: tuple[SystemMemory, ...] = ()
     duration_s: float = 0.0
     paused: bool = False

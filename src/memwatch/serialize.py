@@ -9,7 +9,7 @@ Strings go through untouched: odd process names (markup, newlines, backslash-esc
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 from memwatch.model import (
@@ -22,6 +22,7 @@ from memwatch.model import (
     Snapshot,
     SystemMemory,
     TracerHealth,
+    decode_wait_status,
 )
 
 
@@ -36,6 +37,11 @@ _FIELDS: dict[type, tuple[str, ...]] = {
     for cls in (KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth)
 }
 """Field names of the records made only of scalars: read once, so a frame costs a getattr a field."""
+_REQUIRED: dict[type, frozenset[str]] = {
+    cls: frozenset(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+    for cls in _FIELDS
+}
+"""Fields without a default: a record written before a defaulted field existed still reads."""
 
 _Flat = TypeVar("_Flat", KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth)
 
@@ -47,9 +53,12 @@ def flat_to_dict(record: KernelCounts | ProcessSample | SmapsRollup | SystemMemo
 
 
 def flat_from_dict(cls: type[_Flat], d: dict[str, Any]) -> _Flat:
-    """Inverse of :func:`flat_to_dict`; a missing field raises KeyError (caller turns it into
-    :class:`SerializationError`)."""
-    return cls(**{name: d[name] for name in _FIELDS[cls]})
+    """Inverse of :func:`flat_to_dict`; a missing required field raises KeyError (caller turns it
+    into :class:`SerializationError`), a missing defaulted one (newer than the data) takes its default."""
+    missing = _REQUIRED[cls].difference(d)
+    if missing:
+        raise KeyError(", ".join(sorted(missing)))
+    return cls(**{name: d[name] for name in _FIELDS[cls] if name in d})
 
 
 # --- Event ----------------------------------------------------------------------------------------
@@ -68,6 +77,7 @@ def event_to_dict(e: Event) -> dict[str, Any]:
         "flags": e.flags,
         "prot": e.prot,
         "exit_code": e.exit_code,
+        "signal": e.signal,
         "peak_rss_kb": e.peak_rss_kb,
         "counts": flat_to_dict(e.counts) if e.counts is not None else None,
         "rss_kb": e.rss_kb,
@@ -86,6 +96,12 @@ def event_from_dict(d: dict[str, Any]) -> Event:
 
 def _event_from_dict(d: dict[str, Any]) -> Event:
     counts = d["counts"]
+    if "signal" in d:
+        code, sig = d["exit_code"], d["signal"]
+    elif d["exit_code"] is not None:  # written before exit codes were decoded: a wait(2) status
+        code, sig = decode_wait_status(d["exit_code"])
+    else:
+        code, sig = None, None
     return Event(
         timestamp=d["timestamp"],
         kind=EventKind(d["kind"]),
@@ -98,7 +114,8 @@ def _event_from_dict(d: dict[str, Any]) -> Event:
         new_length=d["new_length"],
         flags=d["flags"],
         prot=d["prot"],
-        exit_code=d["exit_code"],
+        exit_code=code,
+        signal=sig,
         peak_rss_kb=d["peak_rss_kb"],
         counts=flat_from_dict(KernelCounts, counts) if counts is not None else None,
         rss_kb=d["rss_kb"],
@@ -153,6 +170,7 @@ def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
         "tracer": flat_to_dict(s.tracer),
         "processes": [process_view_to_dict(v) for v in s.processes],
         "events": [event_to_dict(e) for e in s.events],
+        "new_events": [event_to_dict(e) for e in s.new_events],
         "system_history": [flat_to_dict(m) for m in s.system_history],
         "duration_s": s.duration_s,
         "paused": s.paused,
@@ -172,6 +190,7 @@ def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
             tracer=flat_from_dict(TracerHealth, d["tracer"]),
             processes=tuple(process_view_from_dict(v) for v in d["processes"]),
             events=tuple(_event_from_dict(e) for e in d["events"]),
+            new_events=tuple(_event_from_dict(e) for e in d.get("new_events", ())),
             system_history=tuple(flat_from_dict(SystemMemory, m) for m in d["system_history"]),
             duration_s=d["duration_s"],
             paused=d["paused"],

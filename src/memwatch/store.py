@@ -8,6 +8,7 @@ so readers never see a history change and snapshots stay cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from array import array
@@ -108,7 +109,8 @@ class Store:
     """Keeps the latest state of every process and builds immutable snapshots of it."""
 
     def __init__(self, *, history_len: int = 120, events_len: int = 1000, recent_len: int = 32,
-                 leak_policy: LeakPolicy | None = None, hostname: str | None = None) -> None:
+                 max_new_events: int = 100_000, leak_policy: LeakPolicy | None = None,
+                 hostname: str | None = None) -> None:
         self.history_len = history_len
         self.recent_len = recent_len
         self.leak_policy = leak_policy or LeakPolicy()
@@ -119,6 +121,11 @@ class Store:
         self._by_pid: dict[int, ProcessKey] = {}
         self._orphans: dict[int, list[Event]] = {}
         self._log: deque[Event] = deque(maxlen=events_len)
+        self._new: list[Event] = []
+        """Exits and OOM kills since the last snapshot: each reaches exactly one snapshot."""
+        self.max_new_events = max_new_events
+        self.new_events_dropped = 0
+        """Exits and OOM kills beyond max_new_events in one interval (none reached a snapshot)."""
         self._system: deque[SystemMemory] = deque(maxlen=history_len)
         self._times = _Ring("d", history_len)
         """When each of the last ticks happened (shared by every process's history)."""
@@ -146,6 +153,10 @@ class Store:
                     self._remember(proc, ev)
             else:
                 self._log.append(ev)
+                if len(self._new) < self.max_new_events:
+                    self._new.append(ev)
+                else:
+                    self.new_events_dropped += 1
 
     def _remember(self, proc: _Proc, ev: Event) -> None:
         proc.recent.append(ev)
@@ -202,6 +213,9 @@ class Store:
         self._by_pid = by_pid
         self._orphans.clear()
         self._system.append(system)
+        new, self._new = tuple(self._new), []
+        if self.new_events_dropped:
+            tracer = dataclasses.replace(tracer, exits_dropped=tracer.exits_dropped + self.new_events_dropped)
         snap = Snapshot(
             timestamp=now,
             interval_s=interval_s,
@@ -210,6 +224,7 @@ class Store:
             tracer=tracer,
             processes=tuple(self._view(p) for p in seen.values()),
             events=tuple(self._log),
+            new_events=new,
             system_history=tuple(self._system),
             duration_s=duration_s,
         )

@@ -26,29 +26,25 @@ class LayoutMismatch(RuntimeError):
     """The Python mirror and the compiled object disagree: a build or packaging error."""
 
 
-def read_btf_layouts(lib: Libbpf, obj_path: Path, names: list[str]) -> dict[str, StructLayout]:
-    """Sizes and member offsets of the named structs, from the object file's .BTF section."""
-    btf = check_ptr(lib.btf__parse_elf(str(obj_path).encode(), None), f"reading BTF of {obj_path}")
-    try:
-        out: dict[str, StructLayout] = {}
-        for name in names:
-            type_id = lib.btf__find_by_name_kind(btf, name.encode(), BTF_KIND_STRUCT)
-            if type_id < 0:
-                continue
-            t = lib.btf__type_by_id(btf, type_id).contents
-            vlen = t.info & 0xFFFF
-            kflag = bool(t.info >> 31)
-            base = ctypes.addressof(t) + ctypes.sizeof(t)
-            members = []
-            for i in range(vlen):
-                m = BtfMember.from_address(base + i * ctypes.sizeof(BtfMember))
-                bit_off = m.offset & 0xFFFFFF if kflag else m.offset
-                mname = (lib.btf__name_by_offset(btf, m.name_off) or b"").decode()
-                members.append((mname, bit_off // 8))
-            out[name] = StructLayout(name, t.size, tuple(members))
-        return out
-    finally:
-        lib.btf__free(btf)
+def read_btf_layouts(lib: Libbpf, btf: int, names: list[str]) -> dict[str, StructLayout]:
+    """Sizes and member offsets of the named structs in a parsed BTF (``struct btf *``)."""
+    out: dict[str, StructLayout] = {}
+    for name in names:
+        type_id = lib.btf__find_by_name_kind(btf, name.encode(), BTF_KIND_STRUCT)
+        if type_id < 0:
+            continue
+        t = lib.btf__type_by_id(btf, type_id).contents
+        vlen = t.info & 0xFFFF
+        kflag = bool(t.info >> 31)
+        base = ctypes.addressof(t) + ctypes.sizeof(t)
+        members = []
+        for i in range(vlen):
+            m = BtfMember.from_address(base + i * ctypes.sizeof(BtfMember))
+            bit_off = m.offset & 0xFFFFFF if kflag else m.offset
+            mname = (lib.btf__name_by_offset(btf, m.name_off) or b"").decode()
+            members.append((mname, bit_off // 8))
+        out[name] = StructLayout(name, t.size, tuple(members))
+    return out
 
 
 def mirror_layout(name: str, cls: type[ctypes.Structure]) -> StructLayout:
@@ -56,9 +52,10 @@ def mirror_layout(name: str, cls: type[ctypes.Structure]) -> StructLayout:
     return StructLayout(name, ctypes.sizeof(cls), members)
 
 
-def verify_layouts(lib: Libbpf, obj_path: Path) -> None:
-    """Raise :class:`LayoutMismatch` naming every difference between memwatch.h and layouts.py."""
-    found = read_btf_layouts(lib, obj_path, list(MIRRORS))
+def verify_btf(lib: Libbpf, btf: int, where: str) -> None:
+    """Raise :class:`LayoutMismatch` naming every difference between memwatch.h (as compiled into
+    ``btf``) and layouts.py."""
+    found = read_btf_layouts(lib, btf, list(MIRRORS))
     problems: list[str] = []
     for name, cls in MIRRORS.items():
         kernel = found.get(name)
@@ -72,6 +69,15 @@ def verify_layouts(lib: Libbpf, obj_path: Path) -> None:
             problems.append(f"struct {name}: members {kernel.members} in BTF, {mine.members} in Python")
     if problems:
         raise LayoutMismatch(
-            f"{obj_path} does not match memwatch.ebpf.layouts (rebuild with 'make -C bpf' and update "
+            f"{where} does not match memwatch.ebpf.layouts (rebuild with 'make -C bpf' and update "
             "layouts.py together with bpf/memwatch.h): " + "; ".join(problems)
         )
+
+
+def verify_layouts(lib: Libbpf, obj_path: Path) -> None:
+    """:func:`verify_btf` for an object file on disk (the loader checks the object it opened)."""
+    btf = check_ptr(lib.btf__parse_elf(str(obj_path).encode(), None), f"reading BTF of {obj_path}")
+    try:
+        verify_btf(lib, btf, str(obj_path))
+    finally:
+        lib.btf__free(btf)

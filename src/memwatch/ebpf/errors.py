@@ -52,8 +52,9 @@ def check_privileges(caps: int | None = None) -> None:
     missing = [name for bit, name in ((CAP_BPF, "CAP_BPF"), (CAP_PERFMON, "CAP_PERFMON")) if not has(bit)]
     raise BpfUnavailable(
         "eBPF is off: memwatch needs root (or " + " and ".join(missing) + ") to load its tracer; "
-        "run it with sudo, or grant the capabilities with "
-        "'sudo setcap cap_bpf,cap_perfmon+ep' on the Python interpreter. Showing /proc figures only.",
+        "run it with sudo. (Do not setcap the Python interpreter: every script it runs would get "
+        "those rights, which amount to root; see the README for a safe way.) "
+        "Showing /proc figures only.",
         code="no-privileges",
     )
 
@@ -90,11 +91,54 @@ def check_kernel(release: str | None = None) -> None:
         )
 
 
-def check_object(path: Path, euid: int | None = None) -> None:
-    """The object runs in the kernel as root: refuse one that others could have replaced."""
+def _unsafe(path: str, why: str, fix: str) -> BpfUnavailable:
+    return BpfUnavailable(
+        f"refusing to load the tracer {path}: {why}, so another user could change code that runs in "
+        f"the kernel; {fix}. Showing /proc figures only.",
+        code="unsafe-object",
+    )
+
+
+def _check_owner_and_mode(path: str, st: os.stat_result, euid: int, *, directory: bool) -> None:
+    if st.st_uid not in (0, euid):
+        raise _unsafe(path, f"it belongs to uid {st.st_uid}, not to root or to you", f"fix it with 'chown root {path}'")
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    # a sticky directory (like /tmp) lets nobody replace an entry they do not own
+    if writable and not (directory and st.st_mode & stat.S_ISVTX):
+        raise _unsafe(path, f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+                      f"fix it with 'chmod go-w {path}'")
+
+
+def _check_directories(path: str, euid: int) -> None:
+    """Every directory from / down to ``path``'s own must be safe: whoever may write one of them
+    may swap what lies below it."""
+    parent = os.path.dirname(os.path.abspath(path))
+    chain = []
+    while True:
+        chain.append(parent)
+        up = os.path.dirname(parent)
+        if up == parent:
+            break
+        parent = up
+    for d in reversed(chain):
+        _check_owner_and_mode(d, os.stat(d), euid, directory=True)
+
+
+def read_object(path: Path, euid: int | None = None) -> bytes:
+    """The tracer object's bytes, read once from a file that only root (or you) can change.
+
+    The object runs in the kernel as root. Its directories are checked as well as the file (and,
+    for a symlink, those of the file it points to), and the bytes returned are read from the very
+    file that was checked, so what is loaded is what was checked.
+    """
     euid = os.geteuid() if euid is None else euid
+    name = str(path)
     try:
-        st = path.stat()
+        real = os.path.realpath(name)
+        _check_directories(name, euid)
+        if real != os.path.abspath(name):
+            _check_directories(real, euid)
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise BpfUnavailable(
             f"eBPF is off: the tracer object {path} is missing; reinstall memwatch "
@@ -106,19 +150,18 @@ def check_object(path: Path, euid: int | None = None) -> None:
             f"eBPF is off: cannot read the tracer object {path} ({exc.strerror}). Showing /proc figures only.",
             code="no-object",
         ) from None
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise BpfUnavailable(
-            f"refusing to load {path}: it is writable by group or others (mode "
-            f"{stat.S_IMODE(st.st_mode):04o}), so anyone could change code that runs in the kernel; "
-            f"fix it with 'chmod go-w {path}'. Showing /proc figures only.",
-            code="unsafe-object",
-        )
-    if st.st_uid not in (0, euid):
-        raise BpfUnavailable(
-            f"refusing to load {path}: it belongs to uid {st.st_uid}, not to root or to you; "
-            f"fix it with 'chown root {path}'. Showing /proc figures only.",
-            code="unsafe-object",
-        )
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BpfUnavailable(f"eBPF is off: the tracer object {path} is not a regular file. "
+                                 "Showing /proc figures only.", code="no-object")
+        _check_owner_and_mode(name, st, euid, directory=False)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def tracefs_dir() -> str | None:

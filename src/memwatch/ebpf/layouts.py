@@ -28,6 +28,9 @@ CNT_STALE_ALLOCS = 6
 CNT_WAKEUPS = 7
 CNT_EXITS = 8
 CNT_OOM = 9
+CNT_ALLOCS_QUOTA = 10
+CNT_PAUSED = 11
+CNT_LIFE_DROPPED = 12
 CNT_MAX = 16
 
 
@@ -37,6 +40,8 @@ class MwConfig(ctypes.Structure):
         ("page_size", c_uint64),
         ("wakeup_bytes", c_uint64),
         ("events_per_sec", c_uint32),
+        ("pidns_ino", c_uint32),
+        ("map_quota", c_uint32),
         ("_pad", c_uint32),
     ]
 
@@ -64,6 +69,9 @@ class MwProcStats(ctypes.Structure):
         ("outstanding_bytes", c_int64),
         ("outstanding_peak", c_uint64),
         ("untracked_unmap_bytes", c_uint64),
+        ("lost_mappings", c_uint64),
+        ("lost_bytes", c_uint64),
+        ("map_entries", c_uint64),
         ("failed_calls", c_uint64),
         ("events_sent", c_uint64),
         ("events_throttled", c_uint64),
@@ -72,12 +80,14 @@ class MwProcStats(ctypes.Structure):
         ("live", c_uint64 * LIVE_SLOTS),
         ("live_next", c_uint64),
         ("brk_last", c_uint64),
+        ("ns_tgid", c_uint32),
+        ("_pad", c_uint32),
         ("comm", c_char * COMM_LEN),
     ]
 
 
 class MwStatsRecord(ctypes.Structure):
-    _fields_ = [("tgid", c_uint32), ("_pad", c_uint32), ("stats", MwProcStats)]
+    _fields_ = [("tgid", c_uint32), ("host_tgid", c_uint32), ("stats", MwProcStats)]
 
 
 class MwEventHeader(ctypes.Structure):
@@ -195,6 +205,8 @@ class RawStats:
     outstanding_bytes: int
     outstanding_peak: int
     untracked_unmap_bytes: int
+    lost_mappings: int
+    lost_bytes: int
     failed_calls: int
     events_sent: int
     events_throttled: int
@@ -269,14 +281,18 @@ _PICK = [_RECORD_NAMES.index(f"stats.{f}") for f in _RAW_STATS_NUMBERS]
 _COMM = _RECORD_NAMES.index("stats.comm")
 
 
-def parse_stats_records(data: bytes) -> dict[int, RawStats]:
-    """The records the dump_stats iterator wrote, by tgid."""
+def parse_stats_records(data: bytes) -> tuple[dict[int, RawStats], set[int]]:
+    """The records the dump_stats iterator wrote: counters by tgid as memwatch's /proc shows it,
+    and the tgid of every listed process in the initial pid namespace (which keys active_allocs)."""
     out: dict[int, RawStats] = {}
+    hosts: set[int] = set()
     usable = len(data) - len(data) % _RECORD.size
     pick, comm = _PICK, _COMM
     for rec in _RECORD.iter_unpack(memoryview(data)[:usable]):
-        out[rec[0]] = RawStats(rec[0], *[rec[i] for i in pick], decode_comm(rec[comm]))  # type: ignore[call-arg]  # the numbers in order, checked by a test
-    return out
+        hosts.add(rec[1])
+        if rec[0]:
+            out[rec[0]] = RawStats(rec[0], *[rec[i] for i in pick], decode_comm(rec[comm]))  # type: ignore[call-arg]  # the numbers in order, checked by a test
+    return out, hosts
 
 
 def stats_from_struct(tgid: int, s: MwProcStats) -> RawStats:

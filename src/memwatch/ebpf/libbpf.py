@@ -65,6 +65,11 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "libbpf_set_print": (c_void_p, [PRINT_FN]),
     "libbpf_num_possible_cpus": (c_int, []),
     "bpf_object__open_file": (c_void_p, [c_char_p, c_void_p]),
+    "bpf_object__open_mem": (c_void_p, [c_void_p, c_size_t, c_void_p]),
+    "bpf_object__btf": (c_void_p, [c_void_p]),
+    "bpf_program__fd": (c_int, [c_void_p]),
+    "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, POINTER(c_uint32)]),
+    "bpf_prog_get_fd_by_id": (c_int, [c_uint32]),
     "bpf_object__load": (c_int, [c_void_p]),
     "bpf_object__close": (None, [c_void_p]),
     "bpf_object__next_map": (c_void_p, [c_void_p, c_void_p]),
@@ -98,6 +103,12 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "btf__type_by_id": (POINTER(BtfType), [c_void_p, c_uint32]),
     "btf__name_by_offset": (c_char_p, [c_void_p, c_uint32]),
 }
+
+
+class BpfProgInfo(ctypes.Structure):
+    """The head of struct bpf_prog_info (uapi/linux/bpf.h): a shorter info_len is allowed."""
+
+    _fields_ = [("type", c_uint32), ("id", c_uint32)]
 
 
 class Libbpf:

@@ -1,8 +1,9 @@
 """Load, configure, attach and read the memwatch eBPF program.
 
-``Tracer`` is the one object the rest of memwatch talks to. It opens the packaged CO-RE object,
-sets its configuration and map sizes before load, picks how to attach (per-syscall tracepoints when
-tracefs is mounted, raw syscall tracepoints otherwise), and detaches everything on close.
+``Tracer`` is the one object the rest of memwatch talks to. It reads the packaged CO-RE object
+once (from a file only root can change), sets its configuration and map sizes before load, picks
+how to attach (per-syscall tracepoints where tracefs is or can privately be mounted, raw syscall
+tracepoints otherwise), and detaches everything on close.
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ from types import TracebackType
 from typing import Literal
 
 from memwatch.ebpf import layouts
-from memwatch.ebpf.btf import verify_layouts
+from memwatch.ebpf.btf import verify_btf
 from memwatch.ebpf.errors import (
     BpfUnavailable,
     check_btf,
     check_kernel,
-    check_object,
     check_privileges,
     explain_load_error,
+    read_object,
     tracefs_dir,
 )
 from memwatch.ebpf.layouts import MwAllocKey, MwConfig, MwCounters, RawStats, parse_stats_records
-from memwatch.ebpf.libbpf import BpfMapBatchOpts, Libbpf, check_int, check_ptr, load_libbpf
+from memwatch.ebpf.libbpf import BpfMapBatchOpts, BpfProgInfo, Libbpf, check_int, check_ptr, load_libbpf
+from memwatch.ebpf.namespaces import boottime_offset_ns, check_pid_namespaces, pid_namespaces
 from memwatch.ebpf.ringbuf import RingReader
-from memwatch.ebpf.tracefs import mount_tracefs, unmount_tracefs
+from memwatch.ebpf.tracefs import private_tracefs_possible, run_with_private_tracefs
 
 log = logging.getLogger("memwatch.ebpf")
 
@@ -51,14 +53,21 @@ class TracerConfig:
     events_per_sec: int = 1000
     """Per-process budget of call events per second; beyond it calls are counted, not streamed."""
     ring_bytes: int = 1 << 20
+    """Ring buffer for call events."""
+    life_ring_bytes: int = 1 << 20
+    """Ring buffer for exits and OOM kills, apart so that call events never crowd them out."""
     wakeup_bytes: int = 64 << 10
     max_mappings: int = 131072
     """Live mappings kept beyond each process's 8 newest (which live beside its counters)."""
+    map_quota: int | None = None
+    """Entries of max_mappings one process may hold (default a quarter), so none starves the rest."""
     mode: AttachMode = "auto"
-    """auto: per-syscall tracepoints where tracefs is (or can be) mounted, raw ones otherwise."""
+    """auto: per-syscall tracepoints where tracefs is (or can privately be) mounted, raw ones otherwise."""
     mount_tracefs: bool = True
-    """Outside raw mode, mount tracefs for the session if it is missing (memwatch.ebpf.tracefs)."""
+    """Outside raw mode, where tracefs is missing, mount it for memwatch's attach alone."""
     object_path: Path = field(default=PACKAGED_OBJECT)
+    proc_root: str = "/proc"
+    """The /proc whose pids the tracer reports (its pid namespace is translated into)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +85,16 @@ class TracerCounters:
     wakeups: int
     exits: int
     oom: int
+    allocs_quota: int
+    """Mappings not followed because their process held its quota of the map."""
+    paused: int
+    """Call events withheld while the consumer was over its budget."""
+    life_dropped: int
+    """Exit and OOM events lost to a full life_events ring."""
 
     @property
     def map_full(self) -> int:
-        return self.stats_full + self.allocs_full
+        return self.stats_full + self.allocs_full + self.allocs_quota
 
 
 def _ring_size(n: int) -> int:
@@ -97,15 +112,25 @@ class Tracer:
         self.mode: str | None = None
         self._lib: Libbpf | None = None
         self._obj: int | None = None
+        self._image: ctypes.Array[ctypes.c_char] | None = None
         self._links: list[int] = []
         self._maps: dict[str, int] = {}
         self._fds: dict[str, int] = {}
         self._ring: RingReader | None = None
+        self._life: RingReader | None = None
+        self._paused_flag: ctypes.c_uint32 | None = None
         self._ncpus = 1
         self._stats_iter = -1
-        self._mounted_tracefs = False
+        self._seed_iter = -1
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_offset = 0.0
+        self.boot_shift_ns = 0
+        """How far /proc's boot clock (a time namespace's) is ahead of the kernel's."""
+        self.pidns_ino = 0
+        self.program_ids: tuple[int, ...] = ()
+        """Kernel ids of the programs this tracer loaded (kept after close, to check they are gone)."""
+        self.host_tgids: frozenset[int] = frozenset()
+        """Every process the last read_stats listed, by its tgid in the initial pid namespace."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -116,34 +141,32 @@ class Tracer:
         lib = load_libbpf()
         check_btf()
         check_kernel()
-        check_object(cfg.object_path)
-        verify_layouts(lib, cfg.object_path)
+        namespaces = pid_namespaces(cfg.proc_root)
+        check_pid_namespaces(namespaces)
+        self.pidns_ino = namespaces.translate_to
+        image = read_object(cfg.object_path)
+        mode, private_tracefs = self._pick_mode(cfg)
         self._lib = lib
-        mode = cfg.mode
-        if mode != "raw" and not tracefs_dir() and cfg.mount_tracefs:
-            self._mounted_tracefs = mount_tracefs()
-        if mode == "auto":
-            mode = "tracepoint" if tracefs_dir() else "raw"
-            if mode == "raw":
-                log.info("tracefs is not mounted: attaching through the raw sys_exit tracepoint, which runs "
-                         "for every syscall; 'mount -t tracefs nodev /sys/kernel/tracing' makes it cheaper")
-        elif mode == "tracepoint" and not tracefs_dir():
-            self.close()
-            raise BpfUnavailable(
-                "eBPF is off: tracepoint mode needs tracefs; mount it with "
-                "'mount -t tracefs nodev /sys/kernel/tracing' or use the raw mode (--bpf-mode raw).",
-                code="no-tracefs",
-            )
         try:
-            self._obj = check_ptr(lib.bpf_object__open_file(str(cfg.object_path).encode(), None),
+            self._image = ctypes.create_string_buffer(image, len(image))   # libbpf reads it until load
+            self._obj = check_ptr(lib.bpf_object__open_mem(self._image, len(image), None),
                                   f"opening {cfg.object_path}")
+            verify_btf(lib, check_ptr(lib.bpf_object__btf(self._obj), "reading the object's BTF"),
+                       str(cfg.object_path))
             self._configure(mode)
             check_int(lib.bpf_object__load(self._obj), "loading the tracer")
             for name in self._maps:
                 self._fds[name] = check_int(lib.bpf_map__fd(self._maps[name]), f"map {name}")
-            self._attach()
+            self._paused_flag = self._bss_flag()
+            if private_tracefs:
+                run_with_private_tracefs(self._attach)
+            else:
+                self._attach()
+            self._seed()
+            self.program_ids = self._program_ids()
             self._ncpus = check_int(lib.libbpf_num_possible_cpus(), "counting CPUs")
             self._ring = RingReader(lib, self._fds["mem_events"])
+            self._life = RingReader(lib, self._fds["life_events"])
         except OSError as exc:
             self.close()
             raise explain_load_error(exc) from exc
@@ -151,9 +174,32 @@ class Tracer:
             self.close()
             raise
         self.mode = mode
-        self.boot_offset = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
-        log.info("tracer attached (%s mode, %d programs)", mode, len(self._links))
+        self.boot_shift_ns = boottime_offset_ns(cfg.proc_root)
+        self.boot_offset = time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - self.boot_shift_ns / 1e9)
+        log.info("tracer attached (%s mode%s, %d programs%s)", mode,
+                 ", tracefs mounted for memwatch alone" if private_tracefs else "", len(self._links),
+                 f", pids of pid namespace {self.pidns_ino}" if self.pidns_ino else "")
         return self
+
+    @staticmethod
+    def _pick_mode(cfg: TracerConfig) -> tuple[str, bool]:
+        """The attach mode, and whether tracefs must be mounted privately for it."""
+        if cfg.mode == "raw":
+            return "raw", False
+        if tracefs_dir():
+            return "tracepoint", False
+        if cfg.mount_tracefs and private_tracefs_possible():
+            return "tracepoint", True
+        if cfg.mode == "tracepoint":
+            raise BpfUnavailable(
+                "eBPF is off: tracepoint mode needs tracefs, which is not mounted and cannot be mounted "
+                "here; mount it with 'mount -t tracefs nodev /sys/kernel/tracing' or use the raw mode "
+                "(--bpf-mode raw). Showing /proc figures only.",
+                code="no-tracefs",
+            )
+        log.info("tracefs is not mounted and cannot be: attaching through the raw sys_exit tracepoint, "
+                 "which runs for every syscall; 'mount -t tracefs nodev /sys/kernel/tracing' makes it cheaper")
+        return "raw", False
 
     def _configure(self, mode: str) -> None:
         lib, obj, cfg = self._lib, self._obj, self.config
@@ -165,12 +211,13 @@ class Tracer:
                 break
             name = (lib.bpf_map__name(m) or b"").decode()
             self._maps[name] = m
-        for needed in ("proc_stats", "active_allocs", "counters", "mem_events"):
+        for needed in ("proc_stats", "active_allocs", "counters", "mem_events", "life_events"):
             if needed not in self._maps:
                 raise OSError(errno.ENOENT, f"map {needed} missing from {cfg.object_path}")
         sizes = {
             "active_allocs": cfg.max_mappings,
             "mem_events": _ring_size(cfg.ring_bytes),
+            "life_events": _ring_size(cfg.life_ring_bytes),
         }
         for name, size in sizes.items():
             check_int(lib.bpf_map__set_max_entries(self._maps[name], size), f"sizing map {name}")
@@ -186,6 +233,9 @@ class Tracer:
         conf.page_size = self.page_size
         conf.wakeup_bytes = max(1, min(cfg.wakeup_bytes, _ring_size(cfg.ring_bytes) // 2))
         conf.events_per_sec = max(0, cfg.events_per_sec)
+        conf.pidns_ino = self.pidns_ino
+        quota = cfg.map_quota if cfg.map_quota is not None else cfg.max_mappings // 4
+        conf.map_quota = max(0, min(quota, cfg.max_mappings))
         # one attach mode only: the other set of programs is not even loaded
         p = None
         while True:
@@ -198,11 +248,25 @@ class Tracer:
             if (mode == "raw" and is_tp) or (mode == "tracepoint" and is_raw):
                 check_int(lib.bpf_program__set_autoload(p, False), f"disabling {name}")
 
+    def _bss_flag(self) -> ctypes.c_uint32:
+        """``calls_paused`` in the loaded program's .bss, which libbpf keeps mapped: a store to it
+        reaches the kernel side with no system call."""
+        lib = self._lib
+        assert lib is not None
+        bss = next((m for n, m in self._maps.items() if n.endswith(".bss")), None)
+        if bss is None:
+            raise OSError(errno.ENOENT, "the object has no .bss (calls_paused)")
+        size = c_size_t(0)
+        ptr = check_ptr(lib.bpf_map__initial_value(bss, byref(size)), "mapping .bss")
+        if size.value < ctypes.sizeof(ctypes.c_uint32):
+            raise OSError(errno.EINVAL, f".bss is {size.value} bytes, too small for calls_paused")
+        return ctypes.c_uint32.from_address(ptr)
+
     def _attach(self) -> None:
+        """Attach every loaded program (in the private tracefs thread when there is one)."""
         lib, obj = self._lib, self._obj
         assert lib is not None and obj is not None
         p = None
-        seed = -1
         while True:
             p = lib.bpf_object__next_program(obj, p)
             if not p:
@@ -215,11 +279,31 @@ class Tracer:
             if name == "dump_stats":
                 self._stats_iter = check_int(lib.bpf_link__fd(link), "the stats iterator")
             elif name == "seed_stats":
-                seed = check_int(lib.bpf_link__fd(link), "the seeding iterator")
-        # once the syscall programs are attached: record every running process's break, so its
-        # next brk is counted with its size (processes born later are seeded at fork and exec)
-        if seed >= 0:
-            self._run_iterator(seed)
+                self._seed_iter = check_int(lib.bpf_link__fd(link), "the seeding iterator")
+
+    def _seed(self) -> None:
+        """Once the syscall programs are attached: record every running process's break, so its
+        next brk is counted with its size (processes born later are seeded at fork and exec)."""
+        if self._seed_iter >= 0:
+            self._run_iterator(self._seed_iter)
+
+    def _program_ids(self) -> tuple[int, ...]:
+        lib, obj = self._lib, self._obj
+        assert lib is not None and obj is not None
+        ids = []
+        p = None
+        while True:
+            p = lib.bpf_object__next_program(obj, p)
+            if not p:
+                break
+            fd = lib.bpf_program__fd(p)
+            if fd < 0:
+                continue   # not loaded (the other attach mode)
+            info = BpfProgInfo()
+            size = c_uint32(ctypes.sizeof(info))
+            check_int(lib.bpf_obj_get_info_by_fd(fd, byref(info), byref(size)), "reading a program's id")
+            ids.append(info.id)
+        return tuple(ids)
 
     def _run_iterator(self, link_fd: int) -> bytes:
         """One pass of an iterator program over all tasks; what it wrote."""
@@ -239,21 +323,21 @@ class Tracer:
         lib = self._lib
         if lib is None:
             return
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-        self._stats_iter = -1
+        for reader in (self._ring, self._life):
+            if reader is not None:
+                reader.close()
+        self._ring = self._life = None
+        self._paused_flag = None
+        self._stats_iter = self._seed_iter = -1
         while self._links:
             lib.bpf_link__destroy(self._links.pop())
         if self._obj:
             lib.bpf_object__close(self._obj)
             self._obj = None
+        self._image = None
         self._maps.clear()
         self._fds.clear()
         self.mode = None
-        if self._mounted_tracefs:
-            self._mounted_tracefs = False
-            unmount_tracefs()
 
     def __enter__(self) -> Tracer:
         return self.open() if self._obj is None else self
@@ -268,9 +352,26 @@ class Tracer:
 
     @property
     def ring(self) -> RingReader:
+        """Call events (mmap, munmap, brk, mremap)."""
         if self._ring is None:
             raise RuntimeError("the tracer is not open")
         return self._ring
+
+    @property
+    def life(self) -> RingReader:
+        """Exits and OOM kills."""
+        if self._life is None:
+            raise RuntimeError("the tracer is not open")
+        return self._life
+
+    def pause_calls(self, paused: bool) -> None:
+        """Withhold call events in the kernel (counted as ``paused``) or let them flow again."""
+        if self._paused_flag is not None:
+            self._paused_flag.value = 1 if paused else 0
+
+    @property
+    def calls_paused(self) -> bool:
+        return bool(self._paused_flag is not None and self._paused_flag.value)
 
     def _fd(self, name: str) -> int:
         try:
@@ -281,10 +382,13 @@ class Tracer:
     # -- readers ---------------------------------------------------------------------------------
 
     def read_stats(self) -> dict[int, RawStats]:
-        """Every process's counters, by tgid: one pass of the dump_stats iterator over all tasks."""
+        """Every process's counters, by tgid as /proc shows it: one pass of the dump_stats iterator
+        over all tasks (of memwatch's pid namespace)."""
         if self._lib is None or self._stats_iter < 0:
             raise RuntimeError("the tracer is not open")
-        return parse_stats_records(self._run_iterator(self._stats_iter))
+        stats, hosts = parse_stats_records(self._run_iterator(self._stats_iter))
+        self.host_tgids = frozenset(hosts)
+        return stats
 
     def _dump(self, fd: int, key_size: int, value_size: int,
               chunk: int) -> Iterable[tuple[bytes, bytes, int]]:
@@ -339,47 +443,43 @@ class Tracer:
             allocs_full=tot[layouts.CNT_ALLOCS_FULL], brk_unseen=tot[layouts.CNT_BRK_UNSEEN],
             stale_allocs=tot[layouts.CNT_STALE_ALLOCS], wakeups=tot[layouts.CNT_WAKEUPS],
             exits=tot[layouts.CNT_EXITS], oom=tot[layouts.CNT_OOM],
+            allocs_quota=tot[layouts.CNT_ALLOCS_QUOTA], paused=tot[layouts.CNT_PAUSED],
+            life_dropped=tot[layouts.CNT_LIFE_DROPPED],
         )
 
     def map_tgids(self, name: str) -> list[int]:
-        """The tgid of every entry of proc_stats or active_allocs (for GC and tests)."""
+        """The tgid of every entry of proc_stats (as /proc shows it) or active_allocs (in the
+        initial pid namespace), for tests."""
         if name == "proc_stats":
             return list(self.read_stats())
+        return [tgid for tgid, _ in self._alloc_keys()]
+
+    def _alloc_keys(self) -> list[tuple[int, bytes]]:
         key_size = ctypes.sizeof(MwAllocKey)
-        out: list[int] = []
-        for key_bytes, _, n in self._dump(self._fd(name), key_size, 16, 4096):
-            out.extend(k[0] for k in struct.iter_unpack("<IIQ", key_bytes[: n * key_size]))
+        out: list[tuple[int, bytes]] = []
+        for key_bytes, _, n in self._dump(self._fd("active_allocs"), key_size, 16, 4096):
+            for i in range(n):
+                key = key_bytes[i * key_size:(i + 1) * key_size]
+                out.append((struct.unpack_from("<I", key)[0], key))
         return out
 
-    def forget_processes(self, alive: set[int] | None = None) -> int:
+    def forget_processes(self) -> int:
         """Delete live-mapping entries of processes that are gone; returns how many were deleted.
 
         The kernel deletes a process's counters when it exits, but not its live-mapping entries
-        (walking them there would cost every exit a map scan); memwatch sweeps them here. A tgid
-        counts as gone when it is not in ``alive`` and has no /proc entry at sweep time, so a
-        process born after ``alive`` was listed keeps its entries. Entries that outlive a pid's
-        reuse are caught in the kernel, which checks the mm each entry belongs to.
+        (walking them there would cost every exit a map scan); memwatch sweeps them here. The
+        entries are listed first and the living processes after: a process with entries has made
+        a traced call, so dump_stats lists it for as long as it lives, and one born after the
+        entries were listed has none among them. Entries that outlive a pid's reuse are caught in
+        the kernel, which checks the mm each entry belongs to.
         """
-        lib = self._lib
-        assert lib is not None
-        alive = alive or set()
-        gone: dict[int, bool] = {}
-
-        def is_gone(tgid: int) -> bool:
-            if tgid in alive:
-                return False
-            if tgid not in gone:
-                gone[tgid] = not os.path.exists(f"/proc/{tgid}")
-            return gone[tgid]
-
-        key_size = ctypes.sizeof(MwAllocKey)
-        fd = self._fd("active_allocs")
-        dead: list[bytes] = []
-        for key_bytes, _, n in self._dump(fd, key_size, 16, 4096):
-            for tgid, pad, addr in struct.iter_unpack("<IIQ", key_bytes[: n * key_size]):
-                if is_gone(tgid):
-                    dead.append(struct.pack("<IIQ", tgid, pad, addr))
-        return self._delete_keys(fd, dead, key_size)
+        entries = self._alloc_keys()
+        if not entries:
+            return 0
+        self.read_stats()
+        alive = self.host_tgids
+        dead = [key for tgid, key in entries if tgid not in alive]
+        return self._delete_keys(self._fd("active_allocs"), dead, ctypes.sizeof(MwAllocKey))
 
     def _delete_keys(self, fd: int, keys: list[bytes], key_size: int) -> int:
         """Delete keys with batch deletes (one syscall per chunk), one by one where unsupported."""
@@ -404,5 +504,6 @@ class Tracer:
         return self.boot_offset + ns / 1e9
 
     def start_ticks(self, start_boottime_ns: int) -> int:
-        """The kernel's process start as /proc/PID/stat field 22 (clock ticks since boot)."""
-        return start_boottime_ns // (1_000_000_000 // os.sysconf("SC_CLK_TCK"))
+        """The kernel's process start as /proc/PID/stat field 22 shows it (clock ticks since boot,
+        on the boot clock of memwatch's time namespace)."""
+        return (start_boottime_ns + self.boot_shift_ns) // (1_000_000_000 // os.sysconf("SC_CLK_TCK"))

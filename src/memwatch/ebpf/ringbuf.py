@@ -55,6 +55,10 @@ class RingReader:
         self.records += len(out)
         return out
 
+    def discard(self, budget: int = 4096) -> int:
+        """Consume up to ``budget`` waiting records unparsed; returns how many."""
+        return len(self.drain_raw(budget))
+
     def drain(self, budget: int = 4096) -> list[RawEvent]:
         """Up to ``budget`` parsed events; unknown kinds are skipped."""
         events = []

@@ -1,8 +1,11 @@
 """The live source: the eBPF tracer plus /proc, or /proc alone when eBPF cannot be had.
 
-The ring buffer is drained continuously (every ``drain_every_s`` and whenever the kernel forces a
-wakeup), not once per tick, with a bounded budget per pass so an event storm costs bounded CPU;
-what the kernel could not deliver is counted there and shown in every snapshot.
+The ring buffers are drained continuously (every ``drain_every_s`` and whenever the kernel forces a
+wakeup), not once per tick. Exits and OOM kills have a ring of their own and are always drained.
+Call events are held to a global budget per second (``events_budget``): once it is spent the
+kernel is told to withhold them (a flag it reads at no cost) until the next second, so no storm
+can take the consumer's time, whatever the per-process budget; the counts stay exact. What the
+kernel could not deliver, or withheld, is counted and shown in every snapshot.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from memwatch.model import (
     Snapshot,
     SystemMemory,
     TracerHealth,
+    decode_wait_status,
 )
 from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory, signal_process
 from memwatch.store import Store
@@ -35,6 +39,8 @@ log = logging.getLogger("memwatch.live")
 _CALL_KIND = {EV_MMAP: EventKind.MMAP, EV_MUNMAP: EventKind.MUNMAP, EV_BRK: EventKind.BRK,
               EV_MREMAP: EventKind.MREMAP}
 MIN_INTERVAL_S = 0.2
+DEFAULT_EVENTS_BUDGET = 5000
+"""Call events parsed per second at most, over all processes (--events-budget)."""
 
 
 class EventConverter:
@@ -53,7 +59,8 @@ class EventConverter:
             mremap_count=s.mremap_count, mremap_grow_bytes=s.mremap_grow_bytes,
             mremap_shrink_bytes=s.mremap_shrink_bytes,
             outstanding_bytes=s.outstanding_bytes, outstanding_peak_bytes=s.outstanding_peak,
-            untracked_unmap_bytes=s.untracked_unmap_bytes, failed_calls=s.failed_calls,
+            untracked_unmap_bytes=s.untracked_unmap_bytes, lost_mappings=s.lost_mappings,
+            lost_bytes=s.lost_bytes, failed_calls=s.failed_calls,
             events_throttled=s.events_throttled,
             first_seen=wall(s.first_seen_ns) if s.first_seen_ns else 0.0,
             last_seen=wall(s.last_seen_ns) if s.last_seen_ns else 0.0,
@@ -66,8 +73,9 @@ class EventConverter:
                          addr=raw.addr, length=raw.len, new_addr=raw.new_addr, new_length=raw.new_len,
                          flags=raw.flags, prot=raw.prot)
         if isinstance(raw, RawExit):
+            code, sig = decode_wait_status(raw.exit_status)
             return Event(t.boot_ns_to_wall(raw.ts_ns), EventKind.EXIT, raw.tgid, raw.tid, raw.comm,
-                         exit_code=raw.exit_status, peak_rss_kb=raw.maxrss_pages * self.page_kb,
+                         exit_code=code, signal=sig, peak_rss_kb=raw.maxrss_pages * self.page_kb,
                          counts=self.counts(raw.stats) if raw.stats else None,
                          start_ticks=t.start_ticks(raw.start_boottime_ns))
         assert isinstance(raw, RawOom)
@@ -88,7 +96,8 @@ class LiveSource:
     def __init__(self, interval_s: float = 3.0, *, use_bpf: bool = True,
                  tracer_config: TracerConfig | None = None, store: Store | None = None,
                  proc_root: str = "/proc", drain_every_s: float = 0.25, drain_budget: int = 4096,
-                 rollup_timeout_s: float = 0.5, rollup_top: int = 0) -> None:
+                 events_budget: int = DEFAULT_EVENTS_BUDGET, rollup_timeout_s: float = 0.5,
+                 rollup_top: int = 0) -> None:
         self._interval = max(MIN_INTERVAL_S, interval_s)
         self.use_bpf = use_bpf
         self.tracer_config = tracer_config or TracerConfig()
@@ -96,6 +105,7 @@ class LiveSource:
         self.proc_root = proc_root
         self.drain_every_s = drain_every_s
         self.drain_budget = drain_budget
+        self.events_budget = max(0, events_budget)
         self.rollup_timeout_s = rollup_timeout_s
         self.rollup_top = rollup_top
         self.tracer: Tracer | None = None
@@ -112,6 +122,10 @@ class LiveSource:
         self._last_tick = 0.0
         self._exits_pending = False
         self._closed = False
+        self._budget_window = 0.0
+        self._budget_used = 0
+        self._withheld_here = 0
+        """Call events already in the ring when the budget ran out, discarded unparsed."""
 
     @property
     def interval_s(self) -> float:
@@ -174,14 +188,16 @@ class LiveSource:
 
     def _detach_reader(self) -> None:
         if self.tracer is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self.tracer.ring.fileno)
+            for reader in (self.tracer.ring, self.tracer.life):
+                with contextlib.suppress(Exception):
+                    asyncio.get_running_loop().remove_reader(reader.fileno)
 
     async def _drain_forever(self) -> None:
         assert self.tracer is not None
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(OSError, NotImplementedError, ValueError):  # the timer alone still drains
-            loop.add_reader(self.tracer.ring.fileno, self._wake.set)
+        for reader in (self.tracer.ring, self.tracer.life):
+            with contextlib.suppress(OSError, NotImplementedError, ValueError):  # the timer alone still drains
+                loop.add_reader(reader.fileno, self._wake.set)
         while True:
             self.drain_once()
             self._wake.clear()
@@ -192,17 +208,34 @@ class LiveSource:
                     await self._wake.wait()
 
     def drain_once(self) -> int:
-        """Move up to one budget of ring records into the store; returns how many."""
-        if self.tracer is None or self._converter is None:
+        """Move waiting records into the store: exits and OOM kills (up to ``drain_budget``), then
+        call events within what is left of this second's budget; returns how many were moved."""
+        tracer, conv = self.tracer, self._converter
+        if tracer is None or conv is None:
             return 0
-        raw = self.tracer.ring.drain(self.drain_budget)
-        if raw:
-            conv = self._converter
-            events = [conv.event(r) for r in raw]
+        life = tracer.life.drain(self.drain_budget)
+        calls = tracer.ring.drain(self._calls_room())
+        self._budget_used += len(calls)
+        if self._budget_used >= self.events_budget:
+            tracer.pause_calls(True)
+            # admitted before the flag was seen: stale by the time the budget frees up
+            self._withheld_here += tracer.ring.discard(self.drain_budget)
+        events = [conv.event(r) for r in life] + [conv.event(r) for r in calls]
+        if events:
             self._events_delivered += len(events)
-            self._exits_pending = self._exits_pending or any(e.kind is EventKind.EXIT for e in events)
+            self._exits_pending = self._exits_pending or bool(life)
             self.store.add_events(events)
-        return len(raw)
+        return len(events)
+
+    def _calls_room(self) -> int:
+        """How many call events this pass may parse; a new second resets the budget."""
+        now = time.monotonic()
+        if now - self._budget_window >= 1.0:
+            self._budget_window = now
+            self._budget_used = 0
+            if self.tracer is not None and self.tracer.calls_paused:
+                self.tracer.pause_calls(False)
+        return max(0, min(self.drain_budget, self.events_budget - self._budget_used))
 
     # -- ticks -----------------------------------------------------------------------------------
 
@@ -219,12 +252,13 @@ class LiveSource:
         self._events_at_last_tick = self._events_delivered
         self._last_tick = now
         health = TracerHealth(enabled=True, mode=tracer.mode, events=c.events, events_dropped=c.dropped,
-                              events_throttled=c.throttled, map_full=c.map_full, event_rate=rate)
+                              events_throttled=c.throttled, events_withheld=c.paused + self._withheld_here,
+                              exits_dropped=c.life_dropped, map_full=c.map_full, event_rate=rate)
         return counts, health
 
-    def _sweep(self, alive: Sequence[int]) -> None:
+    def _sweep(self) -> None:
         if self.tracer is not None:
-            deleted = self.tracer.forget_processes(set(alive))
+            deleted = self.tracer.forget_processes()
             log.debug("swept %d live-mapping entries of exited processes", deleted)
 
     async def _tick(self) -> Snapshot:
@@ -246,7 +280,7 @@ class LiveSource:
             kernel, health = self._read_kernel()
             if self._exits_pending:
                 self._exits_pending = False
-                self._sweep([s.pid for s in samples])
+                self._sweep()
         else:
             health = TracerHealth(enabled=False, reason=self.bpf_reason)
         return self.store.update(time.time(), self._interval, samples, kernel, system, health,
