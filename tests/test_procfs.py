@@ -473,7 +473,8 @@ def test_child_renamed_to_bytes_that_are_not_utf8() -> None:
             child.stdin.close()
             child.wait(10)
             assert child.pid not in by_pid(reader.read_processes())
-            assert reader.cached_pids == len(reader.read_processes())
+            listed = len(reader.read_processes())
+            assert reader.cached_pids == listed, "the reader remembers exactly what it listed"
     finally:
         child.kill()
         child.wait()

@@ -11,6 +11,7 @@ import pytest
 from frames import BACKSLASH_NAME, DEGRADED_REASON, MARKUP_NAME, PAREN_NAME, make_frames
 from memwatch.model import Event, EventKind, KernelCounts, ProcessView, Snapshot
 from memwatch.serialize import (
+    EVENT_COUNTERS,
     HEADLESS_COLUMNS,
     SerializationError,
     event_from_dict,
@@ -99,15 +100,21 @@ def _is_int(x: object) -> bool:
 
 
 def _check_shape(doc: dict[str, Any]) -> None:
-    assert list(doc) == ["timestamp", "duration_s", "hostname", "bpf", "system", "processes"]
+    assert list(doc) == ["timestamp", "duration_s", "hostname", "bpf", "system", "processes", "events"]
     assert isinstance(doc["timestamp"], float)
     assert isinstance(doc["duration_s"], float)
     assert isinstance(doc["hostname"], str)
     bpf = doc["bpf"]
-    assert list(bpf) == ["enabled", "reason", "events", "events_dropped", "map_full"]
+    counters = ("events", "events_dropped", "events_throttled", "events_withheld", "exits_dropped", "map_full")
+    assert list(bpf) == ["enabled", "reason", *counters]
     assert isinstance(bpf["enabled"], bool)
     assert bpf["reason"] is None or isinstance(bpf["reason"], str)
-    assert all(_is_int(bpf[k]) for k in ("events", "events_dropped", "map_full"))
+    assert all(_is_int(bpf[k]) for k in counters)
+    for e in doc["events"]:
+        assert list(e) == ["time", "kind", "pid", "start_time", "name", "exit_code", "signal", "peak_rss_kb",
+                           "rss_kb", *EVENT_COUNTERS]
+        assert e["kind"] in ("exit", "oom") and _is_int(e["pid"]) and isinstance(e["name"], str)
+        assert (e["exit_code"] is None) != (e["signal"] is None) or e["kind"] == "oom"
     assert list(doc["system"]) == ["total_kb", "available_kb", "used_kb", "swap_total_kb", "swap_used_kb"]
     assert all(_is_int(v) for v in doc["system"].values())
     for p in doc["processes"]:
@@ -116,20 +123,23 @@ def _check_shape(doc: dict[str, Any]) -> None:
         assert all(isinstance(p[k], str) for k in _STR_KEYS)
         assert isinstance(p["start_time"], float)
         assert all(p[k] is None or _is_int(p[k]) for k in _NULLABLE_INT_KEYS)
+        assert (p["outstanding_complete"] is None) == (p["outstanding_bytes"] is None)
         assert p["growth_kb_s"] is None or isinstance(p["growth_kb_s"], float)
         assert isinstance(p["leak_suspect"], bool)
 
 
 def _document(frame: Snapshot) -> dict[str, Any]:
-    return _through_json(headless_document(frame, frame.top(0), 0.25))
+    return _through_json(headless_document(frame, frame.top(0), 0.25, list(frame.events)))
 
 
 def test_headless_document_shape_with_ebpf() -> None:
     frame = make_frames(5)[-1]
     doc = _document(frame)
     _check_shape(doc)
+    assert [e["kind"] for e in doc["events"]] == ["exit", "oom"]
     assert doc["bpf"] == {"enabled": True, "reason": None, "events": frame.tracer.events,
-                          "events_dropped": 0, "map_full": 0}
+                          "events_dropped": 0, "events_throttled": 0, "events_withheld": 0,
+                          "exits_dropped": 0, "map_full": 0}
     assert doc["hostname"] == "testhost"
     by_pid = {p["pid"]: p for p in doc["processes"]}
     user_procs = [v for v in frame.processes if not v.sample.kernel_thread]

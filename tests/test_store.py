@@ -100,7 +100,7 @@ def test_slope() -> None:
     assert slope([0, 1], [5, 5]) == 0.0
 
 
-POLICY = LeakPolicy(min_span_s=60, min_points=6, min_rate_kb_s=1, min_growth_kb=1024)
+POLICY = LeakPolicy(min_span_s=60, min_points=6, min_rate_kb_s=1, min_growth_kb=1024, warmup_s=0)
 
 
 def series(values: list[int], step: float = 3.0) -> tuple[list[float], list[int]]:
@@ -149,6 +149,46 @@ def test_store_flags_a_leaking_process() -> None:
     assert leaky.leak_suspect and leaky.leak_reason
     assert not flat.leak_suspect and flat.growth_kb_s == 0.0
     assert snap.top(1, "growth")[0].pid == 1
+
+
+def test_growth_that_dies_down_is_warm_up_not_a_leak() -> None:
+    """Filling a bounded cache: fast growth that slows to a stop, seen after the process's
+    warm-up window, is not a leak; the same rise at a steady pace is."""
+    times = [i * 3.0 for i in range(60)]
+    filling = [100_000 + int(20_000 * (1 - math.exp(-i / 12))) for i in range(60)]
+    steady = [100_000 + 250 * i for i in range(60)]
+    assert not assess(times, filling, POLICY).suspect
+    assert assess(times, steady, POLICY).suspect
+
+
+def test_a_process_warming_up_is_not_flagged_and_a_later_leak_is() -> None:
+    """With the default policy a process's first 10 minutes (or one whole history window) do not
+    count for the flag: memwatch itself, filling its histories after a restart, is never flagged;
+    an old process that leaks is flagged as soon as the window is long enough."""
+    store = Store(history_len=120)
+    assert store.warmup_s(3.0) == 600.0 and store.warmup_s(10.0) == 1200.0
+    interval = 3.0
+    flagged_young: list[float] = []
+    flagged_old: list[float] = []
+    for i in range(400):                                   # 20 minutes
+        t = 1_000_000.0 + i * interval
+        young = sample(1, 10, rss=30_000 + min(i, 120) * 200)   # grows for 6 minutes, then flat
+        young = replace(young, start_time=1_000_000.0)
+        leaky = sample(2, 20, rss=30_000 + i * 200)             # a steady leak, started long ago
+        leaky = replace(leaky, start_time=1_000_000.0 - 86_400)
+        late = sample(3, 30, rss=30_000 + i * 200)              # a leak in a young process
+        late = replace(late, start_time=1_000_000.0)
+        snap = store.update(t, interval, [young, leaky, late], None, SYSTEM, ON)
+        if snap.by_key[young.key].leak_suspect:
+            flagged_young.append(t)
+        if snap.by_key[leaky.key].leak_suspect:
+            flagged_old.append(t)
+        if snap.by_key[late.key].leak_suspect and t - 1_000_000.0 < 600:
+            raise AssertionError("flagged during its warm-up")
+    assert flagged_young == [], "growth while warming up is not a leak"
+    assert flagged_old and flagged_old[0] - 1_000_000.0 <= 63, "an old leaking process: after 60 s"
+    assert snap.by_key[late.key].leak_suspect, "a young process that keeps leaking is flagged after warm-up"
+    assert snap.by_key[late.key].growth_kb_s is not None and snap.by_key[young.key].growth_kb_s == 0.0
 
 
 def test_history_is_a_frozen_copy_that_equals_its_tuple() -> None:

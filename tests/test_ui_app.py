@@ -448,6 +448,33 @@ async def test_replay_time_controls() -> None:
         assert source.position == 2  # a bad time is a notification, not a jump
 
 
+async def test_a_step_made_while_a_frame_is_on_its_way_wins() -> None:
+    """The replay's pump may be fetching the next frame when the user steps: that frame must not
+    move the position the user chose (under load it did, by one)."""
+    import asyncio
+
+    from memwatch.model import Snapshot
+
+    class Gated(ReplaySource):
+        gate = asyncio.Event()
+
+        async def next(self) -> Snapshot:
+            await self.gate.wait()
+            return await super().next()
+
+    source = Gated(make_frames())
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()                     # the pump waits at the gate, inside next()
+        await pilot.press("full_stop")          # pauses and steps to frame 1
+        assert source.position == 1 and app.paused
+        Gated.gate.set()                        # the frame that was on its way arrives
+        await pilot.pause()
+        await pilot.pause()
+        assert source.position == 1
+        assert app.snapshot is not None and app.snapshot.replay_position == (1, 5)
+
+
 async def test_too_small_terminal_shows_a_message() -> None:
     app = MemwatchApp(ScriptedSource(make_frames()[0]))
     async with app.run_test(size=(40, 12)) as pilot:

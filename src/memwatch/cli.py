@@ -72,8 +72,16 @@ def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) ->
                    help="stream calls of at least this many bytes (default 1024); all calls are counted")
     g.add_argument("--events-per-sec", type=_count, default=1000, metavar="N",
                    help="per-process budget of streamed call events per second (0: unlimited)")
+    g.add_argument("--events-budget", type=_count, default=None, metavar="N",
+                   help="call events memwatch parses per second over all processes (default 5000); beyond "
+                        "it the kernel withholds them, counted, and the counts stay exact")
     g.add_argument("--bpf-map-size", type=_count, default=None, metavar="N",
                    help="live mappings the tracer can follow beyond each process's 8 newest (default 131072)")
+    g.add_argument("--bpf-map-quota", type=_count, default=None, metavar="N",
+                   help="of those, how many one process may hold (default a quarter), so none starves the rest")
+    p.add_argument("--leak-warmup", type=_positive_float, default=None, metavar="S",
+                   help="seconds after a process starts before it can be flagged as a leak suspect "
+                        "(default 600, or one whole history window if longer)")
     p.add_argument("--pss-top", type=_count, default=0, metavar="N",
                    help="also read PSS/USS (smaps_rollup, costly) for the N largest processes every tick; "
                         "otherwise only on demand")
@@ -136,14 +144,17 @@ def _live_source(args: argparse.Namespace) -> SnapshotSource:
     from dataclasses import replace
 
     from memwatch.ebpf import TracerConfig
-    from memwatch.sources.live import LiveSource
+    from memwatch.leak import LeakPolicy
+    from memwatch.sources.live import DEFAULT_EVENTS_BUDGET, LiveSource
+    from memwatch.store import Store
 
     cfg = TracerConfig(mode=args.bpf_mode, event_threshold=args.event_threshold,
-                       events_per_sec=args.events_per_sec)
+                       events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota)
     if args.bpf_map_size:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
-    return LiveSource(args.interval, use_bpf=not args.no_bpf, tracer_config=cfg,
-                      rollup_top=args.pss_top)
+    budget = DEFAULT_EVENTS_BUDGET if args.events_budget is None else args.events_budget
+    return LiveSource(args.interval, use_bpf=not args.no_bpf, tracer_config=cfg, rollup_top=args.pss_top,
+                      events_budget=budget, store=Store(leak_policy=LeakPolicy(warmup_s=args.leak_warmup)))
 
 
 def _raise_file_limit() -> None:
@@ -186,12 +197,13 @@ def run_once(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _fail(str(exc), 2)
     source = _replay_source(args.replay) if args.replay else _live_source(args)
-    snap = asyncio.run(collect_once(source, args.duration, at))
+    collected = asyncio.run(collect_once(source, args.duration, at))
+    snap = collected.snapshot
     if not snap.tracer.enabled and snap.tracer.reason and not args.replay:
         print(f"memwatch: {snap.tracer.reason}", file=sys.stderr)
     fmt = "json" if args.json else "csv" if args.csv else "table"
     top = args.top if args.top is not None else (-1 if args.pid else 100)
-    sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid))
+    sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid, events=collected.events))
     return 0
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from memwatch.model import KernelCounts, ProcessView, Snapshot
+from memwatch.model import Event, KernelCounts, ProcessView, Snapshot
 from memwatch.serialize import HEADLESS_COLUMNS, headless_document, headless_process_dict
 from memwatch.sources.base import SeekableSource, SnapshotSource
 
@@ -44,12 +46,23 @@ def _num(k: KernelCounts | None, field: str, scale: int = 1) -> str:
     return "-" if k is None else str(getattr(k, field) // scale)
 
 
+def _outstanding(k: KernelCounts | None) -> str:
+    """Outstanding KB; '>=' marks a lower bound (mappings the kernel could not follow)."""
+    if k is None:
+        return "-"
+    return ("" if k.outstanding_complete else ">=") + str(k.outstanding_bytes // 1024)
+
+
 def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
     """The original monitor's columns plus memwatch's, sizes in KB, '-' where eBPF is off."""
     t, sysm = snapshot.tracer, snapshot.system
     when = datetime.fromtimestamp(snapshot.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    tracer = (f"eBPF {t.mode} mode: {t.events} events, {t.events_dropped} dropped, {t.map_full} map-full"
-              if t.enabled else (t.reason or "eBPF is off"))
+    if t.enabled:
+        tracer = (f"eBPF {printable(t.mode or '?')} mode: {t.events} events, {t.events_dropped} dropped, "
+                  f"{t.events_throttled + t.events_withheld} withheld, {t.exits_dropped} exits lost, "
+                  f"{t.map_full} map-full")
+    else:
+        tracer = printable(t.reason or "eBPF is off")
     lines = [
         f"memwatch on {printable(snapshot.hostname)} at {when}, traced {snapshot.duration_s:.1f} s; {tracer}",
         f"memory: {sysm.used_kb} KB used, {sysm.available_kb} KB available of {sysm.total_kb} KB; "
@@ -65,9 +78,17 @@ def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
             f"{s.pid:>7}  {printable(s.name)[:20]:<20} {s.rss_kb:>10} {s.virt_kb:>12} {s.peak_kb:>10} "
             f"{s.swap_kb:>9} {_num(k, 'mmap_count'):>7} {_num(k, 'munmap_count'):>7} "
             f"{_num(k, 'brk_count'):>6} {_num(k, 'mremap_count'):>7} "
-            f"{_num(k, 'outstanding_bytes', 1024):>10} {growth:>12}  {'yes' if v.leak_suspect else ''}"
+            f"{_outstanding(k):>10} {growth:>12}  {'yes' if v.leak_suspect else ''}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _csv_cell(value: object) -> object:
+    """A CSV cell: text with its control characters escaped (a name may hold terminal escapes,
+    and CSV is often read in a terminal), numbers as they are, null as empty."""
+    if value is None:
+        return ""
+    return printable(value) if isinstance(value, str) else value
 
 
 def render_csv(views: Sequence[ProcessView]) -> str:
@@ -76,30 +97,49 @@ def render_csv(views: Sequence[ProcessView]) -> str:
     w.writerow(HEADLESS_COLUMNS)
     for v in views:
         row = headless_process_dict(v)
-        w.writerow(["" if row[c] is None else row[c] for c in HEADLESS_COLUMNS])
+        w.writerow([_csv_cell(row[c]) for c in HEADLESS_COLUMNS])
     return out.getvalue()
 
 
-def render_json(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
-    return json.dumps(headless_document(snapshot, list(views), snapshot.duration_s), ensure_ascii=False) + "\n"
+def render_json(snapshot: Snapshot, views: Sequence[ProcessView], events: Sequence[Event] = ()) -> str:
+    return json.dumps(headless_document(snapshot, list(views), snapshot.duration_s, list(events)),
+                      ensure_ascii=False) + "\n"
 
 
-async def collect_once(source: SnapshotSource, duration_s: float | None, at: float | None = None) -> Snapshot:
-    """One snapshot: live sources trace for ``duration_s`` (default: one interval); replays seek."""
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What ``--once`` reports: the last snapshot, and every exit and OOM kill of the window."""
+
+    snapshot: Snapshot
+    events: tuple[Event, ...]
+
+
+async def collect_once(source: SnapshotSource, duration_s: float | None, at: float | None = None) -> Collected:
+    """Live sources trace for ``duration_s`` (default: one interval), sampling every interval on
+    the way, so that growth and the leak signal have a history to judge; the last snapshot is
+    taken at the end of the window. Replays seek to ``at`` (default: the last frame)."""
     snap = await source.open()
     try:
         if isinstance(source, SeekableSource):
-            return source.seek_time(at) if at is not None else source.seek(source.frame_count - 1)
-        wait = source.interval_s if duration_s is None else duration_s
-        if wait > 0:
-            source.set_interval(wait)
+            snap = source.seek_time(at) if at is not None else source.seek(source.frame_count - 1)
+            return Collected(snap, ())
+        events = list(snap.new_events)
+        interval = source.interval_s
+        window = interval if duration_s is None else duration_s
+        # judged by the snapshots' own clock, so a tick that runs late cannot end the window early;
+        # the wall clock only guards against a source whose clock does not move
+        give_up = time.monotonic() + 2 * window + 30
+        while (remaining := window - snap.duration_s) > 0 and time.monotonic() < give_up:
+            source.set_interval(min(interval, remaining))
             snap = await source.next()
-        return snap
+            events.extend(snap.new_events)
+        return Collected(snap, tuple(events))
     finally:
         await source.close()
 
 
-def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str, pids: Sequence[int]) -> str:
+def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str, pids: Sequence[int],
+           events: Sequence[Event] = ()) -> str:
     """The chosen processes in the chosen format (``table``, ``json`` or ``csv``).
 
     ``top`` ranks by ``sort`` (0: all); the ``pids`` are added regardless of rank; a negative
@@ -111,7 +151,7 @@ def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str, pids: Sequence[
     else:
         views = snapshot.top(top, sort, descending=sort != "name", pids=tuple(pids))
     if fmt == "json":
-        return render_json(snapshot, views)
+        return render_json(snapshot, views, events)
     if fmt == "csv":
         return render_csv(views)
     return render_table(snapshot, views)

@@ -220,6 +220,8 @@ class Event:
     rss_kb: int | None = None
     total_vm_kb: int | None = None
     start_ticks: int | None = None
+    start_time: float | None = None
+    """Wall-clock seconds when the process started (EXIT and OOM)."""
 
     def describe(self) -> str:
         """One line for humans; never interpreted as markup by callers that use Text."""

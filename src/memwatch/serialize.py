@@ -83,6 +83,7 @@ def event_to_dict(e: Event) -> dict[str, Any]:
         "rss_kb": e.rss_kb,
         "total_vm_kb": e.total_vm_kb,
         "start_ticks": e.start_ticks,
+        "start_time": e.start_time,
     }
 
 
@@ -121,6 +122,7 @@ def _event_from_dict(d: dict[str, Any]) -> Event:
         rss_kb=d["rss_kb"],
         total_vm_kb=d["total_vm_kb"],
         start_ticks=d["start_ticks"],
+        start_time=d.get("start_time"),
     )
 
 
@@ -206,7 +208,7 @@ HEADLESS_COLUMNS: tuple[str, ...] = (
     "pid", "ppid", "name", "cmdline", "user", "start_time",
     "rss_kb", "virt_kb", "peak_kb", "swap_kb", "shared_kb", "pss_kb", "uss_kb",
     "mmap_count", "munmap_count", "brk_count", "mremap_count",
-    "mmap_bytes", "munmap_bytes", "brk_bytes", "outstanding_bytes",
+    "mmap_bytes", "munmap_bytes", "brk_bytes", "outstanding_bytes", "outstanding_complete",
     "growth_kb_s", "leak_suspect",
 )
 """Per-process keys of the headless JSON, in order; the CSV header uses the same names."""
@@ -237,13 +239,43 @@ def headless_process_dict(view: ProcessView) -> dict[str, Any]:
         "munmap_bytes": k.munmap_bytes if k is not None else None,
         "brk_bytes": k.brk_bytes if k is not None else None,
         "outstanding_bytes": k.outstanding_bytes if k is not None else None,
+        "outstanding_complete": k.outstanding_complete if k is not None else None,
         "growth_kb_s": view.growth_kb_s,
         "leak_suspect": view.leak_suspect,
     }
 
 
-def headless_document(snapshot: Snapshot, views: list[ProcessView], duration_s: float) -> dict[str, Any]:
-    """The whole `--once --json` document; ``views`` are the chosen rows, already ranked."""
+EVENT_COUNTERS: tuple[str, ...] = (
+    "mmap_count", "munmap_count", "brk_count", "mremap_count", "mmap_bytes", "munmap_bytes", "brk_bytes",
+    "outstanding_bytes",
+)
+"""The final counters an exit event carries in headless JSON (the process rows' names)."""
+
+
+def headless_event_dict(e: Event) -> dict[str, Any]:
+    """An exit or OOM kill for headless output; counters are null when the process made no traced
+    call (or eBPF was off)."""
+    c = e.counts
+    out: dict[str, Any] = {
+        "time": e.timestamp,
+        "kind": e.kind.value,
+        "pid": e.pid,
+        "start_time": e.start_time,
+        "name": e.name,
+        "exit_code": e.exit_code,
+        "signal": e.signal,
+        "peak_rss_kb": e.peak_rss_kb,
+        "rss_kb": e.rss_kb,
+    }
+    for name in EVENT_COUNTERS:
+        out[name] = None if c is None else (c.brk_bytes if name == "brk_bytes" else getattr(c, name))
+    return out
+
+
+def headless_document(snapshot: Snapshot, views: list[ProcessView], duration_s: float,
+                      events: list[Event] | None = None) -> dict[str, Any]:
+    """The whole `--once --json` document; ``views`` are the chosen rows, already ranked, and
+    ``events`` every exit and OOM kill of the window, oldest first."""
     t, m = snapshot.tracer, snapshot.system
     return {
         "timestamp": snapshot.timestamp,
@@ -254,6 +286,9 @@ def headless_document(snapshot: Snapshot, views: list[ProcessView], duration_s: 
             "reason": t.reason,
             "events": t.events,
             "events_dropped": t.events_dropped,
+            "events_throttled": t.events_throttled,
+            "events_withheld": t.events_withheld,
+            "exits_dropped": t.exits_dropped,
             "map_full": t.map_full,
         },
         "system": {
@@ -264,4 +299,5 @@ def headless_document(snapshot: Snapshot, views: list[ProcessView], duration_s: 
             "swap_used_kb": m.swap_used_kb,
         },
         "processes": [headless_process_dict(v) for v in views],
+        "events": [headless_event_dict(e) for e in events or ()],
     }

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from memwatch.leak import LeakPolicy, LeakVerdict, assess
+from memwatch.leak import DEFAULT_WARMUP_S, LeakPolicy, LeakVerdict, assess
 from memwatch.model import (
     Event,
     EventKind,
@@ -184,6 +184,7 @@ class Store:
         cap = self.history_len
         self._times.append(now)
         tick_times = self._times.values()
+        warmup_s = self.warmup_s(interval_s)
         seen: dict[ProcessKey, _Proc] = {}
         by_pid: dict[int, ProcessKey] = {}
         for s in samples:
@@ -206,7 +207,7 @@ class Store:
                     rate = max(0, proc.kernel.calls - old_kernel.calls) / dt
             out = proc.kernel.outstanding_bytes if proc.kernel is not None else 0
             proc.push(now, s.rss_kb, out, rate)
-            proc.verdict = self._assess(proc, tick_times)
+            proc.verdict = self._assess(proc, tick_times, warmup_s)
             seen[key] = proc
             by_pid[s.pid] = key
         self._procs = seen
@@ -230,7 +231,14 @@ class Store:
         )
         return snap
 
-    def _assess(self, proc: _Proc, tick_times: array[float]) -> LeakVerdict:
+    def warmup_s(self, interval_s: float) -> float:
+        """A process's warm-up, whose samples the leak flag leaves out (see memwatch.leak)."""
+        policy = self.leak_policy
+        if policy.warmup_s is not None:
+            return policy.warmup_s
+        return max(DEFAULT_WARMUP_S, self.history_len * interval_s)
+
+    def _assess(self, proc: _Proc, tick_times: array[float], warmup_s: float) -> LeakVerdict:
         n = len(proc.rss)
         if n < 2:
             return _NO_VERDICT
@@ -238,7 +246,7 @@ class Store:
         times = tick_times[-n:]
         if proc.last_change <= times[0]:
             return LeakVerdict(0.0, False, None)  # flat over the whole window: no need to fit
-        return assess(times, proc.rss.values(), self.leak_policy)
+        return assess(times, proc.rss.values(), self.leak_policy, proc.sample.start_time + warmup_s)
 
     def _view(self, p: _Proc) -> ProcessView:
         v = p.verdict

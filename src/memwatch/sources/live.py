@@ -77,12 +77,14 @@ class EventConverter:
             return Event(t.boot_ns_to_wall(raw.ts_ns), EventKind.EXIT, raw.tgid, raw.tid, raw.comm,
                          exit_code=code, signal=sig, peak_rss_kb=raw.maxrss_pages * self.page_kb,
                          counts=self.counts(raw.stats) if raw.stats else None,
-                         start_ticks=t.start_ticks(raw.start_boottime_ns))
+                         start_ticks=t.start_ticks(raw.start_boottime_ns),
+                         start_time=t.boot_ns_to_wall(raw.start_boottime_ns))
         assert isinstance(raw, RawOom)
         return Event(t.boot_ns_to_wall(raw.ts_ns), EventKind.OOM, raw.tgid, raw.tid, raw.comm,
                      rss_kb=(raw.anon_rss_pages + raw.file_rss_pages + raw.shmem_rss_pages) * self.page_kb,
                      total_vm_kb=raw.total_vm_pages * self.page_kb,
-                     start_ticks=t.start_ticks(raw.start_boottime_ns) if raw.start_boottime_ns else None)
+                     start_ticks=t.start_ticks(raw.start_boottime_ns) if raw.start_boottime_ns else None,
+                     start_time=t.boot_ns_to_wall(raw.start_boottime_ns) if raw.start_boottime_ns else None)
 
 
 def _close_if_opened(done: asyncio.Future[Tracer]) -> None:
@@ -101,7 +103,7 @@ class LiveSource:
         self._interval = max(MIN_INTERVAL_S, interval_s)
         self.use_bpf = use_bpf
         self.tracer_config = tracer_config or TracerConfig()
-        self.store = store or Store()
+        self.store = store if store is not None else Store()  # an empty Store is falsy (len 0)
         self.proc_root = proc_root
         self.drain_every_s = drain_every_s
         self.drain_budget = drain_budget

@@ -125,6 +125,10 @@ class MemwatchApp(App[int]):
         self._layout_class = ""
         self._gc = GcPacer()
         self._detail_due = False
+        self._seeks = 0
+        """Steps and jumps made by the user, so that a frame the replay was fetching meanwhile
+        cannot move the position they chose."""
+        self._seek_position = 0
 
     # ----- layout -------------------------------------------------------------------------------
 
@@ -199,6 +203,8 @@ class MemwatchApp(App[int]):
         while True:
             if self.seekable:
                 await self._resume.wait()  # a paused replay does not need to move on
+            seeks = self._seeks
+            before = self.source.position if isinstance(self.source, SeekableSource) else 0
             try:
                 snap = await self.source.next()
             except asyncio.CancelledError:
@@ -209,6 +215,10 @@ class MemwatchApp(App[int]):
             except Exception as error:  # the source failed: say so in the status line, keep the UI
                 self.post_message(SourceEnded(f"source stopped: {error}"))
                 return
+            if isinstance(self.source, SeekableSource) and (self.paused or seeks != self._seeks):
+                # the user paused or stepped while this frame was on its way: their position wins
+                self.source.seek(self._seek_position if seeks != self._seeks else before)
+                continue
             self.post_message(SnapshotArrived(snap))
 
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
@@ -570,6 +580,8 @@ class MemwatchApp(App[int]):
         return None
 
     def _show_seek(self, snap: Snapshot) -> None:
+        self._seeks += 1
+        self._seek_position = snap.replay_position[0] if snap.replay_position else 0
         if not self.paused:
             self.action_toggle_pause()  # stepping by hand stops playback
         self._pending = None
