@@ -220,6 +220,25 @@ def test_without_tracefs_the_tracer_mounts_it_for_itself_alone(
             subprocess.run(["mount", "-t", "tracefs", "nodev", point], check=True)
 
 
+def test_tracefs_unmounted_between_the_look_and_the_attach(monkeypatch: pytest.MonkeyPatch,
+                                                           open_tracer: Callable[..., Tracer]) -> None:
+    """Someone unmounts tracefs just after memwatch saw it: the attach fails to find the
+    tracepoints and is made again with a tracefs of memwatch's own."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting tracefs needs root")
+    point = tracefs.MOUNT_POINT
+    was_mounted = env.tracefs_dir() == point
+    if was_mounted and subprocess.run(["umount", point]).returncode != 0:
+        pytest.skip("tracefs is in use by another program: cannot show a machine without it")
+    try:
+        monkeypatch.setattr("memwatch.ebpf.loader.tracefs_dir", lambda: point)   # "it was there"
+        tracer = open_tracer(mode="tracepoint")
+        assert tracer.mode == "tracepoint" and len(tracer.program_ids) >= 7
+    finally:
+        if was_mounted and env.tracefs_dir() is None:
+            subprocess.run(["mount", "-t", "tracefs", "nodev", point], check=True)
+
+
 def test_two_tracers_one_exits_the_other_keeps_counting(open_tracer: Callable[..., Tracer],
                                                         workload: Workload) -> None:
     """A 'serve' and a dashboard on one host: the first to exit takes nothing from the other."""

@@ -190,7 +190,11 @@ def test_events_count_each_exit_and_oom_once_across_frames() -> None:
 ODD_NAMES = [
     'say "hi"', "back\\slash", "new\nline", MARKUP_NAME, "<b>tag</b> & co", "we ird) (name", "tab\there",
     "caf\udce9",  # non-UTF-8 byte 0xe9 decoded with surrogateescape
+    "\x1b]0;owned\x07", "\x1b]52;c;aGk=\x07\x1b[2J", "csi\u009b31m",   # OSC title, OSC 52 + clear, C1 CSI
 ]
+ESCAPED = {"new\nline": "new\\nline", "tab\there": "tab\\there", "caf\udce9": "caf\\xe9",
+           "\x1b]0;owned\x07": "\\x1b]0;owned\\x07", "\x1b]52;c;aGk=\x07\x1b[2J": "\\x1b]52;c;aGk=\\x07\\x1b[2J",
+           "csi\u009b31m": "csi\\x9b31m"}
 
 
 def test_odd_process_names_round_trip_in_both_formats() -> None:
@@ -198,13 +202,13 @@ def test_odd_process_names_round_trip_in_both_formats() -> None:
     collector = SnapshotCollector()
     collector.update(snapshot_of(views))
     app = ExporterApp(collector)
-    expected = {str(100 + i): name for i, name in enumerate(ODD_NAMES)}
-    expected[str(100 + ODD_NAMES.index("caf\udce9"))] = "caf\\xe9"
+    expected = {str(100 + i): ESCAPED.get(name, name) for i, name in enumerate(ODD_NAMES)}
     for accept, parse in (("", parse_text), (OPENMETRICS_ACCEPT, parse_openmetrics)):
         body = app.handle(HttpRequest("GET", "/metrics", "", {"accept": accept})).body.decode("utf-8")
         names = {s.labels["pid"]: s.labels["name"] for f in parse(body) for s in f.samples
                  if s.name == "memwatch_process_rss_bytes"}
         assert names == expected
+        assert "\x1b" not in body and "\x9b" not in body and "\x07" not in body
 
 
 # --- which series exist --------------------------------------------------------------------------

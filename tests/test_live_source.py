@@ -218,3 +218,40 @@ async def test_pss_for_the_top_processes_when_asked() -> None:
     assert 1 <= len(with_rollup) <= 3
     assert {v.key for v in with_rollup} <= {v.key for v in biggest}
     assert all(v.rollup is not None and 0 < v.rollup.uss_kb <= v.rollup.pss_kb for v in with_rollup)
+
+
+async def test_close_waits_for_a_tick_still_reading_in_its_thread() -> None:
+    """A tick cancelled while its worker thread reads /proc goes on in that thread: close() must
+    wait for it before closing the files it reads (it did not, and a scrape-time shutdown raised
+    'dictionary changed size during iteration' from the reader, or read a closed descriptor)."""
+    import threading
+
+    source = LiveSource(0.3, use_bpf=False)
+    await source.open()
+    reader = source._reader
+    order: list[str] = []
+    reading, release = threading.Event(), threading.Event()
+    real_read, real_close = reader.read_processes, reader.close
+
+    def slow_read() -> list:  # type: ignore[type-arg]
+        reading.set()
+        release.wait(10)
+        out = real_read()
+        order.append("read")
+        return out
+
+    def close() -> None:
+        order.append("close")
+        real_close()
+
+    reader.read_processes = slow_read  # type: ignore[method-assign]
+    reader.close = close  # type: ignore[method-assign]
+    tick = asyncio.ensure_future(source.next())
+    await asyncio.to_thread(reading.wait, 10)
+    tick.cancel()
+    closing = asyncio.ensure_future(source.close())
+    await asyncio.sleep(0.2)
+    assert not closing.done(), "close() waits for the reading thread"
+    release.set()
+    await asyncio.wait_for(closing, 10)
+    assert order == ["read", "close"]

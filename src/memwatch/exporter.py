@@ -34,6 +34,7 @@ from memwatch import __version__
 from memwatch.exporter_http import HttpRequest, HttpResponse, start_http_server
 from memwatch.model import SORT_COLUMNS, Event, EventKind, ProcessView, Snapshot
 from memwatch.sources.base import SnapshotSource
+from memwatch.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +88,14 @@ def format_listen(host: str, port: int) -> str:
 
 
 def label_text(text: str) -> str:
-    """Text that encodes as UTF-8: undecodable bytes (surrogate escapes) become visible ``\\xNN``.
+    """A process-derived label value with control characters and undecodable bytes made visible.
 
-    prometheus_client escapes quotes, backslashes and newlines itself, but a lone surrogate from a
-    non-UTF-8 process name would make the whole scrape fail with UnicodeEncodeError.
+    Anyone who reads /metrics with curl in a terminal must never have a process name drive that
+    terminal (an OSC title, a screen clear, OSC 52 writing the clipboard); and a lone surrogate
+    from a non-UTF-8 name would make the whole scrape fail with UnicodeEncodeError.
+    prometheus_client escapes quotes and backslashes itself.
     """
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        raw = text.encode("utf-8", "surrogateescape") if _only_escaped_surrogates(text) else None
-        if raw is not None:
-            return raw.decode("utf-8", "backslashreplace")
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _only_escaped_surrogates(text: str) -> bool:
-    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+    return printable(text)
 
 
 def start_time_label(view: ProcessView) -> str:
@@ -187,9 +179,15 @@ def tracer_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield _single(_counter("memwatch_tracer_events_throttled",
                            "Events not streamed because a process exceeded the per-process event rate; "
                            "its counters still count them."), t.events_throttled)
+    yield _single(_counter("memwatch_tracer_events_withheld",
+                           "Call events withheld because memwatch's own global budget per second was "
+                           "spent (--events-budget); the counters still count them."), t.events_withheld)
+    yield _single(_counter("memwatch_tracer_exits_dropped",
+                           "Exit and OOM events lost: processes whose final figures were not seen."),
+                  t.exits_dropped)
     yield _single(_counter("memwatch_tracer_map_full",
-                           "Failed inserts into full kernel hash maps: processes or calls not tracked."),
-                  t.map_full)
+                           "Processes or mappings the kernel could not track: a full map, or a process "
+                           "at its quota of it."), t.map_full)
 
 
 class _ProcessFamilies:
@@ -208,6 +206,9 @@ class _ProcessFamilies:
         self.outstanding = g("memwatch_process_outstanding_mapped_bytes",
                              "Bytes mapped by traced mmap/mremap and not yet unmapped (eBPF only).",
                              L, "bytes")
+        self.lost = c("memwatch_process_lost_mappings",
+                      "Traced mappings the kernel could not follow (its map full, or the process at its "
+                      "quota); while above 0, the outstanding mapped bytes are a lower bound.", L)
         self.mmap_calls = c("memwatch_process_mmap_calls", "Successful mmap calls since traced.", L)
         self.munmap_calls = c("memwatch_process_munmap_calls", "Successful munmap calls since traced.", L)
         self.brk_calls = c("memwatch_process_brk_calls",
@@ -240,6 +241,7 @@ class _ProcessFamilies:
             (self.brk_calls, k.brk_count), (self.mremap_calls, k.mremap_count),
             (self.mmap_bytes, k.mmap_bytes), (self.munmap_bytes, k.munmap_bytes),
             (self.brk_grow, k.brk_grow_bytes), (self.brk_shrink, k.brk_shrink_bytes),
+            (self.lost, k.lost_mappings),
         ):
             family.add_sample(family.name + "_total", labels, value)
 

@@ -17,13 +17,7 @@ from datetime import UTC, datetime
 from memwatch.model import Event, KernelCounts, ProcessView, Snapshot
 from memwatch.serialize import HEADLESS_COLUMNS, headless_document, headless_process_dict
 from memwatch.sources.base import SeekableSource, SnapshotSource
-
-_CONTROL = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 9: "\\t", 13: "\\r", 127: "\\x7f"}
-
-
-def printable(text: str) -> str:
-    """A name as one terminal line: control characters escaped, nothing interpreted."""
-    return text.translate(_CONTROL)
+from memwatch.text import printable
 
 
 def parse_time(text: str) -> float:

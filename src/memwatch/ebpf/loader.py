@@ -161,7 +161,16 @@ class Tracer:
             if private_tracefs:
                 run_with_private_tracefs(self._attach)
             else:
-                self._attach()
+                try:
+                    self._attach()
+                except OSError as exc:
+                    if mode != "tracepoint" or exc.errno != errno.ENOENT or not cfg.mount_tracefs:
+                        raise
+                    # tracefs went away between the look and the attach (unmounted by someone):
+                    # start again with a mount of memwatch's own
+                    log.info("tracefs vanished while attaching (%s): mounting it for memwatch alone", exc)
+                    self._destroy_links()
+                    run_with_private_tracefs(self._attach)
             self._seed()
             self.program_ids = self._program_ids()
             self._ncpus = check_int(lib.libbpf_num_possible_cpus(), "counting CPUs")
@@ -281,6 +290,13 @@ class Tracer:
             elif name == "seed_stats":
                 self._seed_iter = check_int(lib.bpf_link__fd(link), "the seeding iterator")
 
+    def _destroy_links(self) -> None:
+        lib = self._lib
+        assert lib is not None
+        self._stats_iter = self._seed_iter = -1
+        while self._links:
+            lib.bpf_link__destroy(self._links.pop())
+
     def _seed(self) -> None:
         """Once the syscall programs are attached: record every running process's break, so its
         next brk is counted with its size (processes born later are seeded at fork and exec)."""
@@ -328,9 +344,7 @@ class Tracer:
                 reader.close()
         self._ring = self._life = None
         self._paused_flag = None
-        self._stats_iter = self._seed_iter = -1
-        while self._links:
-            lib.bpf_link__destroy(self._links.pop())
+        self._destroy_links()
         if self._obj:
             lib.bpf_object__close(self._obj)
             self._obj = None

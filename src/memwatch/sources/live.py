@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 
@@ -124,6 +125,8 @@ class LiveSource:
         self._last_tick = 0.0
         self._exits_pending = False
         self._closed = False
+        self._work = threading.Lock()
+        """Held by a tick's worker thread while it reads /proc or the tracer; close() waits for it."""
         self._budget_window = 0.0
         self._budget_used = 0
         self._withheld_here = 0
@@ -180,19 +183,26 @@ class LiveSource:
             self._drainer.cancel()
             await asyncio.wait({self._drainer}, timeout=2.0)
             self._drainer = None
-        if self.tracer is not None:
-            self._detach_reader()
-            self.tracer.close()
-            self.tracer = None
-        self._reader.close()
+        tracer, self.tracer = self.tracer, None
+        if tracer is not None:
+            self._detach_reader(tracer)
+        # a tick cancelled midway goes on in its worker thread: wait for it before closing what
+        # it reads (closing the reader's files under it, or the tracer, would be use after free)
+        await asyncio.to_thread(self._release, tracer)
+
+    def _release(self, tracer: Tracer | None) -> None:
+        with self._work:
+            if tracer is not None:
+                tracer.close()
+            self._reader.close()
 
     # -- the ring buffer -------------------------------------------------------------------------
 
-    def _detach_reader(self) -> None:
-        if self.tracer is not None:
-            for reader in (self.tracer.ring, self.tracer.life):
-                with contextlib.suppress(Exception):
-                    asyncio.get_running_loop().remove_reader(reader.fileno)
+    @staticmethod
+    def _detach_reader(tracer: Tracer) -> None:
+        for reader in (tracer.ring, tracer.life):
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(reader.fileno)
 
     async def _drain_forever(self) -> None:
         assert self.tracer is not None
@@ -273,10 +283,16 @@ class LiveSource:
         return await asyncio.to_thread(self._merge, samples, system, rollups)
 
     def _read_proc(self) -> tuple[list[ProcessSample], SystemMemory]:
-        return self._reader.read_processes(), read_system_memory(self.proc_root)
+        with self._work:
+            return self._reader.read_processes(), read_system_memory(self.proc_root)
 
     def _merge(self, samples: list[ProcessSample], system: SystemMemory,
                rollups: dict[ProcessKey, SmapsRollup] | None) -> Snapshot:
+        with self._work:
+            return self._merge_locked(samples, system, rollups)
+
+    def _merge_locked(self, samples: list[ProcessSample], system: SystemMemory,
+                      rollups: dict[ProcessKey, SmapsRollup] | None) -> Snapshot:
         kernel: dict[ProcessKey, KernelCounts] | None = None
         if self.tracer is not None:
             kernel, health = self._read_kernel()

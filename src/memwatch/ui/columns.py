@@ -74,9 +74,13 @@ def _name(view: ProcessView, human: bool) -> Text:
 
 
 def _outstanding(view: ProcessView, human: bool) -> Text:
-    if view.kernel is None:
+    """'≥' marks a lower bound: the kernel could not follow some of the process's mappings."""
+    k = view.kernel
+    if k is None:
         return DASH
-    return _right(fmt.size_bytes(view.kernel.outstanding_bytes, human, 9))
+    if k.outstanding_complete:
+        return _right(fmt.size_bytes(k.outstanding_bytes, human, 9))
+    return _right("≥" + fmt.size_bytes(k.outstanding_bytes, human, 8), "yellow")
 
 
 def _growth(view: ProcessView, human: bool) -> Text:

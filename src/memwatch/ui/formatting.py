@@ -6,9 +6,10 @@ way: KB like the original C monitor, or human sizes (KiB/MiB/GiB) when the user 
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
+
+from memwatch.text import printable as printable  # widgets format every string through this module
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 _BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
@@ -133,31 +134,3 @@ def parse_utc_time(text: str, reference: float) -> float:
     raise ValueError(f"cannot read {text!r} as a time: type HH:MM:SS or YYYY-MM-DD HH:MM:SS (UTC)")
 
 
-def printable(text: str) -> str:
-    """A process-derived string with control characters and undecodable bytes made visible.
-
-    Newlines, tabs, escapes and lone surrogates (non-UTF-8 bytes decoded with surrogateescape)
-    would break a one-line cell or the terminal; they become ``\\n``-style escapes instead.
-    """
-    if text.isprintable():
-        return text
-    out: list[str] = []
-    for ch in text:
-        if ch == " " or ch.isprintable():
-            out.append(ch)
-            continue
-        code = ord(ch)
-        category = unicodedata.category(ch)
-        if 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code < 0x100:
-            out.append(f"\\x{code:02x}")
-        elif category in ("Cs", "Co", "Cn", "Cc", "Cf", "Zl", "Zp"):
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)

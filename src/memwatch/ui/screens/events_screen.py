@@ -18,7 +18,7 @@ from memwatch.ui import formatting as fmt
 
 EVENT_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("time", "TIME (UTC)", 19), ("kind", "KIND", 4), ("pid", "PID", 7), ("name", "NAME", 20),
-    ("code", "EXIT", 5), ("peak", "PEAK/RSS", 10), ("mmap", "MMAP#", 7), ("munmap", "MUNMAP#", 7),
+    ("code", "EXIT", 7), ("peak", "PEAK/RSS", 10), ("mmap", "MMAP#", 7), ("munmap", "MUNMAP#", 7),
     ("brk", "BRK#", 6), ("outst", "OUTST", 10),
 )
 
@@ -26,6 +26,15 @@ EVENT_COLUMNS: tuple[tuple[str, str, int], ...] = (
 def event_key(event: Event) -> str:
     """Identity of an exit/OOM event across snapshots."""
     return f"{event.kind.value}:{event.pid}:{event.start_ticks}:{event.timestamp!r}"
+
+
+def _ending(event: Event, dash: Text) -> Text:
+    """The exit code, or the signal that killed the process (in red: it did not choose to end)."""
+    if event.signal is not None:
+        return Text(event.signal.removeprefix("SIG"), justify="right", style="red")
+    if event.exit_code is not None:
+        return Text(str(event.exit_code), justify="right", style="yellow" if event.exit_code else "")
+    return dash
 
 
 def event_cells(event: Event, human: bool) -> list[Text]:
@@ -43,7 +52,7 @@ def event_cells(event: Event, human: bool) -> list[Text]:
         Text("OOM" if oom else "exit", style="bold red" if oom else ""),
         right(str(event.pid)),
         Text(fmt.printable(event.name)[:20]),
-        right(str(event.exit_code)) if event.exit_code is not None else dash,
+        _ending(event, dash),
         right(fmt.size_kb(kb, human, 10)) if kb is not None else dash,
         right(fmt.count(c.mmap_count)) if c else dash,
         right(fmt.count(c.munmap_count)) if c else dash,

@@ -89,6 +89,9 @@ def describe_process(view: ProcessView, rollup: SmapsRollup | None, rollup_state
         row("mremap", f"{k.mremap_count} calls, +{_bytes(k.mremap_grow_bytes, human)}"
                       f" -{_bytes(k.mremap_shrink_bytes, human)}")
         row("Outstanding", f"{_bytes(k.outstanding_bytes, human)} (peak {_bytes(k.outstanding_peak_bytes, human)})")
+        if not k.outstanding_complete:
+            row("", f"at least: {k.lost_mappings} mappings ({_bytes(k.lost_bytes, human)}) could not be "
+                    "followed (the tracer's map was full or the process held its quota)", "yellow")
         row("Untracked", f"{_bytes(k.untracked_unmap_bytes, human)} unmapped, {k.failed_calls} failed calls")
     text.append("\n")
     if view.leak_suspect:

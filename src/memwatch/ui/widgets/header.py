@@ -47,10 +47,12 @@ def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
         text.append(f"  {fmt.rate(t.event_rate)} ev/s")
         dropped_style = "bold red" if t.events_dropped or t.map_full else ""
         text.append(f"  dropped {t.events_dropped}", style=dropped_style)
+        if t.exits_dropped:
+            text.append(f"  exits lost {t.exits_dropped}", style="bold red")
         if t.map_full:
             text.append(f"  map full {t.map_full}", style="bold red")
-        if t.events_throttled:
-            text.append(f"  throttled {t.events_throttled}", style="yellow")
+        if t.events_throttled or t.events_withheld:
+            text.append(f"  throttled {t.events_throttled + t.events_withheld}", style="yellow")
     else:
         text.append("eBPF OFF", style="bold red")
         text.append(" (/proc only)")
