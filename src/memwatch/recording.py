@@ -2,15 +2,31 @@
 
 Why SQLite: one file, crash-safe transactions and WAL, so a reader can follow a recording that is
 still being written and a recorder killed with SIGKILL leaves every committed frame readable.
-Each frame is one row (zlib-compressed JSON of :func:`~memwatch.serialize.snapshot_to_dict`),
-committed at once. Exits and OOM kills also go to an ``events`` table, once each, so they can be
-queried without decoding frames (``sqlite3 rec.db "select * from events where kind='oom'"``).
+
+Layout, format 2 (what this version writes):
+
+- ``meta (key, value)``: ``format_version``, ``created``, ``hostname``.
+- ``frames (id, timestamp, data)``: one row per snapshot, committed at once; ``data`` is the
+  zlib-compressed JSON of :func:`~memwatch.serialize.snapshot_to_dict` *without* the event log.
+- ``events (id, frame, timestamp, kind, pid, tid, name, data)``: every exit and OOM kill once, from
+  each snapshot's ``new_events``, in the same transaction as its frame; ``frame`` is the
+  ``frames.id`` it arrived with, ``data`` the JSON of the whole event. Query it without decoding
+  frames: ``sqlite3 rec.db "select * from events where kind='oom'"``.
+
+Why the events moved out of the frames (format 1 embedded the bounded log, up to 1000 events, in
+every frame): a burst of more exits than the log holds lost its oldest before they reached the
+file, and every frame carried the same thousand events again. Reading rebuilds what the live
+snapshot held: ``new_events`` are the frame's own events, ``events`` the last
+:data:`EVENT_LOG_LEN` events of the frames up to it. Format 1 files still read (their frames carry
+their log; ``new_events`` are read from the frame, or derived as the events not in the previous
+frame's log); this version does not append to them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import json
 import os
 import socket
@@ -32,8 +48,12 @@ from memwatch.serialize import (
 )
 from memwatch.sources.base import SnapshotSource
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the file layout; a reader refuses files written with a newer one."""
+
+EVENT_LOG_LEN = 1000
+"""How many events a replayed frame's ``events`` holds: the live store's log size (Store's
+``events_len`` default), so a replay shows what the dashboard showed."""
 
 _ZLIB_LEVEL = 6
 
@@ -46,16 +66,20 @@ CREATE TABLE IF NOT EXISTS frames (
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
+    frame INTEGER NOT NULL REFERENCES frames (id),
     timestamp REAL NOT NULL,
     kind TEXT NOT NULL,
     pid INTEGER NOT NULL,
     tid INTEGER NOT NULL,
     name TEXT NOT NULL,
-    data TEXT NOT NULL,
-    UNIQUE (timestamp, kind, pid, tid)
+    data TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_by_frame ON events (frame);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp);
 CREATE INDEX IF NOT EXISTS events_by_kind ON events (kind, timestamp);
 """
+"""No UNIQUE on events (format 1 deduplicated the log it saw in every frame by key): each event
+comes once from ``new_events``, and two distinct exits must never be merged into one."""
 
 EventKey = tuple[float, str, int, int]
 
@@ -68,14 +92,21 @@ def _event_key(e: Event) -> EventKey:
     return (e.timestamp, e.kind.value, e.pid, e.tid)
 
 
+# --- frames and events as stored ------------------------------------------------------------------
+
 def _encode_frame(snapshot: Snapshot) -> bytes:
     # ensure_ascii keeps lone surrogates (names decoded with surrogateescape) representable.
-    text = json.dumps(snapshot_to_dict(snapshot), separators=(",", ":"), ensure_ascii=True)
+    text = json.dumps(snapshot_to_dict(snapshot, with_events=False), separators=(",", ":"), ensure_ascii=True)
     return zlib.compress(text.encode("ascii"), _ZLIB_LEVEL)
 
 
-def _decode_frame(blob: bytes) -> Snapshot:
-    return snapshot_from_dict(json.loads(zlib.decompress(blob)))
+def _encode_event(e: Event) -> str:
+    return json.dumps(event_to_dict(e), separators=(",", ":"), ensure_ascii=True)
+
+
+def _decode_frame(blob: bytes) -> dict[str, Any]:
+    d: dict[str, Any] = json.loads(zlib.decompress(blob))
+    return d
 
 
 def _check_meta(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
@@ -120,13 +151,12 @@ class Recorder:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
-        self._seen_events: set[EventKey] = set()
         self._hostname_written = False
         self.frames_written = 0
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], hostname: str | None = None) -> Recorder:
-        """Create the file (or append to an existing recording).
+        """Create the file (or append to an existing format-2 recording).
 
         The hostname stored in meta is replaced by the first frame's hostname when one arrives.
         """
@@ -144,7 +174,13 @@ class Recorder:
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
             ).fetchone() is not None
             if has_meta:
-                _check_meta(conn, p)
+                version = int(_check_meta(conn, p)["format_version"])
+                if version < FORMAT_VERSION:
+                    raise RecordingError(
+                        f"{p} was recorded by an older memwatch (recording format {version}); this version "
+                        f"records format {FORMAT_VERSION} and cannot append to it. Record into a new file; "
+                        f"{p.name} still replays."
+                    )
             elif conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise RecordingError(
                     f"{p} is an SQLite database but not a memwatch recording; refusing to write into it."
@@ -175,21 +211,20 @@ class Recorder:
         return recorder
 
     def append(self, snapshot: Snapshot) -> None:
-        """Write one frame and its not-yet-written events, committed before returning."""
+        """Write one frame and the events that arrived with it, committed before returning."""
         blob = _encode_frame(snapshot)
-        keys = {_event_key(e) for e in snapshot.events}
-        fresh = [e for e in snapshot.events if _event_key(e) not in self._seen_events]
+        events = [(e.timestamp, e.kind.value, e.pid, e.tid, e.name, _encode_event(e)) for e in snapshot.new_events]
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("INSERT INTO frames (timestamp, data) VALUES (?, ?)", (snapshot.timestamp, blob))
-                if fresh:
+                frame_id = conn.execute("INSERT INTO frames (timestamp, data) VALUES (?, ?)",
+                                        (snapshot.timestamp, blob)).lastrowid
+                if events:
                     conn.executemany(
-                        "INSERT OR IGNORE INTO events (timestamp, kind, pid, tid, name, data) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        [(e.timestamp, e.kind.value, e.pid, e.tid, e.name,
-                          json.dumps(event_to_dict(e), ensure_ascii=True)) for e in fresh],
+                        "INSERT INTO events (frame, timestamp, kind, pid, tid, name, data) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(frame_id, *row) for row in events],
                     )
                 if not self._hostname_written:
                     conn.execute("UPDATE meta SET value=? WHERE key='hostname'", (snapshot.hostname,))
@@ -199,9 +234,6 @@ class Recorder:
                 raise
         except sqlite3.Error as exc:
             raise RecordingError(f"cannot write to {self.path}: {exc}.") from None
-        # The snapshot's event log is bounded and oldest-first: an event that left it never returns,
-        # so remembering the current log is enough to write each event once.
-        self._seen_events = keys
         self._hostname_written = True
         self.frames_written += 1
 
@@ -259,23 +291,33 @@ async def record(source: SnapshotSource, path: str | os.PathLike[str], duration_
     return recorder.frames_written
 
 
+# --- reading --------------------------------------------------------------------------------------
+
 class Recording:
     """A recording opened read-only: frames by index or time, and the events table.
 
     Works while a recorder is still writing (WAL); call :meth:`refresh` to see frames added since.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, meta: dict[str, str]) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, meta: dict[str, str], *,
+                 log_len: int = EVENT_LOG_LEN) -> None:
         self._conn = conn
         self.path = path
         self.meta = meta
+        self.log_len = log_len
+        self._version = int(meta["format_version"])
         self._ids: list[int] = []
         self._timestamps: list[float] = []
         self._cache: tuple[int, Snapshot] | None = None
+        self._decoded_events: dict[int, Event] = {}
+        """Format 2: the events of the last frame read, by id; a step to a neighbouring frame
+        decodes only the events that differ."""
+        self._log_keys: dict[int, frozenset[EventKey]] = {}
+        """Format 1: the log of the last frames read, to derive new_events when a frame lacks them."""
         self.refresh()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> Recording:
+    def open(cls, path: str | os.PathLike[str], *, log_len: int = EVENT_LOG_LEN) -> Recording:
         p = Path(path)
         if not p.exists():
             raise RecordingError(f"no recording at {p}: the file does not exist.")
@@ -284,7 +326,7 @@ class Recording:
         if not os.access(p, os.R_OK):
             raise RecordingError(f"cannot read {p}: permission denied.")
         try:
-            return cls._open_connection(p, immutable=False)
+            return cls._open_connection(p, immutable=False, log_len=log_len)
         except sqlite3.OperationalError as exc:
             # A WAL file needs a writable -shm beside it. With no -wal content to lose (a recording
             # copied without it, or closed cleanly) the file can be read as immutable instead.
@@ -296,16 +338,16 @@ class Recording:
                     "files to a writable directory."
                 ) from None
         try:
-            return cls._open_connection(p, immutable=True)
+            return cls._open_connection(p, immutable=True, log_len=log_len)
         except sqlite3.Error as exc:
             raise RecordingError(f"cannot read {p}: {exc}.") from None
 
     @classmethod
-    def _open_connection(cls, p: Path, *, immutable: bool) -> Recording:
+    def _open_connection(cls, p: Path, *, immutable: bool, log_len: int) -> Recording:
         flags = "mode=ro&immutable=1" if immutable else "mode=ro"
         conn = sqlite3.connect(f"{p.resolve().as_uri()}?{flags}", uri=True, check_same_thread=False)
         try:
-            return cls(conn, p, _check_meta(conn, p))
+            return cls(conn, p, _check_meta(conn, p), log_len=log_len)
         except sqlite3.OperationalError:
             conn.close()
             raise
@@ -342,7 +384,8 @@ class Recording:
         return len(self._ids)
 
     def frame(self, i: int) -> Snapshot:
-        """Frame ``i`` (0-based; negative counts from the end like a list)."""
+        """Frame ``i`` (0-based; negative counts from the end like a list), with the event log and
+        the new events it had live."""
         n = len(self._ids)
         if not -n <= i < n:
             raise IndexError(f"frame {i} out of range: the recording has {n} frames")
@@ -350,12 +393,62 @@ class Recording:
         if self._cache is not None and self._cache[0] == i:
             return self._cache[1]
         try:
-            row = self._conn.execute("SELECT data FROM frames WHERE id = ?", (self._ids[i],)).fetchone()
-            snapshot = _decode_frame(row[0])
-        except (sqlite3.Error, zlib.error, ValueError, SerializationError, TypeError) as exc:
-            raise RecordingError(f"frame {i} of {self.path} is damaged: {exc}") from None
+            snapshot = self._frame_v2(i) if self._version >= 2 else self._frame_v1(i)
+        except sqlite3.Error as exc:
+            raise RecordingError(f"frame {i} of {self.path} cannot be read: {exc}.") from None
         self._cache = (i, snapshot)
         return snapshot
+
+    def _stored_frame(self, i: int) -> tuple[dict[str, Any], Snapshot]:
+        row = self._conn.execute("SELECT data FROM frames WHERE id = ?", (self._ids[i],)).fetchone()
+        try:
+            d = _decode_frame(row[0])
+            return d, snapshot_from_dict(d)
+        except (zlib.error, ValueError, SerializationError, TypeError) as exc:
+            raise RecordingError(f"frame {i} of {self.path} is damaged: {exc}") from None
+
+    def _frame_v2(self, i: int) -> Snapshot:
+        _, snapshot = self._stored_frame(i)
+        frame_id = self._ids[i]
+        conn = self._conn
+        # events_by_frame holds (frame, id): both walks below read the index alone.
+        log_ids = [r[0] for r in conn.execute(
+            "SELECT id FROM events WHERE frame <= ? ORDER BY frame DESC, id DESC LIMIT ?",
+            (frame_id, self.log_len))]
+        log_ids.reverse()
+        new_ids = [r[0] for r in conn.execute("SELECT id FROM events WHERE frame = ? ORDER BY id", (frame_id,))]
+        known = self._decoded_events
+        events = {eid: known[eid] for eid in (*log_ids, *new_ids) if eid in known}
+        missing = [eid for eid in (*log_ids, *new_ids) if eid not in events]
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            rows = conn.execute(f"SELECT id, data FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            for eid, data in rows:
+                events[eid] = self._decode_event(eid, data)
+        self._decoded_events = events
+        return dataclasses.replace(snapshot, events=tuple(events[e] for e in log_ids),
+                                   new_events=tuple(events[e] for e in new_ids))
+
+    def _frame_v1(self, i: int) -> Snapshot:
+        d, snapshot = self._stored_frame(i)
+        if "new_events" in d:  # written by a recorder that knew new_events
+            return snapshot
+        self._log_keys = {j: k for j, k in self._log_keys.items() if abs(j - i) <= 1}
+        self._log_keys[i] = frozenset(map(_event_key, snapshot.events))
+        if i == 0:
+            previous: frozenset[EventKey] = frozenset()
+        elif i - 1 in self._log_keys:
+            previous = self._log_keys[i - 1]
+        else:
+            previous = frozenset(map(_event_key, self._stored_frame(i - 1)[1].events))
+        return dataclasses.replace(snapshot, new_events=tuple(
+            e for e in snapshot.events if _event_key(e) not in previous))
+
+    def _decode_event(self, event_id: int, data: str) -> Event:
+        try:
+            return event_from_dict(json.loads(data))
+        except ValueError as exc:
+            raise RecordingError(f"event {event_id} of {self.path} is damaged: {exc}") from None
 
     def timestamps(self) -> list[float]:
         return list(self._timestamps)
@@ -366,16 +459,30 @@ class Recording:
 
     def events(self, kind: str | None = None) -> list[Event]:
         """Exits and OOM kills (every event written), oldest first; ``kind`` filters e.g. 'oom'."""
-        query = "SELECT data FROM events"
-        args: tuple[Any, ...] = ()
-        if kind is not None:
-            query += " WHERE kind = ?"
-            args = (kind,)
+        if kind is None:
+            return self._select_events("", ())
+        return self._select_events(" WHERE kind = ?", (kind,))
+
+    def events_between(self, since: float | None, until: float | None) -> list[Event]:
+        """Every exit and OOM kill with ``since <= timestamp <= until``, oldest first (None: no bound).
+
+        From the events table, so every event recorded is there, not only those a frame's log kept.
+        """
+        clauses, args = [], []
+        if since is not None:
+            clauses.append("timestamp >= ?")
+            args.append(since)
+        if until is not None:
+            clauses.append("timestamp <= ?")
+            args.append(until)
+        return self._select_events(" WHERE " + " AND ".join(clauses) if clauses else "", tuple(args))
+
+    def _select_events(self, where: str, args: tuple[Any, ...]) -> list[Event]:
         try:
-            rows = self._conn.execute(query + " ORDER BY timestamp, id", args).fetchall()
-            return [event_from_dict(json.loads(r[0])) for r in rows]
-        except (sqlite3.Error, ValueError) as exc:
-            raise RecordingError(f"the events of {self.path} are damaged: {exc}") from None
+            rows = self._conn.execute(f"SELECT id, data FROM events{where} ORDER BY timestamp, id", args).fetchall()
+        except sqlite3.Error as exc:
+            raise RecordingError(f"cannot read the events of {self.path}: {exc}.") from None
+        return [self._decode_event(eid, data) for eid, data in rows]
 
     def close(self) -> None:
         self._conn.close()
