@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from badfiles import deeply_nested, foreign_database, frame_json, set_frame_data, state, write_recording, zlib_bomb
 from conftest import REQUIRE_BPF, Workload
 
 K = 1024
@@ -136,3 +137,60 @@ def test_record_then_replay_once(tmp_path: Path) -> None:
     assert len(doc["processes"]) == 5
     first = run("--once", "--json", "--replay", str(rec), "--at", "0")
     assert json.loads(first.stdout)["timestamp"] <= doc["timestamp"]
+
+
+# --- broken and hostile recordings: one line, exit 1, no hang, no change -------------------------
+
+def _one_line_error(res: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memwatch: "), res.stderr
+    assert needle in lines[0]
+
+
+def _string_for_a_number(d: dict[str, object]) -> None:
+    d["timestamp"] = "yesterday"
+
+
+def _bad_recording(path: Path, case: str) -> str:
+    """Make ``path`` the ``case`` of broken file; return what the error line must say."""
+    if case == "fifo":
+        os.mkfifo(path)
+        return "it is a FIFO (named pipe), not a recording file"
+    if case == "foreign":
+        foreign_database(path)
+        return "not a memwatch recording"
+    if case == "text":
+        path.write_text("not a recording\n" * 100)
+        return "not an SQLite database"
+    write_recording(path, 2)
+    damage = {"string": frame_json(_string_for_a_number), "deep": deeply_nested(), "bomb": zlib_bomb(300)}[case]
+    set_frame_data(path, 0, damage)  # the first frame: what --once --replay opens
+    return {"string": "timestamp should be a number, not a string ('yesterday')",
+            "deep": "nested too deeply", "bomb": "far more than any real frame"}[case]
+
+
+@pytest.mark.parametrize("case", ["fifo", "foreign", "text", "string", "deep", "bomb"])
+def test_replaying_a_bad_recording_is_one_line(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "bad.db"
+    needle = _bad_recording(path, case)
+    before = sorted(os.listdir(tmp_path))
+    res = run("--once", "--replay", str(path), timeout=30)  # a FIFO used to hang here, deaf to Ctrl+C
+    _one_line_error(res, needle)
+    assert "Traceback" not in res.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize("case", ["fifo", "foreign", "text"])
+def test_recording_into_a_bad_file_is_one_line_and_changes_nothing(tmp_path: Path, case: str) -> None:
+    """(A recording with a damaged frame is not refused: new frames append to it as they should.)"""
+    path = tmp_path / "bad.db"
+    needle = _bad_recording(path, case)
+    before = state(path) if case != "fifo" else None
+    listing = sorted(os.listdir(tmp_path))
+    res = run("record", str(path), "--duration", "1", "--no-bpf", timeout=30)
+    _one_line_error(res, needle)
+    assert "Traceback" not in res.stderr
+    assert sorted(os.listdir(tmp_path)) == listing
+    if before is not None:
+        assert state(path) == before

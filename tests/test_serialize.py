@@ -174,3 +174,132 @@ def test_headless_keeps_odd_names_literal() -> None:
     doc = _document(make_frames(5)[-1])
     names = {p["name"] for p in doc["processes"]}
     assert {MARKUP_NAME, PAREN_NAME, BACKSLASH_NAME} <= names
+
+
+# --- damaged or foreign data: one sentence naming the value -------------------------------------
+
+def _frame_dict() -> dict[str, Any]:
+    return _through_json(snapshot_to_dict(make_frames(5)[-1]))
+
+
+def _leaky(d: dict[str, Any]) -> dict[str, Any]:
+    view: dict[str, Any] = next(p for p in d["processes"] if p["leak_suspect"])
+    return view
+
+
+def _set(path: str, value: Any) -> Any:
+    """A change to a frame dict at ``path`` (``processes.0.sample.pid``); ``"-"`` deletes the key."""
+    def change(d: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = d
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if value == "-":
+            del target[last]
+        else:
+            target[int(last) if isinstance(target, list) else last] = value
+    return change
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("timestamp", "yesterday", r"timestamp should be a number, not a string \('yesterday'\)"),
+    ("hostname", None, "hostname should be a string, not null"),
+    ("paused", 0, "paused should be true or false, not an integer"),
+    ("system", [1, 2], "system should be an object, not a list"),
+    ("system.used_kb", 1.5, r"system.used_kb should be an integer, not a number \(1.5\)"),
+    ("tracer.enabled", 1, "tracer.enabled should be true or false, not an integer"),
+    ("tracer.reason", 7, "tracer.reason should be a string or null, not an integer"),
+    ("tracer", "-", "tracer is missing"),
+    ("processes", {"0": {}}, "processes should be a list, not an object"),
+    ("processes.0", "x", r"processes\[0\] should be an object, not a string"),
+    ("processes.3.sample.rss_kb", "12", r"processes\[3\].sample.rss_kb should be an integer, not a string \('12'\)"),
+    ("processes.3.sample.pid", True, r"processes\[3\].sample.pid should be an integer, not a boolean"),
+    ("processes.3.sample.name", None, r"processes\[3\].sample.name should be a string, not null"),
+    ("processes.3.sample.cmdline", "-", r"processes\[3\].sample.cmdline is missing"),
+    ("processes.3.kernel", [], r"processes\[3\].kernel should be an object, not a list"),
+    ("processes.3.kernel", "-", r"processes\[3\].kernel is missing"),
+    ("processes.3.kernel.mmap_count", None, r"processes\[3\].kernel.mmap_count should be an integer, not null"),
+    ("processes.3.growth_kb_s", "fast", r"processes\[3\].growth_kb_s should be a number or null"),
+    ("processes.3.rss_history", 5, r"processes\[3\].rss_history should be a list, not an integer"),
+    ("processes.3.rss_history.2", "5", r"processes\[3\].rss_history should hold integers only, not a string"),
+    ("processes.3.rss_history.2", 5.5, r"processes\[3\].rss_history should hold integers only, not a number"),
+    ("processes.3.event_rate_history.1", None, r"processes\[3\].event_rate_history should hold numbers only"),
+    ("processes.3.event_rate_history.1", [1], r"processes\[3\].event_rate_history should hold numbers only"),
+    ("events.0.kind", "teleport", r"events\[0\].kind should be one of mmap, .*, not a string"),
+    ("events.0.pid", "5678", r"events\[0\].pid should be an integer"),
+    ("events.0.counts", 3, r"events\[0\].counts should be an object, not an integer"),
+    ("events.0.counts.mmap_bytes", "lots", r"events\[0\].counts.mmap_bytes should be an integer"),
+    ("events", {}, "events should be a list, not an object"),
+    ("new_events.0.timestamp", None, r"new_events\[0\].timestamp should be a number, not null"),
+    ("system_history.1.total_kb", "16G", r"system_history\[1\].total_kb should be an integer"),
+    ("replay_position", [1], "replay_position should be two integers or null, not a list"),
+    ("replay_position", ["1", "2"], "replay_position should be two integers or null"),
+])
+def test_a_wrong_value_is_named_with_its_path(path: str, value: Any, message: str) -> None:
+    d = _frame_dict()
+    assert d["processes"][3]["kernel"] is not None and d["events"] and d["new_events"]
+    _set(path, value)(d)
+    with pytest.raises(SerializationError, match=f"^not a memwatch snapshot: {message}"):
+        snapshot_from_dict(d)
+
+
+def test_a_leaky_process_event_is_named_with_its_path() -> None:
+    d = _frame_dict()
+    i = d["processes"].index(_leaky(d))
+    _leaky(d)["recent_events"][1]["addr"] = "0x7f00"
+    with pytest.raises(SerializationError, match=rf"processes\[{i}\].recent_events\[1\].addr should be an integer"):
+        snapshot_from_dict(d)
+
+
+@pytest.mark.parametrize("value", [[], "frame", 3, None])
+def test_not_an_object_at_all(value: Any) -> None:
+    with pytest.raises(SerializationError, match="should be an object"):
+        snapshot_from_dict(value)
+    with pytest.raises(SerializationError, match="should be an object"):
+        event_from_dict(value)
+
+
+def test_numbers_are_accepted_where_the_model_says_float() -> None:
+    d = _frame_dict()
+    d["interval_s"] = 3
+    d["processes"][3]["growth_kb_s"] = 0
+    d["processes"][3]["event_rate_history"] = [0, 1, 2.5]
+    back = snapshot_from_dict(d)
+    assert back.interval_s == 3
+    assert back.processes[3].event_rate_history == (0, 1, 2.5)
+
+
+def test_missing_defaulted_fields_take_their_default_and_unknown_keys_are_ignored() -> None:
+    frame = make_frames(5)[-1]
+    d = _frame_dict()
+    for key in ("paused", "replay_position", "system_history", "new_events"):
+        del d[key]
+    del d["tracer"]["exits_dropped"]
+    del d["processes"][3]["kernel"]["lost_mappings"]
+    del d["events"][0]["prot"]
+    d["processes"][3]["sample"]["from_the_future"] = {"x": 1}
+    d["added_later"] = [1, 2, 3]
+    back = snapshot_from_dict(d)
+    assert back.paused is False and back.replay_position is None
+    assert back.system_history == () and back.new_events == ()
+    assert back.tracer == frame.tracer  # exits_dropped was 0, its default
+    assert back.processes == frame.processes
+    assert back.events == frame.events
+
+
+@pytest.mark.parametrize(("status", "code", "signal"), [(768, 3, None), (9, None, "SIGKILL"), (0, 0, None)])
+def test_events_written_before_exit_codes_were_decoded(status: int, code: int | None, signal: str | None) -> None:
+    """Format 1 stored the wait(2) status in exit_code and had no "signal" key."""
+    d = _through_json(event_to_dict(next(e for e in make_frames(5)[-1].events if e.kind is EventKind.EXIT)))
+    del d["signal"]
+    d["exit_code"] = status
+    back = event_from_dict(d)
+    assert (back.exit_code, back.signal) == (code, signal)
+
+
+def test_without_events_leaves_the_log_out() -> None:
+    frame = make_frames(5)[-1]
+    assert frame.events and frame.new_events
+    d = _through_json(snapshot_to_dict(frame, with_events=False))
+    assert "events" not in d and "new_events" not in d
+    assert snapshot_from_dict(d) == dataclasses.replace(frame, events=(), new_events=())

@@ -5,12 +5,21 @@ once: ``dataclasses.asdict`` recurses generically and deep-copies, which costs s
 much. Every field is written (no omission of defaults), so a round trip gives back an equal object
 whatever the defaults become.
 Strings go through untouched: odd process names (markup, newlines, backslash-escaped bytes) are data.
+
+Reading checks every value against its field's annotation (an ``int`` field takes a JSON integer,
+a ``float`` one a number, ``X | None`` also null, histories lists of numbers), because a recording
+is a file anyone can hand over: a string where a number belongs would otherwise pass through here
+and blow up later in whatever view formats it, far from the frame that caused it. The checks are
+type identity tests against tables built once from the annotations, so they add little to a decode
+(bench/bench_recording.py measures it). A missing field that has a default takes it (data written
+before the field existed); an unknown key is ignored (data written by a newer memwatch).
 """
 
 from __future__ import annotations
 
+import types
 from dataclasses import MISSING, fields
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from memwatch.model import (
     Event,
@@ -30,6 +39,118 @@ class SerializationError(ValueError):
     """A dict does not describe the model object it should (damaged or foreign data)."""
 
 
+class _Bad(Exception):
+    """One wrong value, with the path to it built up on the way out (``processes[3].sample.pid``)."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(where, problem)
+        self.where = where
+        self.problem = problem
+
+    def inside(self, outer: str) -> _Bad:
+        self.where = f"{outer}.{self.where}" if self.where else outer
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.where} {self.problem}" if self.where else self.problem
+
+
+_NONE = type(None)
+_SCALARS: dict[Any, tuple[tuple[type, ...], str]] = {
+    int: ((int,), "an integer"),
+    float: ((float, int), "a number"),
+    str: ((str,), "a string"),
+    bool: ((bool,), "true or false"),
+}
+"""What JSON gives back for each scalar annotation. ``type(v) in allowed`` rather than isinstance:
+it is faster and keeps ``true`` out of integer fields (bool is a subclass of int)."""
+
+
+def _show(value: object) -> str:
+    """A wrong value for a message: its JSON kind, and a short excerpt of it."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", _NONE: "null",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+    if isinstance(value, dict | list):
+        return kind
+    text = repr(value)
+    return f"{kind} ({text[:40]}{'...' if len(text) > 40 else ''})" if value is not None else kind
+
+
+FieldSpec = tuple[str, tuple[type, ...], str, bool]
+"""(name, allowed JSON types, what they are in words, required)."""
+
+
+def _spec(cls: type, skip: tuple[str, ...] = ()) -> tuple[FieldSpec, ...]:
+    """The checks for a dataclass's scalar fields, from its annotations (``int | None`` and so on)."""
+    hints = get_type_hints(cls)
+    out: list[FieldSpec] = []
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        optional = False
+        if get_origin(hint) in (Union, types.UnionType):
+            args = [a for a in get_args(hint) if a is not _NONE]
+            optional = len(args) < len(get_args(hint))
+            if len(args) != 1:
+                raise TypeError(f"{cls.__name__}.{f.name}: no check for {hint}")
+            hint = args[0]
+        allowed, words = _SCALARS[hint]
+        if optional:
+            allowed, words = (*allowed, _NONE), f"{words} or null"
+        required = f.default is MISSING and f.default_factory is MISSING
+        out.append((f.name, allowed, words, required))
+    return tuple(out)
+
+
+def _check_fields(spec: tuple[FieldSpec, ...], d: Any) -> dict[str, Any]:
+    """The checked keyword arguments for a record; raises :class:`_Bad` naming the field."""
+    if type(d) is not dict:
+        raise _Bad("", f"should be an object, not {_show(d)}")
+    kwargs: dict[str, Any] = {}
+    for name, allowed, words, required in spec:
+        try:
+            value = d[name]
+        except KeyError:
+            if required:
+                raise _Bad(name, "is missing") from None
+            continue
+        if type(value) not in allowed:
+            raise _Bad(name, f"should be {words}, not {_show(value)}")
+        kwargs[name] = value
+    return kwargs
+
+
+def _list(d: Any, name: str) -> list[Any]:
+    """A list field, which a foreign frame may have replaced by anything else."""
+    value = d[name]
+    if type(value) is not list:
+        raise _Bad(name, f"should be a list, not {_show(value)}")
+    return value
+
+
+_INT_TYPES = frozenset({int})
+
+
+def _numbers(d: dict[str, Any], name: str, *, integers: bool) -> tuple[Any, ...]:
+    """A history: a list of integers (or of numbers), checked by summing it.
+
+    ``sum`` runs in C and raises TypeError on anything that is not a number, and its result is an
+    int only when every element is one (true/false count as 1/0): about three times cheaper than
+    looking at each element's type, and a frame holds three histories per process.
+    """
+    values = _list(d, name)
+    try:
+        total = sum(values)
+    except TypeError:
+        total = None
+    if type(total) is not int and (integers or type(total) is not float):
+        allowed = (int, bool) if integers else (int, bool, float)
+        wrong = next(v for v in values if type(v) not in allowed)
+        raise _Bad(name, f"should hold {'integers' if integers else 'numbers'} only, not {_show(wrong)}")
+    return tuple(values)
+
+
 # --- Flat records: KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth ---------
 
 _FIELDS: dict[type, tuple[str, ...]] = {
@@ -37,11 +158,9 @@ _FIELDS: dict[type, tuple[str, ...]] = {
     for cls in (KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth)
 }
 """Field names of the records made only of scalars: read once, so a frame costs a getattr a field."""
-_REQUIRED: dict[type, frozenset[str]] = {
-    cls: frozenset(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
-    for cls in _FIELDS
-}
-"""Fields without a default: a record written before a defaulted field existed still reads."""
+_SPECS: dict[type, tuple[FieldSpec, ...]] = {cls: _spec(cls) for cls in _FIELDS}
+"""Their checks; a field without a default is required, so a record written before a defaulted
+field existed still reads."""
 
 _Flat = TypeVar("_Flat", KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth)
 
@@ -53,12 +172,24 @@ def flat_to_dict(record: KernelCounts | ProcessSample | SmapsRollup | SystemMemo
 
 
 def flat_from_dict(cls: type[_Flat], d: dict[str, Any]) -> _Flat:
-    """Inverse of :func:`flat_to_dict`; a missing required field raises KeyError (caller turns it
-    into :class:`SerializationError`), a missing defaulted one (newer than the data) takes its default."""
-    missing = _REQUIRED[cls].difference(d)
-    if missing:
-        raise KeyError(", ".join(sorted(missing)))
-    return cls(**{name: d[name] for name in _FIELDS[cls] if name in d})
+    """Inverse of :func:`flat_to_dict`; raises :class:`SerializationError` naming a missing required
+    field or a value of the wrong type; a missing defaulted one (newer than the data) takes its default."""
+    try:
+        return cls(**_check_fields(_SPECS[cls], d))
+    except _Bad as exc:
+        raise SerializationError(f"not a memwatch {cls.__name__}: {exc}") from None
+
+
+def _flat(cls: type[_Flat], d: Any, name: str) -> _Flat:
+    try:
+        return cls(**_check_fields(_SPECS[cls], d))
+    except _Bad as exc:
+        raise exc.inside(name) from None
+
+
+def _optional_flat(cls: type[_Flat], d: dict[str, Any], name: str) -> _Flat | None:
+    value = d[name]
+    return None if value is None else _flat(cls, value, name)
 
 
 # --- Event ----------------------------------------------------------------------------------------
@@ -87,43 +218,45 @@ def event_to_dict(e: Event) -> dict[str, Any]:
     }
 
 
+_EVENT_SPEC = _spec(Event, skip=("kind", "counts"))
+_EVENT_KINDS = {k.value: k for k in EventKind}
+
+
 def event_from_dict(d: dict[str, Any]) -> Event:
     """Inverse of :func:`event_to_dict`; raises :class:`SerializationError` on a foreign dict."""
     try:
         return _event_from_dict(d)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SerializationError(f"not a memwatch event: {type(exc).__name__}: {exc}") from exc
+    except _Bad as exc:
+        raise SerializationError(f"not a memwatch event: {exc}") from None
 
 
-def _event_from_dict(d: dict[str, Any]) -> Event:
-    counts = d["counts"]
-    if "signal" in d:
-        code, sig = d["exit_code"], d["signal"]
-    elif d["exit_code"] is not None:  # written before exit codes were decoded: a wait(2) status
-        code, sig = decode_wait_status(d["exit_code"])
-    else:
-        code, sig = None, None
-    return Event(
-        timestamp=d["timestamp"],
-        kind=EventKind(d["kind"]),
-        pid=d["pid"],
-        tid=d["tid"],
-        name=d["name"],
-        addr=d["addr"],
-        length=d["length"],
-        new_addr=d["new_addr"],
-        new_length=d["new_length"],
-        flags=d["flags"],
-        prot=d["prot"],
-        exit_code=code,
-        signal=sig,
-        peak_rss_kb=d["peak_rss_kb"],
-        counts=flat_from_dict(KernelCounts, counts) if counts is not None else None,
-        rss_kb=d["rss_kb"],
-        total_vm_kb=d["total_vm_kb"],
-        start_ticks=d["start_ticks"],
-        start_time=d.get("start_time"),
-    )
+def _event_from_dict(d: Any) -> Event:
+    kw = _check_fields(_EVENT_SPEC, d)
+    if "kind" not in d:
+        raise _Bad("kind", "is missing")
+    kind = d["kind"]
+    if type(kind) is not str or kind not in _EVENT_KINDS:
+        raise _Bad("kind", f"should be one of {', '.join(_EVENT_KINDS)}, not {_show(kind)}")
+    kw["kind"] = _EVENT_KINDS[kind]
+    counts = d.get("counts")
+    if counts is not None:
+        kw["counts"] = _flat(KernelCounts, counts, "counts")
+    if "signal" not in d and kw.get("exit_code") is not None:
+        # written before exit codes were decoded: a wait(2) status
+        kw["exit_code"], kw["signal"] = decode_wait_status(kw["exit_code"])
+    return Event(**kw)
+
+
+def _events(d: dict[str, Any], name: str) -> tuple[Event, ...]:
+    if name not in d:
+        return ()
+    out = []
+    for i, e in enumerate(_list(d, name)):
+        try:
+            out.append(_event_from_dict(e))
+        except _Bad as exc:
+            raise exc.inside(f"{name}[{i}]") from None
+    return tuple(out)
 
 
 # --- ProcessView ----------------------------------------------------------------------------------
@@ -143,63 +276,105 @@ def process_view_to_dict(v: ProcessView) -> dict[str, Any]:
     }
 
 
+_VIEW_SPEC = _spec(ProcessView, skip=("sample", "kernel", "rollup", "rss_history", "outstanding_history",
+                                      "event_rate_history", "recent_events"))
+
+
 def process_view_from_dict(d: dict[str, Any]) -> ProcessView:
-    kernel = d["kernel"]
-    rollup = d["rollup"]
-    return ProcessView(
-        sample=flat_from_dict(ProcessSample, d["sample"]),
-        kernel=flat_from_dict(KernelCounts, kernel) if kernel is not None else None,
-        rollup=flat_from_dict(SmapsRollup, rollup) if rollup is not None else None,
-        growth_kb_s=d["growth_kb_s"],
-        leak_suspect=d["leak_suspect"],
-        leak_reason=d["leak_reason"],
-        rss_history=tuple(d["rss_history"]),
-        outstanding_history=tuple(d["outstanding_history"]),
-        event_rate_history=tuple(d["event_rate_history"]),
-        recent_events=tuple(_event_from_dict(e) for e in d["recent_events"]),
-    )
+    """Inverse of :func:`process_view_to_dict`; raises :class:`SerializationError` on a foreign dict."""
+    try:
+        return _process_view_from_dict(d)
+    except _Bad as exc:
+        raise SerializationError(f"not a memwatch process: {exc}") from None
+
+
+def _process_view_from_dict(d: Any) -> ProcessView:
+    kw = _check_fields(_VIEW_SPEC, d)
+    if "sample" not in d:
+        raise _Bad("sample", "is missing")
+    kw["sample"] = _flat(ProcessSample, d["sample"], "sample")
+    if "kernel" not in d:  # no default: "not traced" must be said (null), never assumed
+        raise _Bad("kernel", "is missing")
+    kw["kernel"] = _optional_flat(KernelCounts, d, "kernel")
+    if "rollup" in d:
+        kw["rollup"] = _optional_flat(SmapsRollup, d, "rollup")
+    if "rss_history" in d:
+        kw["rss_history"] = _numbers(d, "rss_history", integers=True)
+    if "outstanding_history" in d:
+        kw["outstanding_history"] = _numbers(d, "outstanding_history", integers=True)
+    if "event_rate_history" in d:
+        kw["event_rate_history"] = _numbers(d, "event_rate_history", integers=False)
+    kw["recent_events"] = _events(d, "recent_events")
+    return ProcessView(**kw)
 
 
 # --- Snapshot -------------------------------------------------------------------------------------
 
-def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
-    """Everything but ``by_key``, which is an index rebuilt from ``processes``."""
-    return {
+def snapshot_to_dict(s: Snapshot, *, with_events: bool = True) -> dict[str, Any]:
+    """Everything but ``by_key``, which is an index rebuilt from ``processes``.
+
+    ``with_events=False`` leaves out the event log and ``new_events``: a recording keeps those in
+    a table of their own, once each, instead of up to a thousand of them in every frame.
+    """
+    d = {
         "timestamp": s.timestamp,
         "interval_s": s.interval_s,
         "hostname": s.hostname,
         "system": flat_to_dict(s.system),
         "tracer": flat_to_dict(s.tracer),
         "processes": [process_view_to_dict(v) for v in s.processes],
-        "events": [event_to_dict(e) for e in s.events],
-        "new_events": [event_to_dict(e) for e in s.new_events],
+        "events": [event_to_dict(e) for e in s.events] if with_events else None,
+        "new_events": [event_to_dict(e) for e in s.new_events] if with_events else None,
         "system_history": [flat_to_dict(m) for m in s.system_history],
         "duration_s": s.duration_s,
         "paused": s.paused,
         "replay_position": list(s.replay_position) if s.replay_position is not None else None,
     }
+    if not with_events:
+        del d["events"], d["new_events"]
+    return d
+
+
+_SNAPSHOT_SPEC = _spec(Snapshot, skip=("system", "tracer", "processes", "events", "new_events",
+                                       "system_history", "replay_position", "by_key"))
 
 
 def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
-    """Inverse of :func:`snapshot_to_dict`; raises :class:`SerializationError` on a foreign dict."""
+    """Inverse of :func:`snapshot_to_dict`; raises :class:`SerializationError` saying which value
+    is wrong (``processes[3].sample.rss_kb should be an integer, not a string ("12")``)."""
     try:
-        position = d["replay_position"]
-        return Snapshot(
-            timestamp=d["timestamp"],
-            interval_s=d["interval_s"],
-            hostname=d["hostname"],
-            system=flat_from_dict(SystemMemory, d["system"]),
-            tracer=flat_from_dict(TracerHealth, d["tracer"]),
-            processes=tuple(process_view_from_dict(v) for v in d["processes"]),
-            events=tuple(_event_from_dict(e) for e in d["events"]),
-            new_events=tuple(_event_from_dict(e) for e in d.get("new_events", ())),
-            system_history=tuple(flat_from_dict(SystemMemory, m) for m in d["system_history"]),
-            duration_s=d["duration_s"],
-            paused=d["paused"],
-            replay_position=(position[0], position[1]) if position is not None else None,
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise SerializationError(f"not a memwatch snapshot: {type(exc).__name__}: {exc}") from exc
+        return _snapshot_from_dict(d)
+    except _Bad as exc:
+        raise SerializationError(f"not a memwatch snapshot: {exc}") from None
+
+
+def _snapshot_from_dict(d: Any) -> Snapshot:
+    kw = _check_fields(_SNAPSHOT_SPEC, d)
+    for name in ("system", "tracer", "processes"):
+        if name not in d:
+            raise _Bad(name, "is missing")
+    kw["system"] = _flat(SystemMemory, d["system"], "system")
+    kw["tracer"] = _flat(TracerHealth, d["tracer"], "tracer")
+    processes = []
+    for i, v in enumerate(_list(d, "processes")):
+        try:
+            processes.append(_process_view_from_dict(v))
+        except _Bad as exc:
+            raise exc.inside(f"processes[{i}]") from None
+    kw["processes"] = tuple(processes)
+    kw["events"] = _events(d, "events")
+    kw["new_events"] = _events(d, "new_events")
+    if "system_history" in d:
+        history = []
+        for i, m in enumerate(_list(d, "system_history")):
+            history.append(_flat(SystemMemory, m, f"system_history[{i}]"))
+        kw["system_history"] = tuple(history)
+    position = d.get("replay_position")
+    if position is not None:
+        if type(position) is not list or len(position) != 2 or {*map(type, position)} != _INT_TYPES:
+            raise _Bad("replay_position", f"should be two integers or null, not {_show(position)}")
+        kw["replay_position"] = (position[0], position[1])
+    return Snapshot(**kw)
 
 
 # --- Headless JSON contract (`memwatch --once --json`) --------------------------------------------
