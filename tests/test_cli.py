@@ -99,7 +99,7 @@ def test_table_shows_odd_names_literally(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "needle"), [
     (["--interval", "0"], "at least 0.2"),
     (["--json"], "go with --once"),
-    (["--once", "--at", "12"], "--at goes with --replay"),
+    (["--once", "--at", "12"], "--at and --since go with --replay"),
     (["--once", "--replay", "/nonexistent/rec.db"], "/nonexistent/rec.db"),
     (["--once", "--sort", "bogus"], "invalid choice"),
     (["serve", "--listen", "nonsense"], "nonsense"),

@@ -129,3 +129,32 @@ def test_signal_names_are_reported() -> None:
     assert decode_wait_status(9) == (None, "SIGKILL")
     assert decode_wait_status(0x80 | signal.SIGSEGV) == (None, "SIGSEGV")   # core dumped
     assert decode_wait_status(int(signal.SIGRTMIN) + 2) == (None, "SIGRTMIN+2")
+
+
+def test_replay_events_between_since_and_at(tmp_path: Path) -> None:
+    """With --replay, 'events' are every exit and OOM kill recorded from --since (default: the
+    start) to the frame at --at."""
+    from frames import BASE_TIMESTAMP, FRAME_GAP_S, make_frames
+    from memwatch.recording import Recorder
+
+    frames = make_frames(6)
+    rec = tmp_path / "rec.db"
+    with Recorder.open(rec) as recorder:
+        for frame in frames:
+            recorder.append(frame)
+    recorded = [e for f in frames for e in f.new_events]
+    assert len(recorded) == 2   # the short job's exit, the hog's OOM kill (last frame)
+
+    def events(*args: str) -> list[dict[str, object]]:
+        res = subprocess.run([*MEMWATCH, "--once", "--json", "--replay", str(rec), *args],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return list(json.loads(res.stdout)["events"])
+
+    assert [e["kind"] for e in events()] == ["exit", "oom"]
+    exit_time = float(recorded[0].timestamp)
+    before_oom = str(BASE_TIMESTAMP + FRAME_GAP_S * 4)
+    assert [e["kind"] for e in events("--at", before_oom)] == ["exit"]
+    assert [e["kind"] for e in events("--since", str(exit_time + 0.001))] == ["oom"]
+    only = events("--since", str(exit_time), "--at", before_oom)
+    assert [(e["kind"], e["time"], e["exit_code"], e["signal"]) for e in only] == [("exit", exit_time, 0, None)]

@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --once: trace this long before printing (default one interval)")
     p.add_argument("--at", metavar="TIME", help="with --once --replay: the frame at this time "
                    "(epoch seconds or ISO 8601; default the last frame)")
+    p.add_argument("--since", metavar="TIME", help="with --once --replay: JSON 'events' from this time "
+                   "(default the start of the recording) to --at")
     p.add_argument("--theme", default=None, help="dashboard theme (default textual-dark)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what the tracer does to stderr")
     return p
@@ -190,14 +192,16 @@ def _fail(message: str, code: int = 1) -> int:
 def run_once(args: argparse.Namespace) -> int:
     from memwatch.headless import collect_once, parse_time, render
 
-    at = None
-    if args.at is not None:
-        try:
+    at = since = None
+    try:
+        if args.at is not None:
             at = parse_time(args.at)
-        except ValueError as exc:
-            return _fail(str(exc), 2)
+        if args.since is not None:
+            since = parse_time(args.since)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
     source = _replay_source(args.replay) if args.replay else _live_source(args)
-    collected = asyncio.run(collect_once(source, args.duration, at))
+    collected = asyncio.run(collect_once(source, args.duration, at, since))
     snap = collected.snapshot
     if not snap.tracer.enabled and snap.tracer.reason and not args.replay:
         print(f"memwatch: {snap.tracer.reason}", file=sys.stderr)
@@ -278,8 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if not args.once and (args.json or args.csv or args.at or args.duration is not None):
             parser.error("--json, --csv, --duration and --at go with --once")
-        if args.at and not args.replay:
-            parser.error("--at goes with --replay")
+        if (args.at or args.since) and not args.replay:
+            parser.error("--at and --since go with --replay")
+        if args.since and not args.once:
+            parser.error("--since goes with --once")
         _setup_logging(args.verbose, dashboard=not args.once)
         return run_once(args) if args.once else run_dashboard(args)
     except KeyboardInterrupt:

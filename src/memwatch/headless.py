@@ -108,15 +108,17 @@ class Collected:
     events: tuple[Event, ...]
 
 
-async def collect_once(source: SnapshotSource, duration_s: float | None, at: float | None = None) -> Collected:
+async def collect_once(source: SnapshotSource, duration_s: float | None, at: float | None = None,
+                       since: float | None = None) -> Collected:
     """Live sources trace for ``duration_s`` (default: one interval), sampling every interval on
     the way, so that growth and the leak signal have a history to judge; the last snapshot is
-    taken at the end of the window. Replays seek to ``at`` (default: the last frame)."""
+    taken at the end of the window. Replays seek to ``at`` (default: the last frame), with every
+    exit and OOM kill recorded from ``since`` (default: the start) to that frame."""
     snap = await source.open()
     try:
         if isinstance(source, SeekableSource):
             snap = source.seek_time(at) if at is not None else source.seek(source.frame_count - 1)
-            return Collected(snap, ())
+            return Collected(snap, tuple(source.events_between(since, snap.timestamp)))
         events = list(snap.new_events)
         interval = source.interval_s
         window = interval if duration_s is None else duration_s

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from memwatch.model import ProcessKey, SmapsRollup, Snapshot
+from memwatch.model import Event, ProcessKey, SmapsRollup, Snapshot
 
 
 @runtime_checkable
@@ -53,3 +53,6 @@ class SeekableSource(SnapshotSource, Protocol):
 
     def seek_time(self, timestamp: float) -> Snapshot:
         """Jump to the last frame at or before ``timestamp`` (wall-clock seconds)."""
+
+    def events_between(self, since: float | None, until: float | None) -> list[Event]:
+        """Every exit and OOM kill recorded with ``since <= timestamp <= until`` (None: no bound)."""

@@ -17,7 +17,7 @@ import os
 import statistics
 from collections.abc import Sequence
 
-from memwatch.model import ProcessKey, SmapsRollup, Snapshot
+from memwatch.model import Event, ProcessKey, SmapsRollup, Snapshot
 from memwatch.recording import Recording, RecordingError
 
 _DEFAULT_INTERVAL_S = 1.0
@@ -148,6 +148,16 @@ class ReplaySource:
         """Jump to frame ``index``, clamped to the recording."""
         self._position = min(max(index, 0), len(self._timestamps) - 1)
         return self._frame(self._position)
+
+    def events_between(self, since: float | None, until: float | None) -> list[Event]:
+        """Every exit and OOM kill recorded with ``since <= timestamp <= until`` (None: no bound),
+        oldest first: from the recording's events table, or from the frames' new events."""
+        frames = self._frames
+        if isinstance(frames, Recording):
+            return frames.events_between(since, until)
+        events = sorted((e for f in frames for e in f.new_events), key=lambda e: e.timestamp)
+        return [e for e in events if (since is None or e.timestamp >= since)
+                and (until is None or e.timestamp <= until)]
 
     def seek_time(self, timestamp: float) -> Snapshot:
         """Jump to the last frame at or before ``timestamp``; frame 0 if it is before the first."""
