@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +34,8 @@ BTIME = 1_700_000_000
 HZ = 100
 PAGE = 4096
 USERS = {0: "root", 1000: "alice"}
+STAT_LAG_KB = 37 * PAGE // 1024
+"""How far the fake stat's RSS sits below the exact figure, as the kernel's per-CPU counter can."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +66,12 @@ def vm(size: int, rss: int, hwm: int, anon: int, file: int, shmem: int, swap: in
             "VmExe": 20, "VmLib": 1800, "VmPTE": 48, "VmSwap": swap}
 
 
+def statm_text(*, size_kb: int, rss_kb: int, shared_kb: int = 0, data_kb: int = 0) -> bytes:
+    """/proc/PID/statm: size resident shared text lib data dt, in pages."""
+    pages = [size_kb, rss_kb, shared_kb, 20, 0, data_kb, 0]
+    return " ".join(str(kb * 1024 // PAGE) for kb in pages).encode() + b"\n"
+
+
 def write_pid(root: Path, pid: int, files: dict[str, bytes]) -> Path:
     d = root / str(pid)
     d.mkdir(exist_ok=True)
@@ -74,10 +84,21 @@ def user_process(root: Path, pid: int, comm: bytes, *, cmdline: bytes = b"", uid
                  ppid: int = 1, start: int = 500, rss_kb: int = 2048, size_kb: int = 10240,
                  hwm_kb: int = 4096, anon_kb: int = 1024, file_kb: int = 900, shmem_kb: int = 124,
                  swap_kb: int = 16, threads: int = 1, cgroup: bytes = b"0::/user.slice\n",
-                 state: str = "S") -> Path:
+                 state: str = "S", stat_rss_kb: int | None = None, utime: int = 0) -> Path:
+    """A process whose stat shows an approximate RSS (``stat_rss_kb``, by default a little below
+    the exact ``rss_kb`` that status and statm show), as recent kernels do."""
+    if stat_rss_kb is None:
+        stat_rss_kb = max(0, rss_kb - STAT_LAG_KB)
+    stat = stat_line(pid, comm, ppid=ppid, threads=threads, start=start, vsize=size_kb * 1024,
+                     rss_pages=stat_rss_kb * 1024 // PAGE, state=state)
+    if utime:  # field 14, after the name: what changes when a process runs
+        head, _, tail = stat.rpartition(b") ")
+        fields = tail.split(b" ")
+        fields[11] = b"%d" % utime
+        stat = head + b") " + b" ".join(fields)
     return write_pid(root, pid, {
-        "stat": stat_line(pid, comm, ppid=ppid, threads=threads, start=start, vsize=size_kb * 1024,
-                          rss_pages=rss_kb * 1024 // PAGE, state=state),
+        "stat": stat,
+        "statm": statm_text(size_kb=size_kb, rss_kb=rss_kb, shared_kb=file_kb + shmem_kb, data_kb=anon_kb),
         "status": status_text(comm.decode("utf-8", "replace"), uid=uid, ppid=ppid, threads=threads,
                               vm=vm(size_kb, rss_kb, hwm_kb, anon_kb, file_kb, shmem_kb, swap_kb)),
         "cmdline": cmdline,
@@ -126,8 +147,9 @@ def fake_proc(tmp_path: Path) -> Path:
     write_pid(root, 106, {"stat": stat_line(106, b"halfgone", start=900)})  # gone before status
     user_process(root, 107, b"hybrid", cmdline=b"hybrid\0",
                  cgroup=b"9:name=systemd:/\n4:memory:/jobs/42\n1:cpu,cpuacct:/\n0::/\n", uid=4_000_123)
-    write_pid(root, 108, {  # a zombie: no mm, no Vm lines
+    write_pid(root, 108, {  # a zombie: no mm, no Vm lines, statm all zeros
         "stat": stat_line(108, b"defunct", state="Z", start=950),
+        "statm": b"0 0 0 0 0 0 0\n",
         "status": status_text("defunct"),
         "cmdline": b"",
         "cgroup": b"0::/user.slice\n",
@@ -242,8 +264,23 @@ def test_permission_errors_degrade(fake_proc: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(procfs, "_read", guarded)
     got = by_pid(read_processes(str(fake_proc), clock_ticks=HZ, page_size=PAGE, uid_names=USERS))
     p = got[100]
-    assert (p.name, p.rss_kb, p.virt_kb, p.threads) == ("a) (b c", 2048, 10240, 4)  # from stat
+    assert (p.name, p.rss_kb, p.virt_kb, p.threads) == ("a) (b c", 2048, 10240, 4)  # stat and statm
     assert (p.cmdline, p.user, p.cgroup, p.peak_kb, p.swap_kb, p.anon_kb) == ("", "", "", 0, 0, 0)
+
+
+def test_without_statm_or_status_rss_is_stats_approximation(
+    fake_proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_read = procfs._read
+
+    def guarded(path: str) -> bytes:
+        if path.endswith(("/status", "/statm")):
+            raise PermissionError(13, "Permission denied", path)
+        return real_read(path)
+
+    monkeypatch.setattr(procfs, "_read", guarded)
+    p = read_process_sample(100, str(fake_proc))
+    assert p is not None and p.rss_kb == 2048 - STAT_LAG_KB  # better than nothing
 
 
 def test_missing_proc_root_is_a_clear_error(tmp_path: Path) -> None:
@@ -325,11 +362,91 @@ def test_status_is_reread_when_stat_moves_or_when_due(fake_proc: Path) -> None:
     for _ in range(3):
         p = by_pid(reader.read_processes())[100]
     assert (p.peak_kb, p.swap_kb) == (7000, 64)
-    # RSS moving in stat triggers a status read at once.
+    # The exact RSS (statm, read because stat moved) moving triggers a status read at once.
     user_process(fake_proc, 100, b"a) (b c", rss_kb=4096, hwm_kb=8000, anon_kb=3000, threads=4)
     p = by_pid(reader.read_processes())[100]
     assert (p.rss_kb, p.peak_kb, p.anon_kb) == (4096, 8000, 3000)
     reader.close()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every /proc file the readers open by path, as "pid/name", in order."""
+    seen: list[str] = []
+    real = procfs._read
+
+    def recording(path: str) -> bytes:
+        seen.append("/".join(path.rsplit("/", 2)[-2:]))
+        return real(path)
+
+    monkeypatch.setattr(procfs, "_read", recording)
+    return seen
+
+
+def test_rss_is_exact_on_every_path(fake_proc: Path, reads: list[str]) -> None:
+    """stat's RSS is the kernel's approximation: every sample shows what statm/status show."""
+    def tick() -> ProcessSample:
+        reads.clear()
+        return by_pid(reader.read_processes())[100]
+
+    with fake_reader(fake_proc, status_every=1000, slow_every=1000) as reader:
+        # A new process: status is read, its VmRSS is the figure (stat shows 2048 - STAT_LAG_KB).
+        assert tick().rss_kb == 2048
+        assert "100/status" in reads and "100/statm" not in reads
+        # Idle (stat unchanged): nothing is read, even though statm moved behind its back.
+        (fake_proc / "100" / "statm").write_bytes(statm_text(size_kb=10240, rss_kb=1800))
+        assert tick().rss_kb == 2048
+        assert not [r for r in reads if r.startswith("100/")]
+        # It ran (utime) but its memory did not move: statm is read, status is not.
+        user_process(fake_proc, 100, b"a) (b c", threads=4, utime=5, hwm_kb=9999)
+        p = tick()
+        assert (p.rss_kb, p.peak_kb) == (2048, 4096)
+        assert [r for r in reads if r.startswith("100/")] == ["100/statm"]
+        # stat's approximation moved but the exact figure did not: still no status read.
+        user_process(fake_proc, 100, b"a) (b c", threads=4, utime=6, hwm_kb=9999, stat_rss_kb=2048 + 200)
+        assert tick().rss_kb == 2048
+        assert [r for r in reads if r.startswith("100/")] == ["100/statm"]
+        # The exact figure moved while stat's approximation did not: status is read at once.
+        user_process(fake_proc, 100, b"a) (b c", threads=4, utime=7, rss_kb=3000, hwm_kb=9999,
+                     stat_rss_kb=2048 + 200)
+        p = tick()
+        assert (p.rss_kb, p.peak_kb) == (3000, 9999)
+        assert [r for r in reads if r.startswith("100/")] == ["100/statm", "100/status"]
+
+
+def test_idle_rss_waits_for_the_periodic_status_read(fake_proc: Path) -> None:
+    """Reclaim can shrink an idle process without touching its stat: status_every bounds it."""
+    with fake_reader(fake_proc, status_every=3) as reader:
+        assert by_pid(reader.read_processes())[100].rss_kb == 2048
+        user_process(fake_proc, 100, b"a) (b c", threads=4, rss_kb=1500, stat_rss_kb=2048 - STAT_LAG_KB)
+        assert [by_pid(reader.read_processes())[100].rss_kb for _ in range(3)] == [2048, 2048, 1500]
+
+
+def test_peak_is_never_below_the_exact_rss(fake_proc: Path) -> None:
+    """VmHWM comes from the approximate counters: it can sit below VmRSS."""
+    user_process(fake_proc, 100, b"a) (b c", rss_kb=4100, hwm_kb=4096, stat_rss_kb=3996)
+    with fake_reader(fake_proc, status_every=1000) as reader:
+        p = by_pid(reader.read_processes())[100]
+        assert (p.rss_kb, p.peak_kb) == (4100, 4100)
+        user_process(fake_proc, 100, b"a) (b c", rss_kb=4200, hwm_kb=4096, utime=1)
+        p = by_pid(reader.read_processes())[100]
+        assert (p.rss_kb, p.peak_kb) == (4200, 4200)
+
+
+def test_exiting_process_with_empty_statm_does_not_raise(fake_proc: Path) -> None:
+    with fake_reader(fake_proc, status_every=1000) as reader:
+        reader.read_processes()
+        # Exiting: stat still there, statm and status empty (its mm is gone).
+        user_process(fake_proc, 100, b"a) (b c", threads=4, utime=9, state="X")
+        (fake_proc / "100" / "statm").write_bytes(b"")
+        (fake_proc / "100" / "status").write_bytes(b"")
+        p = by_pid(reader.read_processes())[100]
+        assert (p.state, p.rss_kb, p.peak_kb) == ("X", 0, 0)
+        # Gone between stat and statm: skipped like any vanished pid, its stat file released.
+        user_process(fake_proc, 101, b"new\nline", utime=9)
+        (fake_proc / "101" / "statm").unlink()
+        assert 101 not in by_pid(reader.read_processes())
+        assert reader.cached_pids == reader.open_files == 8
 
 
 def test_status_every_one_reads_status_each_tick(fake_proc: Path) -> None:
@@ -368,7 +485,7 @@ def test_gone_processes_leave_the_cache(fake_proc: Path) -> None:
         reader.read_processes()
         assert reader.cached_pids == 9
         assert reader.open_files == 9
-        for name in ("stat", "status", "cmdline", "cgroup"):
+        for name in ("stat", "statm", "status", "cmdline", "cgroup"):
             (fake_proc / "103" / name).unlink()
         (fake_proc / "103").rmdir()
         # A kept stat file is only valid while its pid is listed: 103 drops out even though the
@@ -506,3 +623,162 @@ def test_real_system_memory_and_boot_time() -> None:
     assert m.used_kb == m.total_kb - m.available_kb
     assert boot_time() == pytest.approx(psutil.boot_time(), abs=2)
     assert procfs.clock_ticks() == os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact RSS on the real /proc. Reclaim (DAMON, kswapd) can change an idle process's RSS at any
+# moment, so each comparison is bracketed: it only counts when the process's stat and VmRSS are
+# the same before and after the reader's tick.
+
+TOUCHER = """
+import mmap, sys
+maps = []
+while line := sys.stdin.readline():
+    m = mmap.mmap(-1, int(line) * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE)
+    for offset in range(0, len(m), mmap.PAGESIZE):
+        m[offset] = 1
+    maps.append(m)
+    sys.stdout.write("ok\\n")
+    sys.stdout.flush()
+"""
+
+
+def proc_rss(pid: int) -> tuple[bytes, int, int]:
+    """(stat bytes, stat's approximate RSS in KB, VmRSS in KB) of a live user process."""
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    status = Path(f"/proc/{pid}/status").read_bytes()
+    approx = int(stat.rpartition(b") ")[2].split()[21]) * PAGE // 1024
+    return stat, approx, procfs._status_field(status, b"\nVmRSS:")
+
+
+class Toucher:
+    """A child that maps and touches the pages it is told to, then blocks reading its stdin."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", TOUCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        self.pid = self.proc.pid
+
+    def touch(self, pages: int) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(b"%d\n" % pages)
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == b"ok\n"
+        self.wait_idle()
+
+    def wait_idle(self) -> None:
+        """Until it sleeps in read() and its stat stops changing."""
+        deadline = time.monotonic() + 10
+        last = b""
+        while True:
+            stat = Path(f"/proc/{self.pid}/stat").read_bytes()
+            if stat == last and stat.rpartition(b") ")[2].startswith(b"S "):
+                return
+            assert time.monotonic() < deadline, "the child never went idle"
+            last = stat
+            time.sleep(0.02)
+
+    def make_stat_disagree(self) -> None:
+        """Touch one page at a time until stat's RSS differs from VmRSS (a per-CPU delta is left)."""
+        for _ in range(200):
+            _stat, approx, exact = proc_rss(self.pid)
+            if approx != exact:
+                return
+            self.touch(1)
+        pytest.fail("stat's RSS always equals VmRSS here: this kernel sums the per-CPU deltas")
+
+
+@pytest.fixture
+def toucher() -> Iterator[Toucher]:
+    child = Toucher()
+    try:
+        yield child
+    finally:
+        child.proc.kill()
+        child.proc.wait()
+
+
+def exact_sample(reader: ProcReader, pid: int) -> tuple[ProcessSample, int, int]:
+    """A tick's sample of an idle pid with stat's approximation and VmRSS around it."""
+    for _ in range(5):
+        before = proc_rss(pid)
+        sample = by_pid(reader.read_processes())[pid]
+        after = proc_rss(pid)
+        if before == after:
+            return sample, after[1], after[2]
+    pytest.fail(f"process {pid} never stayed idle across a tick")
+
+
+def test_idle_child_rss_is_exact(toucher: Toucher) -> None:
+    toucher.touch(2560)  # 10 MiB
+    toucher.make_stat_disagree()
+    with ProcReader() as reader:
+        sample, approx, exact = exact_sample(reader, toucher.pid)
+    assert approx != exact  # what the old reader reported, and why this test can fail
+    assert sample.rss_kb == exact == psutil.Process(toucher.pid).memory_info().rss // 1024
+    assert sample.rss_kb >= 2560 * PAGE // 1024
+    assert sample.peak_kb >= sample.rss_kb
+
+
+def test_rss_is_exact_after_the_process_grew(toucher: Toucher) -> None:
+    """The warm path: stat moved, so statm (and then status) give the new exact figure."""
+    toucher.touch(256)
+    with ProcReader(status_every=1000, slow_every=1000) as reader:
+        first, _, _ = exact_sample(reader, toucher.pid)
+        toucher.touch(2560)
+        toucher.make_stat_disagree()
+        sample, approx, exact = exact_sample(reader, toucher.pid)
+    assert approx != exact
+    assert sample.rss_kb == exact == psutil.Process(toucher.pid).memory_info().rss // 1024
+    assert sample.rss_kb >= first.rss_kb + 2560 * PAGE // 1024
+    assert sample.peak_kb >= sample.rss_kb
+
+
+def test_every_idle_process_shows_vmrss(toucher: Toucher) -> None:
+    """Over two ticks of one reader, every user process idle throughout shows exactly VmRSS."""
+    toucher.touch(64)
+    toucher.make_stat_disagree()  # at least one process whose stat is off, so this can fail
+
+    def snapshot() -> dict[int, tuple[bytes, int, int]]:
+        out = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    out[int(entry)] = proc_rss(int(entry))
+        return out
+
+    with ProcReader(status_every=1000, slow_every=1000) as reader:
+        s0 = snapshot()
+        tick1 = by_pid(reader.read_processes())
+        s1 = snapshot()
+        tick2 = by_pid(reader.read_processes())
+        s2 = snapshot()
+    compared: set[int] = set()
+    off = 0
+    for pid, (stat, approx, exact) in s2.items():
+        if s0.get(pid) != s2[pid] or s1.get(pid) != s2[pid] or pid not in tick1 or pid not in tick2:
+            continue  # it ran, was reclaimed from, or came or went during the ticks
+        if tick1[pid].kernel_thread or not stat.rpartition(b") ")[2].startswith(b"S "):
+            continue
+        compared.add(pid)
+        off += approx != exact
+        assert (pid, tick1[pid].rss_kb, tick2[pid].rss_kb) == (pid, exact, exact)
+    assert toucher.pid in compared and off >= 1
+
+
+def test_zombie_after_a_warm_tick_reads_as_empty() -> None:
+    """A process that became a zombie changed its stat: the statm read finds no memory, no error."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        with ProcReader(status_every=1000, slow_every=1000) as reader:
+            assert by_pid(reader.read_processes())[child.pid].state in ("R", "S")
+            child.send_signal(signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{child.pid}/stat").read_bytes().rpartition(b") ")[2][:1] != b"Z":
+                assert time.monotonic() < deadline, "the child never became a zombie"
+                time.sleep(0.01)
+            p = by_pid(reader.read_processes())[child.pid]
+            assert (p.state, p.rss_kb, p.peak_kb, p.kernel_thread) == ("Z", 0, 0, False)
+    finally:
+        child.kill()
+        child.wait()

@@ -4,14 +4,26 @@ The cheap path (:class:`ProcReader`) must keep up with thousands of processes pe
 reads as few files as it can and parses bytes by hand:
 
 * ``/proc/PID/stat`` every tick, for every process: identity (start ticks), state, ppid, threads,
-  name, RSS and VIRT. It is also the change detector for the rest: the file is kept open and
+  name and VIRT. It is also the change detector for the rest: the file is kept open and
   re-read with ``pread``, and when its bytes are the same as last tick (an idle process) the
-  previous sample is handed out again without parsing anything.
+  previous sample is handed out again without parsing anything. Its RSS field is only a last
+  resort (statm and status unreadable): on recent kernels it sums the per-CPU RSS counters
+  without their per-CPU deltas, so it is off by up to a few hundred KB either way.
+* The exact RSS (what ``status``'s VmRSS and ``statm`` show, both summing the per-CPU deltas)
+  comes from ``/proc/PID/status`` whenever that is read, and otherwise from ``/proc/PID/statm``
+  (resident pages), read only when the bytes of ``stat`` changed: ``statm`` costs less than half
+  of ``status`` to read (bench/bench_procfs.py). A process whose ``stat`` did not change keeps
+  its last exact figure. Its RSS may still have moved: another task can change it without
+  touching its stat (reclaim, DAMON, khugepaged, process_madvise), and so can a short run of its
+  own that takes no fault and no clock tick (a munmap). Only by less than the per-CPU counters'
+  slack, though (a few hundred KB on small machines, more with many CPUs): a larger move shows
+  in the approximate RSS, which is part of the bytes compared. The periodic ``status`` read
+  below bounds how long such a figure can stay stale: ``status_every`` ticks.
 * ``/proc/PID/status`` for peak (VmHWM), swap, the anon/file/shmem split and the uid, only when
-  the RSS or VIRT seen in ``stat`` moved since the last read, for new processes, and otherwise
-  once every ``status_every`` ticks (staggered by pid so the refreshes do not all land on the
-  same tick). ``status_every=1`` reads it every tick. Between two reads the peak is kept at least
-  as large as the current RSS, so it is never below what ``stat`` just showed.
+  the exact RSS or VIRT moved since the last read, for new processes, and otherwise once every
+  ``status_every`` ticks (staggered by pid so the refreshes do not all land on the same tick).
+  ``status_every=1`` reads it every tick. The peak is kept at least as large as the RSS: the
+  kernel derives VmHWM from the approximate counters, so it can lag the exact RSS.
 * ``cmdline`` and ``cgroup`` once per process identity (pid, start ticks), then again when the
   name changes (an exec) or every ``slow_every`` ticks: reading ``cmdline`` takes the target's
   mmap lock and can block, so it stays off the per-tick path.
@@ -91,7 +103,7 @@ def clock_ticks() -> int:
 
 
 def page_size() -> int:
-    """Bytes per page: the unit of stat's RSS."""
+    """Bytes per page: the unit of RSS in stat and statm."""
     return int(os.sysconf("SC_PAGE_SIZE"))
 
 
@@ -152,9 +164,10 @@ def _parse_stat(data: bytes) -> _Stat | None:
 
 @dataclass(slots=True)
 class _Status:
-    """The fields of /proc/PID/status that stat does not have (kB, uid)."""
+    """The fields of /proc/PID/status we use (kB, uid); VmRSS is the exact RSS."""
 
     uid: int = -1
+    rss_kb: int = 0
     peak_kb: int = 0
     swap_kb: int = 0
     anon_kb: int = 0
@@ -180,12 +193,24 @@ def _parse_status(data: bytes) -> _Status:
     uid = _status_field(data, b"\nUid:") if b"\nUid:" in data else -1
     return _Status(
         uid=uid,
+        rss_kb=_status_field(data, b"\nVmRSS:"),
         peak_kb=_status_field(data, b"\nVmHWM:"),
         swap_kb=_status_field(data, b"\nVmSwap:"),
         anon_kb=_status_field(data, b"\nRssAnon:"),
         file_kb=_status_field(data, b"\nRssFile:"),
         shmem_kb=_status_field(data, b"\nRssShmem:"),
     )
+
+
+def _parse_statm_resident(data: bytes) -> int | None:
+    """Resident pages, statm's second field; None when it is empty or cut short (exiting)."""
+    parts = data.split(None, 2)
+    if len(parts) < 2:
+        return None
+    try:
+        return int(parts[1])
+    except ValueError:
+        return None
 
 
 def _parse_cmdline(data: bytes) -> str:
@@ -237,7 +262,7 @@ class _Known:
     """What the reader remembers about one process identity between ticks."""
 
     __slots__ = (
-        "cgroup", "cmdline", "cmdline_comm", "comm", "fd", "kernel_thread", "name", "sample",
+        "cgroup", "cmdline", "cmdline_comm", "comm", "fd", "kernel_thread", "name", "rss_kb", "sample",
         "slow_tick", "start_ticks", "stat_raw", "status", "status_rss", "status_tick", "status_vsize",
         "user",
     )
@@ -246,6 +271,7 @@ class _Known:
         self.start_ticks = start_ticks
         self.fd = -1
         self.stat_raw = b""
+        self.rss_kb = 0
         self.sample: ProcessSample | None = None
         self.comm = b""
         self.name = ""
@@ -450,11 +476,11 @@ class ProcReader:
         if fd >= 0:
             k.fd = fd
         seen[pid] = k
+        stat_moved = data != k.stat_raw  # always for a new identity, whose stat_raw is empty
         k.stat_raw = data
         if st.comm != k.comm:
             k.comm = st.comm
             k.name = _decode(st.comm)
-        rss_kb = st.rss_pages * self._page_kb
         virt_kb = st.vsize_bytes // 1024
         start_time = boot + st.start_ticks / self._hz
 
@@ -471,26 +497,37 @@ class ProcReader:
             )
             return k.sample
 
-        if (
-            fresh
-            or rss_kb != k.status_rss
-            or virt_kb != k.status_vsize
-            or tick - k.status_tick >= self.status_every
-        ):
-            try:
-                status = _parse_status(_read(base + "status"))
-            except _GONE:
-                seen.pop(pid)
-                self._forget_fd(k)
-                return None
-            except OSError:
-                status = k.status or _Status()
-            k.status = status
-            k.status_tick = tick
-            k.status_rss = rss_kb
-            k.status_vsize = virt_kb
-            if status.uid >= 0 or not k.user:
-                k.user = self.user_name(status.uid)
+        # The exact RSS: from status when that is due anyway; else, when stat moved, from statm,
+        # which then decides whether status is due; else the last exact figure stands.
+        approx_kb = st.rss_pages * self._page_kb
+        rss_kb = k.rss_kb
+        status_due = fresh or tick - k.status_tick >= self.status_every
+        try:
+            if stat_moved and not status_due:
+                statm_kb = self._read_statm_kb(base)
+                rss_kb = approx_kb if statm_kb is None else statm_kb
+                status_due = rss_kb != k.status_rss or virt_kb != k.status_vsize
+            if status_due:
+                try:
+                    status = _parse_status(_read(base + "status"))
+                    rss_kb = status.rss_kb
+                except _GONE:
+                    raise
+                except OSError:  # not ours to read: keep the old split, the RSS comes from statm
+                    status = k.status or _Status()
+                    statm_kb = self._read_statm_kb(base)
+                    rss_kb = approx_kb if statm_kb is None else statm_kb
+                k.status = status
+                k.status_tick = tick
+                k.status_rss = rss_kb
+                k.status_vsize = virt_kb
+                if status.uid >= 0 or not k.user:
+                    k.user = self.user_name(status.uid)
+        except _GONE:
+            seen.pop(pid)
+            self._forget_fd(k)
+            return None
+        k.rss_kb = rss_kb
         status = k.status or _Status()
 
         slow_due = tick - k.slow_tick >= self.slow_every
@@ -506,6 +543,17 @@ class ProcReader:
             status.file_kb + status.shmem_kb, status.anon_kb, k.cgroup, False, st.state,
         )
         return k.sample
+
+    def _read_statm_kb(self, base: str) -> int | None:
+        """Exact RSS from statm; None when unreadable or empty. Raises what a vanished pid raises."""
+        try:
+            data = _read(base + "statm")
+        except _GONE:
+            raise
+        except OSError:
+            return None
+        pages = _parse_statm_resident(data)
+        return None if pages is None else pages * self._page_kb
 
     @staticmethod
     def _read_text(path: str, parse: Callable[[bytes], str], fallback: str) -> str:
