@@ -158,3 +158,34 @@ def test_replay_events_between_since_and_at(tmp_path: Path) -> None:
     assert [e["kind"] for e in events("--since", str(exit_time + 0.001))] == ["oom"]
     only = events("--since", str(exit_time), "--at", before_oom)
     assert [(e["kind"], e["time"], e["exit_code"], e["signal"]) for e in only] == [("exit", exit_time, 0, None)]
+
+
+def test_terminal_escapes_in_names_and_command_lines_never_reach_the_terminal() -> None:
+    """Any local user picks their own process name and command line: an OSC title, a screen clear
+    and an OSC 52 clipboard write must come out as text in the table, CSV and JSON."""
+    hostile_comm = b"\x1b]0;pwn\x07\x1b[2J"            # 15 bytes: fits the kernel's comm
+    hostile_arg = "\x1b]52;c;aGVsbG8=\x07\x9b31mred"
+    script = ("import sys\n"
+              f"open('/proc/self/comm', 'wb').write({hostile_comm!r})\n"
+              "print('ready', flush=True)\n"
+              "sys.stdin.read()\n")
+    child = subprocess.Popen([sys.executable, "-c", script, hostile_arg], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        outputs = {}
+        for fmt in ("table", "csv", "json"):
+            extra = [] if fmt == "table" else [f"--{fmt}"]
+            res = subprocess.run([*MEMWATCH, "--once", "--no-bpf", "--duration", "0", "--pid", str(child.pid),
+                                  *extra], capture_output=True, timeout=60)
+            assert res.returncode == 0, res.stderr
+            outputs[fmt] = res.stdout
+    finally:
+        child.kill()
+        child.wait()
+    for fmt, out in outputs.items():
+        assert b"\x1b" not in out and b"\x07" not in out and "\x9b".encode() not in out, fmt
+    assert b"\\x1b]0;pwn\\x07\\x1b[2" in outputs["table"]   # the NAME column is 20 wide
+    assert b"\\x1b]52;c;aGVsbG8=\\x07\\x9b31mred" in outputs["csv"]
+    (row,) = json.loads(outputs["json"])["processes"]
+    assert row["name"] == hostile_comm.decode() and hostile_arg in row["cmdline"], "JSON keeps the data, escaped"

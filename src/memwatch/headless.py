@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,9 +96,16 @@ def render_csv(views: Sequence[ProcessView]) -> str:
     return out.getvalue()
 
 
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Characters json.dumps leaves raw that a terminal may act on (DEL, the C1 controls such as CSI
+0x9b, bidirectional overrides, line separators); C0 controls it escapes itself."""
+
+
 def render_json(snapshot: Snapshot, views: Sequence[ProcessView], events: Sequence[Event] = ()) -> str:
-    return json.dumps(headless_document(snapshot, list(views), snapshot.duration_s, list(events)),
-                      ensure_ascii=False) + "\n"
+    """The document with every text kept as data, but nothing in it a terminal could act on."""
+    text = json.dumps(headless_document(snapshot, list(views), snapshot.duration_s, list(events)),
+                      ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
