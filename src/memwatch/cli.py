@@ -233,6 +233,7 @@ def run_record(argv: Sequence[str]) -> int:
     args = build_record_parser().parse_args(argv)
     _setup_logging(args.verbose, dashboard=False)
     source = _live_source(args)
+    before = _frames_in(args.file)
     written = 0
 
     def on_frame(_snapshot: object) -> None:
@@ -245,11 +246,27 @@ def run_record(argv: Sequence[str]) -> int:
         try:
             return await task
         except asyncio.CancelledError:
-            return written
+            # a frame whose write was under way still got written, but never reached on_frame
+            after = _frames_in(args.file)
+            return written if before is None or after is None else after - before
 
     frames = asyncio.run(main())
     print(f"memwatch: recorded {frames} frames to {args.file}", file=sys.stderr)
     return 0
+
+
+def _frames_in(path: Path) -> int | None:
+    """Frames a recording holds (0 before it exists), to count what one run added; None when
+    it cannot be read, which the recorder then explains."""
+    from memwatch.recording import Recording, RecordingError
+
+    if not path.exists():
+        return 0
+    try:
+        with Recording.open(path) as recording:
+            return len(recording)
+    except (RecordingError, OSError):
+        return None
 
 
 def _stop_on_signals(task: asyncio.Future[int]) -> None:
