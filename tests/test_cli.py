@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from badfiles import deeply_nested, foreign_database, frame_json, set_frame_data, state, write_recording, zlib_bomb
 from conftest import REQUIRE_BPF, Workload
+from memwatch.recording import Recording
 
 K = 1024
 MEMWATCH = [sys.executable, "-m", "memwatch"]
@@ -194,3 +200,97 @@ def test_recording_into_a_bad_file_is_one_line_and_changes_nothing(tmp_path: Pat
     assert sorted(os.listdir(tmp_path)) == listing
     if before is not None:
         assert state(path) == before
+
+
+# --- record and serve say that eBPF is off, and stop on SIGHUP as on SIGTERM ----------------------
+
+def read_stderr_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """stderr up to and including the first line holding ``needle``; AssertionError on timeout."""
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.1)
+        if not ready:
+            continue
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not on stderr within {timeout} s; it said:\n{seen}")
+
+
+UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+
+
+@pytest.fixture
+def nobodys_dir() -> Iterator[Path]:
+    """A directory uid 65534 can write in (pytest's own tmp_path is root's alone)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root (to drop to nobody) and setpriv")
+    path = Path(tempfile.mkdtemp(prefix="memwatch-nobody-"))
+    os.chown(path, 65534, 65534)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_record_says_at_start_that_ebpf_is_off(nobodys_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    rec = nobodys_dir / "rec.db"
+    res = subprocess.run([*UNPRIVILEGED, *MEMWATCH, "record", str(rec), "--interval", "0.3", "--duration", "1"],
+                         capture_output=True, text=True, timeout=60, env=env, cwd=nobodys_dir)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    off = [line for line in lines if "eBPF is off" in line]
+    assert len(off) == 1, res.stderr  # once, not every frame
+    assert off[0].startswith("memwatch: eBPF is off: memwatch needs root") and "sudo" in off[0]
+    assert lines.index(off[0]) < len(lines) - 1 and lines[-1].startswith("memwatch: recorded ")
+    with Recording.open(rec) as recording:
+        assert len(recording) >= 2 and recording.frame(0).tracer.enabled is False
+
+
+def test_serve_says_at_start_that_ebpf_is_off_and_stops_on_sighup(nobodys_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([*UNPRIVILEGED, *MEMWATCH, "serve", "--listen", "127.0.0.1:0", "--interval", "0.5"],
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=nobodys_dir)
+    try:
+        said = read_stderr_until(proc, "eBPF is off", 60)
+        assert "metrics at http://127.0.0.1:" in said
+        assert said.splitlines()[-1].startswith("memwatch: eBPF is off: memwatch needs root")
+        time.sleep(1.2)  # a few snapshots more: the reason is said once, not per snapshot
+        proc.send_signal(signal.SIGHUP)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, rest
+    assert "eBPF is off" not in rest and "Traceback" not in rest
+
+
+def test_record_stops_on_sighup_with_a_readable_recording(tmp_path: Path) -> None:
+    rec = tmp_path / "rec.db"
+    proc = subprocess.Popen([*MEMWATCH, "record", str(rec), "--no-bpf", "--interval", "0.3"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        read_stderr_until(proc, "eBPF is off (--no-bpf)", 30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # a few frames in
+            time.sleep(0.3)
+            with Recording.open(rec) as recording:
+                if len(recording) >= 3:
+                    break
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
+    match = re.search(r"memwatch: recorded (\d+) frames to ", err)
+    assert match, err
+    with Recording.open(rec) as recording:
+        assert len(recording) == int(match.group(1)) >= 3
+        recording.frame(-1)  # the last one written is whole

@@ -409,7 +409,7 @@ SERVE_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 async def test_serve_in_a_subprocess_stops_cleanly_on_signal(sig: signal.Signals) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SERVE_SCRIPT, env=env,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from memwatch import __version__
-from memwatch.model import SORT_COLUMNS
+from memwatch.model import SORT_COLUMNS, Snapshot
 from memwatch.sources.base import SnapshotSource
 
 log = logging.getLogger("memwatch")
@@ -127,7 +127,7 @@ def build_record_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     _add_source_options(p)
     p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
-                   help="stop after S seconds (default: until Ctrl+C or SIGTERM)")
+                   help="stop after S seconds (default: until Ctrl+C, SIGTERM or SIGHUP)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -184,6 +184,13 @@ def _setup_logging(verbose: bool, *, dashboard: bool) -> None:
         logging.basicConfig(level=level, format="memwatch: %(message)s")
 
 
+def say_if_tracer_off(snapshot: Snapshot) -> None:
+    """Say once, at start, why eBPF is off: a recording or an exporter running on /proc alone
+    would otherwise look like one with kernel figures that happen to be missing."""
+    if not snapshot.tracer.enabled and snapshot.tracer.reason:
+        print(f"memwatch: {snapshot.tracer.reason}", file=sys.stderr, flush=True)
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"memwatch: {message}", file=sys.stderr)
     return code
@@ -203,8 +210,8 @@ def run_once(args: argparse.Namespace) -> int:
     source = _replay_source(args.replay) if args.replay else _live_source(args)
     collected = asyncio.run(collect_once(source, args.duration, at, since))
     snap = collected.snapshot
-    if not snap.tracer.enabled and snap.tracer.reason and not args.replay:
-        print(f"memwatch: {snap.tracer.reason}", file=sys.stderr)
+    if not args.replay:
+        say_if_tracer_off(snap)
     fmt = "json" if args.json else "csv" if args.csv else "table"
     top = args.top if args.top is not None else (-1 if args.pid else 100)
     sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid, events=collected.events))
@@ -236,9 +243,11 @@ def run_record(argv: Sequence[str]) -> int:
     before = _frames_in(args.file)
     written = 0
 
-    def on_frame(_snapshot: object) -> None:
+    def on_frame(snapshot: Snapshot) -> None:
         nonlocal written
         written += 1
+        if written == 1:
+            say_if_tracer_off(snapshot)
 
     async def main() -> int:
         task = asyncio.ensure_future(record(source, args.file, args.duration, on_frame=on_frame))
@@ -273,7 +282,7 @@ def _stop_on_signals(task: asyncio.Future[int]) -> None:
     import signal
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, task.cancel)
 
 
@@ -284,7 +293,8 @@ def run_serve(argv: Sequence[str]) -> int:
     _setup_logging(args.verbose, dashboard=False)
     source = _live_source(args)
     top = args.top if args.top is not None else 100
-    return asyncio.run(serve(source, listen=args.listen, top=top, pids=tuple(args.pid), sort=args.sort))
+    return asyncio.run(serve(source, listen=args.listen, top=top, pids=tuple(args.pid), sort=args.sort,
+                             on_first=say_if_tracer_off))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

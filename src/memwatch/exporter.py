@@ -18,7 +18,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import HTTPStatus
 
 from prometheus_client.exposition import choose_encoder
@@ -381,13 +381,19 @@ OPEN_GRACE_S = 15.0
 
 
 async def pump_snapshots(source: SnapshotSource, collector: SnapshotCollector,
-                         opened: asyncio.Event | None = None) -> None:
-    """Open the source and feed every snapshot to the collector; an ended replay keeps its last frame."""
+                         opened: asyncio.Event | None = None,
+                         on_first: Callable[[Snapshot], None] | None = None) -> None:
+    """Open the source and feed every snapshot to the collector; an ended replay keeps its last frame.
+
+    ``on_first`` sees the first snapshot, e.g. to say at start that the tracer is off."""
     try:
-        collector.update(await source.open())
+        first = await source.open()
+        collector.update(first)
     finally:
         if opened is not None:
             opened.set()
+    if on_first is not None:
+        on_first(first)
     while True:
         try:
             snapshot = await source.next()
@@ -400,7 +406,7 @@ async def pump_snapshots(source: SnapshotSource, collector: SnapshotCollector,
 def _install_stop_signals(stop: asyncio.Event) -> list[signal.Signals]:
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / no signals
@@ -410,8 +416,9 @@ def _install_stop_signals(stop: asyncio.Event) -> list[signal.Signals]:
 
 
 async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: int = 100,
-                pids: tuple[int, ...] = (), sort: str = "rss") -> int:
-    """Serve /metrics and /healthz until SIGTERM/SIGINT; return the process exit code.
+                pids: tuple[int, ...] = (), sort: str = "rss",
+                on_first: Callable[[Snapshot], None] | None = None) -> int:
+    """Serve /metrics and /healthz until SIGTERM, SIGINT or SIGHUP; return the process exit code.
 
     0 after a clean shutdown, 2 for bad arguments, 1 when the address cannot be bound or the
     source fails. The source is always closed (probes detached) before returning.
@@ -437,7 +444,8 @@ async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: in
     stop = asyncio.Event()
     installed = _install_stop_signals(stop)
     opened = asyncio.Event()
-    pump = asyncio.create_task(pump_snapshots(source, collector, opened), name="memwatch-exporter-pump")
+    pump = asyncio.create_task(pump_snapshots(source, collector, opened, on_first),
+                               name="memwatch-exporter-pump")
     stopper = asyncio.create_task(stop.wait(), name="memwatch-exporter-stop")
     exit_code = 0
     try:
