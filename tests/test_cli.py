@@ -202,6 +202,33 @@ def test_recording_into_a_bad_file_is_one_line_and_changes_nothing(tmp_path: Pat
         assert state(path) == before
 
 
+# --- bad input: one sentence, a non-zero status, never a wait that does not end ---------------
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--once", "--interval", "nan"], "argument --interval: 'nan' is not a finite number of seconds"),
+    (["--once", "--interval", "inf"], "argument --interval: 'inf' is not a finite number of seconds"),
+    (["--once", "--interval", "1e300"], "must be at most 31536000 seconds (365 days)"),
+    (["--once", "--duration", "nan"], "argument --duration: 'nan' is not a finite number of seconds"),
+    (["--once", "--duration=-inf"], "argument --duration: '-inf' is not a finite number of seconds"),
+    (["--once", "--duration", "31536001"], "must be at most 31536000 seconds (365 days)"),
+    (["--once", "--leak-warmup", "nan"], "argument --leak-warmup: 'nan' is not a finite number of seconds"),
+    (["--once", "--events-per-sec", str(2**32)], "must be at most 4294967295 (the tracer keeps it in 32 bits)"),
+    (["--once", "--event-threshold", str(2**64)], "must be at most 18446744073709551615"),
+    (["--once", "--bpf-map-size", "0"], "argument --bpf-map-size: must be at least 1"),
+    (["--once", "--bpf-map-size", str(2**27 + 1)], "must be at most 134217728"),
+    (["record", "rec.db", "--duration", "inf"], "argument --duration: 'inf' is not a finite number"),
+    (["record", "rec.db", "--interval", "nan"], "argument --interval: 'nan' is not a finite number"),
+    (["serve", "--interval", "inf"], "argument --interval: 'inf' is not a finite number"),
+    (["serve", "--events-per-sec", str(2**32)], "must be at most 4294967295"),
+])
+def test_numbers_that_cannot_work_are_usage_errors(args: list[str], needle: str, tmp_path: Path) -> None:
+    res = subprocess.run([*MEMWATCH, *args], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "rec.db").exists()
+
+
 # --- record and serve say that eBPF is off, and stop on SIGHUP as on SIGTERM ----------------------
 
 def read_stderr_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:

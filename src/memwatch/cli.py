@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from memwatch import __version__
@@ -25,18 +26,36 @@ from memwatch.sources.base import SnapshotSource
 log = logging.getLogger("memwatch")
 
 
-def _positive_float(text: str) -> float:
+MAX_SECONDS = 365 * 24 * 3600
+"""The longest --interval, --duration or --leak-warmup: a year is beyond any real use and far
+below where Python's own timers overflow (time.sleep and thread waits give up past about 292
+years), so a typo such as 3e9 is refused instead of waiting for ever."""
+EVENT_THRESHOLD_MAX = 2**64 - 1
+"""The tracer keeps --event-threshold in 64 bits; a larger number would wrap around silently."""
+EVENTS_PER_SEC_MAX = 2**32 - 1
+"""The tracer keeps --events-per-sec in 32 bits; 2**32 would wrap to 0, which means unlimited."""
+BPF_MAP_SIZE_MAX = 2**27
+"""The kernel refuses a hash map of more buckets than fit its 32-bit size (E2BIG beyond 2**27)."""
+
+
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds: nan compares false with every bound and inf
+    never elapses, so both would pass unnoticed as a wait that never ends or a silent default."""
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
     if v < 0:
         raise argparse.ArgumentTypeError("must not be negative")
+    if v > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS} seconds (365 days), not {text}")
     return v
 
 
 def _interval(text: str) -> float:
-    v = _positive_float(text)
+    v = _seconds(text)
     if v < 0.2:
         raise argparse.ArgumentTypeError("the interval must be at least 0.2 s")
     return v
@@ -50,6 +69,23 @@ def _count(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError("must not be negative")
     return v
+
+
+def _bounded_count(low: int, high: int, why: str) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``; ``why`` says where the upper bound comes from."""
+    def parse(text: str) -> int:
+        v = _count(text)
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        if v > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high} ({why}), not {v}")
+        return v
+    return parse
+
+
+_event_threshold = _bounded_count(0, EVENT_THRESHOLD_MAX, "the tracer keeps it in 64 bits")
+_events_per_sec = _bounded_count(0, EVENTS_PER_SEC_MAX, "the tracer keeps it in 32 bits")
+_bpf_map_size = _bounded_count(1, BPF_MAP_SIZE_MAX, "the largest hash map the kernel makes")
 
 
 def _pid(text: str) -> int:
@@ -68,18 +104,18 @@ def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) ->
     g.add_argument("--bpf-mode", choices=("auto", "tracepoint", "raw"), default="auto",
                    help="how to attach to syscalls: per-syscall tracepoints (need tracefs), raw "
                         "syscall tracepoints (no tracefs), or pick (default)")
-    g.add_argument("--event-threshold", type=_count, default=1024, metavar="BYTES",
+    g.add_argument("--event-threshold", type=_event_threshold, default=1024, metavar="BYTES",
                    help="stream calls of at least this many bytes (default 1024); all calls are counted")
-    g.add_argument("--events-per-sec", type=_count, default=1000, metavar="N",
+    g.add_argument("--events-per-sec", type=_events_per_sec, default=1000, metavar="N",
                    help="per-process budget of streamed call events per second (0: unlimited)")
     g.add_argument("--events-budget", type=_count, default=None, metavar="N",
                    help="call events memwatch parses per second over all processes (default 5000); beyond "
                         "it the kernel withholds them, counted, and the counts stay exact")
-    g.add_argument("--bpf-map-size", type=_count, default=None, metavar="N",
+    g.add_argument("--bpf-map-size", type=_bpf_map_size, default=None, metavar="N",
                    help="live mappings the tracer can follow beyond each process's 8 newest (default 131072)")
     g.add_argument("--bpf-map-quota", type=_count, default=None, metavar="N",
                    help="of those, how many one process may hold (default a quarter), so none starves the rest")
-    p.add_argument("--leak-warmup", type=_positive_float, default=None, metavar="S",
+    p.add_argument("--leak-warmup", type=_seconds, default=None, metavar="S",
                    help="seconds after a process starts before it can be flagged as a leak suspect "
                         "(default 600, or one whole history window if longer)")
     p.add_argument("--pss-top", type=_count, default=0, metavar="N",
@@ -110,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="with --once: JSON")
     fmt.add_argument("--csv", action="store_true", help="with --once: CSV")
-    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+    p.add_argument("--duration", type=_seconds, default=None, metavar="S",
                    help="with --once: trace this long before printing (default one interval)")
     p.add_argument("--at", metavar="TIME", help="with --once --replay: the frame at this time "
                    "(epoch seconds or ISO 8601; default the last frame)")
@@ -126,7 +162,7 @@ def build_record_parser() -> argparse.ArgumentParser:
                                 description="Append snapshots and events to a recording (SQLite, WAL).")
     p.add_argument("file", type=Path)
     _add_source_options(p)
-    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+    p.add_argument("--duration", type=_seconds, default=None, metavar="S",
                    help="stop after S seconds (default: until Ctrl+C, SIGTERM or SIGHUP)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -152,7 +188,7 @@ def _live_source(args: argparse.Namespace) -> SnapshotSource:
 
     cfg = TracerConfig(mode=args.bpf_mode, event_threshold=args.event_threshold,
                        events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota)
-    if args.bpf_map_size:
+    if args.bpf_map_size is not None:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
     budget = DEFAULT_EVENTS_BUDGET if args.events_budget is None else args.events_budget
     return LiveSource(args.interval, use_bpf=not args.no_bpf, tracer_config=cfg, rollup_top=args.pss_top,
