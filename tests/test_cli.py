@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.theme import BUILTIN_THEMES
 
 from badfiles import deeply_nested, foreign_database, frame_json, set_frame_data, state, write_recording, zlib_bomb
 from conftest import REQUIRE_BPF, Workload
@@ -227,6 +228,15 @@ def test_numbers_that_cannot_work_are_usage_errors(args: list[str], needle: str,
     assert needle in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "rec.db").exists()
+
+
+def test_an_unknown_theme_is_a_usage_error_that_lists_the_themes() -> None:
+    res = run("--theme", "nope", "--no-bpf", timeout=30)
+    assert res.returncode == 2
+    assert "memwatch: error: unknown theme 'nope'; choose one of ansi-dark, " in res.stderr
+    assert all(name in res.stderr for name in BUILTIN_THEMES)
+    assert "usage:" in res.stderr and "Traceback" not in res.stderr
+    assert res.stdout == ""  # refused before the dashboard touched the terminal
 
 
 # --- record and serve say that eBPF is off, and stop on SIGHUP as on SIGTERM ----------------------

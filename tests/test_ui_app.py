@@ -24,7 +24,7 @@ from frames import (
 )
 from memwatch.model import EventKind
 from memwatch.sources.replay import ReplaySource
-from memwatch.ui.app import TOO_SMALL, MemwatchApp
+from memwatch.ui.app import TOO_SMALL, MemwatchApp, theme_names
 from memwatch.ui.columns import COLUMNS
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
@@ -497,6 +497,21 @@ async def test_narrow_terminal_drops_low_priority_columns() -> None:
 def test_bad_arguments_are_sentences() -> None:
     with pytest.raises(ValueError, match="unknown sort column"):
         MemwatchApp(ScriptedSource(make_frames()[0]), sort="bogus")
+    with pytest.raises(ValueError, match="unknown theme 'nope'; choose one of ansi-dark, ansi-light, "):
+        MemwatchApp(ScriptedSource(make_frames()[0]), theme="nope")
+
+
+def test_the_cli_checks_themes_against_the_ones_the_app_takes() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[0]))
+    assert theme_names() == sorted(app.available_themes)
+    assert "textual-dark" in theme_names() and "nord" in theme_names()
+
+
+async def test_a_valid_theme_is_applied() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[0]), theme="nord")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.theme == "nord"
 
 
 async def test_a_crash_still_closes_the_source() -> None:

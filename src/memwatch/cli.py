@@ -232,6 +232,15 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _check_theme(parser: argparse.ArgumentParser, theme: str) -> None:
+    """Refuse an unknown theme before anything starts: Textual would only fail once it draws."""
+    from memwatch.ui.app import theme_names, unknown_theme  # textual: the dashboard loads it anyway
+
+    names = theme_names()
+    if theme not in names:
+        parser.error(unknown_theme(theme, names))
+
+
 def run_once(args: argparse.Namespace) -> int:
     from memwatch.headless import collect_once, parse_time, render
 
@@ -265,7 +274,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     source = _replay_source(args.replay) if args.replay else _live_source(args)
     kw: dict[str, object] = {"top": args.top if args.top is not None else 100, "sort": args.sort}
-    if args.theme:
+    if args.theme is not None:
         kw["theme"] = args.theme
     return run_app(source, **kw)
 
@@ -349,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--at and --since go with --replay")
         if args.since and not args.once:
             parser.error("--since goes with --once")
+        if args.theme is not None and not args.once:
+            _check_theme(parser, args.theme)
         _setup_logging(args.verbose, dashboard=not args.once)
         return run_once(args) if args.once else run_dashboard(args)
     except KeyboardInterrupt:

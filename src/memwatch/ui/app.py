@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +23,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.theme import BUILTIN_THEMES
 from textual.widgets import Footer, Input, Static
 
 from memwatch.model import SORT_COLUMNS, EventKind, ProcessKey, ProcessView, Snapshot
@@ -57,6 +59,17 @@ class LineInput(Input):
 
     def action_cancel(self) -> None:
         self.post_message(self.Cancelled(self, self.value))
+
+
+def theme_names() -> list[str]:
+    """The themes ``--theme`` takes: Textual's own, by the names it knows them (the CLI checks
+    before anything starts, since an unknown one would only fail once the app is drawing)."""
+    return sorted(BUILTIN_THEMES)
+
+
+def unknown_theme(name: str, known: Iterable[str]) -> str:
+    """The one sentence for a bad theme, wherever it is caught: it lists what would work."""
+    return f"unknown theme {name!r}; choose one of {', '.join(sorted(known))}"
 
 
 def matches_filter(view: ProcessView, needle: str) -> bool:
@@ -105,6 +118,8 @@ class MemwatchApp(App[int]):
         if top < 0:
             raise ValueError(f"top must be 0 (all) or a positive number, got {top}")
         super().__init__()
+        if theme is not None and theme not in self.available_themes:
+            raise ValueError(unknown_theme(theme, self.available_themes))
         self.source = source
         self.top_n = top
         self.sort_column = sort
@@ -655,7 +670,7 @@ def run_dashboard(source: SnapshotSource, **kw: Any) -> int:
     try:
         app = MemwatchApp(source, **kw)
     except ValueError as error:
-        print(f"memwatch: {error}")
+        print(f"memwatch: {error}", file=sys.stderr)
         return 2
     result = app.run()
     return result if isinstance(result, int) else (app.return_code or 0)
