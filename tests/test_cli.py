@@ -20,7 +20,9 @@ from textual.theme import BUILTIN_THEMES
 
 from badfiles import deeply_nested, foreign_database, frame_json, set_frame_data, state, write_recording, zlib_bomb
 from conftest import REQUIRE_BPF, Workload
-from memwatch.recording import Recording
+from frames import HOG_PID, SHORT_JOB_PID, make_frames
+from memwatch.headless import absent_pids
+from memwatch.recording import Recorder, Recording
 
 K = 1024
 MEMWATCH = [sys.executable, "-m", "memwatch"]
@@ -237,6 +239,101 @@ def test_an_unknown_theme_is_a_usage_error_that_lists_the_themes() -> None:
     assert all(name in res.stderr for name in BUILTIN_THEMES)
     assert "usage:" in res.stderr and "Traceback" not in res.stderr
     assert res.stdout == ""  # refused before the dashboard touched the terminal
+
+
+# --- --pid that is not in the output ------------------------------------------------------------
+
+def no_such_pid(offset: int = 1) -> int:
+    """A pid no process can have: above the kernel's pid_max."""
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + offset
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_a_missing_pid_is_named_and_fails_but_the_rest_is_printed(fmt: str) -> None:
+    gone, also_gone = no_such_pid(1), no_such_pid(2)
+    flags = {"table": [], "json": ["--json"], "csv": ["--csv"]}[fmt]
+    res = run("--once", *flags, "--no-bpf", "--duration", "0", "--pid", str(os.getpid()),
+              "--pid", str(gone), "--pid", str(also_gone), "--pid", str(gone))
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == f"memwatch: no processes {gone} and {also_gone}"
+    if fmt == "json":
+        assert [row["pid"] for row in json.loads(res.stdout)["processes"]] == [os.getpid()]
+    elif fmt == "csv":
+        assert [line.split(",")[0] for line in res.stdout.splitlines()] == ["pid", str(os.getpid())]
+    else:
+        assert any(line.split()[:1] == [str(os.getpid())] for line in res.stdout.splitlines())
+
+    res = run("--once", *flags, "--no-bpf", "--duration", "0", "--pid", str(gone))
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == f"memwatch: no process {gone}"
+    assert "Traceback" not in res.stderr
+    if fmt == "json":
+        assert json.loads(res.stdout)["processes"] == []
+
+
+@pytest.mark.bpf
+def test_a_pid_that_exits_during_the_window_is_said_to_have_exited() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to trace") if not REQUIRE_BPF else pytest.fail("needs root")
+    child = subprocess.Popen(["sleep", "30"])
+    proc = subprocess.Popen([*MEMWATCH, "--once", "--json", "--pid", str(child.pid), "--duration", "3", "-v"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    try:
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line or "tracer attached" in line or "eBPF is off" in line:
+                break
+        assert "tracer attached" in line, f"the tracer did not attach: {line!r}"
+        child.kill()
+        child.wait()  # reaped: no zombie left in /proc to be listed
+        out, err = proc.communicate(timeout=30)
+    finally:
+        child.kill()
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 1, err
+    assert json.loads(out)["processes"] == []
+    message = err.splitlines()[-1]
+    assert message.startswith(f"memwatch: process {child.pid} (sleep) exited during the ")
+    assert "s traced window, at " in message
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    """Five frames from tests/frames.py: 22:13:20 to 22:13:32 UTC on 2023-11-14, 3 s apart."""
+    path = tmp_path / "rec.db"
+    with Recorder.open(path) as recorder:
+        for frame in make_frames(5):
+            recorder.append(frame)
+    return path
+
+
+def test_a_pid_gone_from_a_recording_says_how_it_ended(recording: Path) -> None:
+    res = run("--once", "--replay", str(recording), "--pid", str(SHORT_JOB_PID), "--pid", str(HOG_PID),
+              "--pid", "1")
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"memwatch: process {SHORT_JOB_PID} (short-job) exited before this frame of the recording, "
+        "at 2023-11-14 22:13:27 UTC",
+        f"memwatch: process {HOG_PID} (hog) was killed by the OOM killer before this frame of the "
+        "recording, at 2023-11-14 22:13:31 UTC",
+    ]
+    assert [line.split()[0] for line in res.stdout.splitlines()[4:]] == ["1"]  # after the header
+
+
+def test_absent_pids_of_a_live_snapshot_say_when_in_the_window_they_exited() -> None:
+    last = make_frames(5)[-1]  # a live-like frame: no replay position, traced 12 s
+    gone = no_such_pid()
+    assert absent_pids(last, [1, SHORT_JOB_PID, gone, HOG_PID, SHORT_JOB_PID]) == [
+        f"process {SHORT_JOB_PID} (short-job) exited during the 12.0 s traced window, at 2023-11-14 22:13:27 UTC",
+        f"process {HOG_PID} (hog) was killed by the OOM killer during the 12.0 s traced window, at "
+        "2023-11-14 22:13:31 UTC",
+        f"no process {gone}",
+    ]
+    assert absent_pids(last, [1, 812]) == []
 
 
 # --- record and serve say that eBPF is off, and stop on SIGHUP as on SIGTERM ----------------------

@@ -242,7 +242,7 @@ def _check_theme(parser: argparse.ArgumentParser, theme: str) -> None:
 
 
 def run_once(args: argparse.Namespace) -> int:
-    from memwatch.headless import collect_once, parse_time, render
+    from memwatch.headless import absent_pids, collect_once, parse_time, render
 
     at = since = None
     try:
@@ -260,7 +260,11 @@ def run_once(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else "csv" if args.csv else "table"
     top = args.top if args.top is not None else (-1 if args.pid else 100)
     sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid, events=collected.events))
-    return 0
+    sys.stdout.flush()
+    missing = absent_pids(snap, args.pid, collected.events)
+    for line in missing:
+        print(f"memwatch: {line}", file=sys.stderr)
+    return 1 if missing else 0
 
 
 def _replay_source(path: Path) -> SnapshotSource:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from memwatch.model import Event, KernelCounts, ProcessView, Snapshot
+from memwatch.model import Event, EventKind, KernelCounts, ProcessView, Snapshot
 from memwatch.serialize import HEADLESS_COLUMNS, headless_document, headless_process_dict
 from memwatch.sources.base import SeekableSource, SnapshotSource
 from memwatch.text import printable
@@ -35,6 +35,38 @@ def parse_time(text: str) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def absent_pids(snapshot: Snapshot, pids: Sequence[int], events: Sequence[Event] = ()) -> list[str]:
+    """Why requested ``--pid`` processes are not in the output: one sentence per process seen to
+    exit or be OOM-killed, one for all the rest; empty when every one is there. ``events`` adds
+    exits the snapshot's bounded log may no longer hold.
+
+    An empty table with a zero exit status would read as "that process uses no memory"."""
+    present = {v.pid for v in snapshot.processes}
+    wanted = [pid for pid in dict.fromkeys(pids) if pid not in present]
+    ends: dict[int, Event] = {}  # the OOM kill wins over the exit it causes: it says more
+    for event in (*snapshot.events, *snapshot.new_events, *events):
+        if event.timestamp > snapshot.timestamp or event.kind not in (EventKind.EXIT, EventKind.OOM):
+            continue
+        if event.kind is EventKind.OOM or ends.get(event.pid, event).kind is not EventKind.OOM:
+            ends[event.pid] = event
+    lines: list[str] = []
+    for pid in wanted:
+        end = ends.get(pid)
+        if end is None:
+            continue
+        what = "was killed by the OOM killer" if end.kind is EventKind.OOM else "exited"
+        when = datetime.fromtimestamp(end.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        where = ("before this frame of the recording" if snapshot.replay_position is not None
+                 else f"during the {snapshot.duration_s:.1f} s traced window")
+        lines.append(f"process {pid} ({printable(end.name)}) {what} {where}, at {when}")
+    unseen = [str(pid) for pid in wanted if pid not in ends]
+    if len(unseen) == 1:
+        lines.append(f"no process {unseen[0]}")
+    elif unseen:
+        lines.append(f"no processes {', '.join(unseen[:-1])} and {unseen[-1]}")
+    return lines
 
 
 def _num(k: KernelCounts | None, field: str, scale: int = 1) -> str:
