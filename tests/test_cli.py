@@ -21,7 +21,7 @@ from textual.theme import BUILTIN_THEMES
 from badfiles import deeply_nested, foreign_database, frame_json, set_frame_data, state, write_recording, zlib_bomb
 from conftest import REQUIRE_BPF, Workload
 from frames import HOG_PID, SHORT_JOB_PID, make_frames
-from memwatch.headless import absent_pids
+from memwatch.headless import absent_pids, parse_time
 from memwatch.recording import Recorder, Recording
 
 K = 1024
@@ -144,8 +144,13 @@ def test_record_then_replay_once(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert len(doc["processes"]) == 5
-    first = run("--once", "--json", "--replay", str(rec), "--at", "0")
-    assert json.loads(first.stdout)["timestamp"] <= doc["timestamp"]
+    early = run("--once", "--json", "--replay", str(rec), "--at", "0")
+    assert early.returncode == 1 and "--at 0 is before the recording, which spans" in early.stderr
+    with Recording.open(rec) as recording:
+        started = recording.timestamps()[0]
+    first = run("--once", "--json", "--replay", str(rec), "--at", repr(started))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["timestamp"] == started < doc["timestamp"]
 
 
 # --- broken and hostile recordings: one line, exit 1, no hang, no change -------------------------
@@ -334,6 +339,39 @@ def test_absent_pids_of_a_live_snapshot_say_when_in_the_window_they_exited() -> 
         f"no process {gone}",
     ]
     assert absent_pids(last, [1, 812]) == []
+
+
+# --- --at outside the recording -------------------------------------------------------------------
+
+SPAN = "which spans 2023-11-14T22:13:20 to 2023-11-14T22:13:32 (UTC)"
+
+
+@pytest.mark.parametrize(("at", "where"), [
+    ("2020-01-01T00:00:00", "before"),
+    ("1699999999.9", "before"),
+    ("2023-11-14T22:13:33", "after"),
+    ("2023-11-14T23:13:32+01:00", None),  # the last frame, in another zone
+    ("2023-11-14T22:13:20", None),  # the ends as the message shows them are inside
+    ("2023-11-14T22:13:32", None),
+    ("1700000004.5", None),  # between frames: the one before
+])
+def test_at_outside_the_recording_says_so(recording: Path, at: str, where: str | None) -> None:
+    res = run("--once", "--json", "--replay", str(recording), "--at", at, "--top", "1")
+    assert "Traceback" not in res.stderr
+    if where is None:
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["timestamp"] <= parse_time(at)
+        return
+    assert res.returncode == 1
+    assert res.stdout == ""
+    assert res.stderr == f"memwatch: --at {at} is {where} the recording, {SPAN}\n"
+
+
+@pytest.mark.parametrize("at", ["nan", "inf", "-inf", "yesterday"])
+def test_at_that_is_no_time_is_a_usage_error(recording: Path, at: str) -> None:
+    res = run("--once", "--replay", str(recording), f"--at={at}")
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"memwatch: cannot read {at!r} as a time")
 
 
 # --- record and serve say that eBPF is off, and stop on SIGHUP as on SIGTERM ----------------------

@@ -253,6 +253,9 @@ def run_once(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc), 2)
     source = _replay_source(args.replay) if args.replay else _live_source(args)
+    if at is not None and (outside := _outside_replay(source, args.at, at)) is not None:
+        asyncio.run(source.close())
+        return _fail(outside)
     collected = asyncio.run(collect_once(source, args.duration, at, since))
     snap = collected.snapshot
     if not args.replay:
@@ -265,6 +268,17 @@ def run_once(args: argparse.Namespace) -> int:
     for line in missing:
         print(f"memwatch: {line}", file=sys.stderr)
     return 1 if missing else 0
+
+
+def _outside_replay(source: SnapshotSource, text: str, at: float) -> str | None:
+    """Why --at names no frame of the replayed recording, or None when it names one."""
+    from memwatch.headless import outside_recording
+    from memwatch.sources.replay import ReplaySource
+
+    if not isinstance(source, ReplaySource):
+        return None
+    first, last = source.time_span
+    return outside_recording(text, at, first, last)
 
 
 def _replay_source(path: Path) -> SnapshotSource:

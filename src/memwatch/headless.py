@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -23,18 +24,42 @@ from memwatch.text import printable
 
 def parse_time(text: str) -> float:
     """A replay position: seconds since the epoch, or an ISO 8601 time (UTC unless it says)."""
+    hint = "give seconds since the epoch or an ISO 8601 time such as 2026-11-26T10:15:00"
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):  # nan would match no frame, yet seek one silently
+            raise ValueError(f"cannot read {text!r} as a time: {hint}")
+        return seconds
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"cannot read {text!r} as a time: give seconds since the epoch or an ISO "
-                         "8601 time such as 2026-11-26T10:15:00") from None
+        raise ValueError(f"cannot read {text!r} as a time: {hint}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def iso_utc(timestamp: float) -> str:
+    """A time as ``--at`` reads it back (UTC, to the millisecond, no fraction when whole)."""
+    text = datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return text.removesuffix(".000")
+
+
+AT_SLACK_S = 0.001
+"""Times are shown to the millisecond: a span's ends typed back as shown must still be inside."""
+
+
+def outside_recording(text: str, at: float, first: float, last: float) -> str | None:
+    """Why ``--at`` (as typed, ``text``) names no frame of a recording spanning first..last; None
+    when it does. A replay would otherwise clamp to the first or last frame without a word."""
+    if first - AT_SLACK_S <= at <= last + AT_SLACK_S:
+        return None
+    where = "before" if at < first else "after"
+    return (f"--at {text} is {where} the recording, which spans {iso_utc(first)} to {iso_utc(last)} "
+            "(UTC)")
 
 
 def absent_pids(snapshot: Snapshot, pids: Sequence[int], events: Sequence[Event] = ()) -> list[str]:

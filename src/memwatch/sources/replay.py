@@ -144,6 +144,12 @@ class ReplaySource:
     def position(self) -> int:
         return self._position
 
+    @property
+    def time_span(self) -> tuple[float, float]:
+        """Timestamps of the first and the last frame known so far, to tell a time outside the
+        recording (which :meth:`seek_time` clamps) from one inside it."""
+        return self._timestamps[0], self._timestamps[-1]
+
     def seek(self, index: int) -> Snapshot:
         """Jump to frame ``index``, clamped to the recording."""
         self._position = min(max(index, 0), len(self._timestamps) - 1)
