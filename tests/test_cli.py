@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,10 +20,11 @@ import pytest
 from textual.theme import BUILTIN_THEMES
 
 from badfiles import deeply_nested, foreign_database, frame_json, set_frame_data, state, write_recording, zlib_bomb
-from conftest import REQUIRE_BPF, Workload
+from conftest import REQUIRE_BPF, Workload, bpf_unavailable, loaded_programs
 from frames import HOG_PID, SHORT_JOB_PID, make_frames
 from memwatch.headless import absent_pids, parse_time
 from memwatch.recording import Recorder, Recording
+from terminal import Terminal, final_modes, private_modes
 
 K = 1024
 MEMWATCH = [sys.executable, "-m", "memwatch"]
@@ -466,3 +468,118 @@ def test_record_stops_on_sighup_with_a_readable_recording(tmp_path: Path) -> Non
     with Recording.open(rec) as recording:
         assert len(recording) == int(match.group(1)) >= 3
         recording.frame(-1)  # the last one written is whole
+
+
+# --- the dashboard on a real terminal: SIGTERM and SIGHUP leave it as q does ----------------------
+
+ALT_SCREEN, CURSOR, AUTOWRAP = 1049, 25, 7
+MOUSE_MODES = (1000, 1003, 1015, 1006)
+DRAWN = b" processes"  # the status line ("12 of 12 processes"), drawn once a snapshot is shown
+
+
+def terminal_env() -> dict[str, str]:
+    """What a terminal emulator gives its shell; nothing of the test runner's own TEXTUAL_* or size."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def stop(term: Terminal, how: str) -> None:
+    if how == "q":
+        assert term.master is not None
+        os.write(term.master, b"q")
+    else:
+        for name in how.split("+"):
+            term.signal(signal.Signals[name])
+
+
+def assert_terminal_restored(output: bytes, since: int) -> None:
+    """Every mode the dashboard switched on is off again, switched off after ``since`` (the stop),
+    and the cursor shows; no traceback anywhere."""
+    assert b"Traceback" not in output, output[-3000:]
+    switched_on = {mode for mode, on in private_modes(output) if on} - {CURSOR, AUTOWRAP}
+    assert {ALT_SCREEN, *MOUSE_MODES} <= switched_on  # what the checks below rely on
+    after = final_modes(output[since:])
+    assert {mode: after.get(mode) for mode in switched_on} == dict.fromkeys(switched_on, False)
+    assert after.get(CURSOR) is True
+    tail = output[since:]
+    for sequence in (b"\x1b[?1049l", b"\x1b[?25h", *(f"\x1b[?{m}l".encode() for m in MOUSE_MODES)):
+        assert sequence in tail
+    if b"\x1b[>" in output[:since]:  # the kitty keyboard protocol, pushed at start: popped
+        assert b"\x1b[<u" in tail
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP", "SIGTERM+SIGTERM", "SIGHUP+SIGTERM"])
+def test_replay_dashboard_stops_on_signals_as_on_q(recording: Path, how: str) -> None:
+    term = Terminal([*MEMWATCH, "--replay", str(recording)], env=terminal_env())
+    try:
+        term.wait_for(DRAWN, 60)
+        since = len(term.output)
+        stop(term, how)
+        assert term.wait(30) == 0
+        assert_terminal_restored(term.output, since)
+    finally:
+        term.close()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP"])
+def test_a_signal_while_the_dashboard_starts_still_restores_the_terminal(recording: Path, how: str) -> None:
+    term = Terminal([*MEMWATCH, "--replay", str(recording)], env=terminal_env())
+    try:
+        since = term.wait_for(b"\x1b[?1049h", 60)  # the alternate screen, before any frame is drawn
+        stop(term, how)
+        assert term.wait(30) == 0
+        assert_terminal_restored(term.output, since)
+    finally:
+        term.close()
+
+
+def programs_held_by(pid: int) -> set[int]:
+    """Ids of the BPF programs a process holds open (program and link fds both name theirs)."""
+    ids: set[int] = set()
+    for fdinfo in Path(f"/proc/{pid}/fdinfo").iterdir():
+        with contextlib.suppress(OSError):
+            ids.update(int(line.split()[1]) for line in fdinfo.read_text().splitlines()
+                       if line.startswith("prog_id:"))
+    return ids
+
+
+def assert_unloaded(ids: set[int]) -> None:
+    """None of ``ids`` is still loaded; the kernel frees a program once its last fd is gone, which
+    may lag its owner's exit by a moment."""
+    left = loaded_programs(tuple(ids))
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = loaded_programs(tuple(left))
+    assert not left, f"programs still loaded after memwatch exited: {sorted(left)}"
+
+
+@pytest.mark.bpf
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "hangup"])
+def test_live_dashboard_on_signal_restores_the_terminal_and_detaches(how: str, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to trace") if not REQUIRE_BPF else pytest.fail("needs root")
+    log = tmp_path / "memwatch.log"
+    term = Terminal([*MEMWATCH, "--interval", "1", "-v"], env={**terminal_env(), "MEMWATCH_LOG": str(log)})
+    try:
+        term.wait_for(DRAWN, 90)
+        held = programs_held_by(term.pid)
+        if not held:
+            bpf_unavailable("the dashboard ran without its tracer: " + term.output[-2000:].decode(errors="replace"))
+        since = len(term.output)
+        if how == "hangup":  # the terminal window closed: the kernel sends SIGHUP, nothing can be drawn
+            term.hang_up()
+        else:
+            stop(term, how)
+        assert term.wait(30) == 0
+        if how != "hangup":
+            assert_terminal_restored(term.output, since)
+        # The kernel would unload the programs of a killed process too: the log shows that
+        # memwatch detached them itself, on the way out that q takes.
+        said = [line.split(" INFO ", 1)[-1] for line in log.read_text().splitlines()]
+        signal_name = "SIGHUP" if how == "hangup" else how
+        assert f"{signal_name}: quitting as q does" in said
+        assert said.index("tracer detached") > said.index(f"{signal_name}: quitting as q does")
+        assert_unloaded(held)
+    finally:
+        term.close()

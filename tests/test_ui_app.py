@@ -514,6 +514,17 @@ async def test_a_valid_theme_is_applied() -> None:
         assert app.theme == "nord"
 
 
+async def test_a_quit_queued_behind_a_failed_start_keeps_its_status() -> None:
+    class Failing(ScriptedSource):
+        async def open(self) -> Any:
+            raise OSError("no such thing")
+
+    app = MemwatchApp(Failing(make_frames()[0]))
+    async with app.run_test(size=SIZE):
+        await app.action_quit()  # as SIGTERM's handler runs it once on_mount has given up
+    assert app.return_value == 1
+
+
 async def test_a_crash_still_closes_the_source() -> None:
     frames = make_frames()
     source = ScriptedSource(frames[0])

@@ -194,6 +194,7 @@ class LiveSource:
         with self._work:
             if tracer is not None:
                 tracer.close()
+                log.info("tracer detached")
             self._reader.close()
 
     # -- the ring buffer -------------------------------------------------------------------------

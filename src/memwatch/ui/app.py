@@ -9,7 +9,10 @@ UI shows comes from the immutable Snapshot; the only other calls into the core a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
+import os
 import signal
 import sys
 from collections.abc import Iterable
@@ -41,12 +44,17 @@ from memwatch.ui.widgets.header import SystemHeader, degraded_banner
 from memwatch.ui.widgets.process_table import ProcessTable
 from memwatch.ui.widgets.quiet_update import set_static
 
+log = logging.getLogger("memwatch.ui")
+
 MIN_WIDTH, MIN_HEIGHT = 60, 15
 TOO_SMALL = f"Terminal too small: need at least {MIN_WIDTH}x{MIN_HEIGHT}"
 PANE_RIGHT_MIN_WIDTH = 170
 PANE_BOTTOM_MIN_HEIGHT = 34
 INTERVAL_STEPS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 ROLLUP_REFRESH_S = 5.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the dashboard the way q does. SIGINT is not among them: the terminal sends
+Ctrl+C as a key, and a SIGINT from elsewhere keeps Python's KeyboardInterrupt (exit 130)."""
 
 
 class LineInput(Input):
@@ -135,6 +143,7 @@ class MemwatchApp(App[int]):
         self._resume = asyncio.Event()
         self._resume.set()
         self._closed = False
+        self._quitting = False
         self._oom_seen: set[str] = set()
         self._rollup_asked: dict[ProcessKey, float] = {}
         self._layout_class = ""
@@ -164,6 +173,28 @@ class MemwatchApp(App[int]):
     @property
     def table(self) -> ProcessTable:
         return self.query_one("#processes", ProcessTable)
+
+    def on_load(self) -> None:
+        """SIGTERM (kill, a service manager) and SIGHUP (the terminal went away) leave the way q
+        does, so the terminal is restored and the probes detached instead of dying mid-screen.
+
+        Load comes before the terminal enters application mode, and the handlers stay until the
+        loop closes, after the terminal is restored: no moment in between dies with it raw. Not in
+        headless runs (tests), which would take over the test runner's own signals."""
+        if self.is_headless:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, self._stop_on_signal, sig)
+
+    def _stop_on_signal(self, sig: signal.Signals) -> None:
+        # Queued behind whatever runs now (on_mount still opening the source, say), so the source
+        # is closed after it has opened; a second signal while on the way out changes nothing.
+        if not self._quitting:
+            log.info("%s: quitting as q does", sig.name)
+            self._quitting = True
+            self.call_later(self.action_quit)
 
     async def on_mount(self) -> None:
         if self._requested_theme:
@@ -283,9 +314,11 @@ class MemwatchApp(App[int]):
         await self.source.close()
 
     async def action_quit(self) -> None:
+        self._quitting = True
         self.workers.cancel_group(self, "source")
         await self._close_source()
-        self.exit(0)
+        if self.return_code is None:  # a quit queued behind a failed start keeps the failure's status
+            self.exit(0)
 
     async def on_unmount(self) -> None:
         self._gc.stop()
@@ -673,4 +706,19 @@ def run_dashboard(source: SnapshotSource, **kw: Any) -> int:
         print(f"memwatch: {error}", file=sys.stderr)
         return 2
     result = app.run()
+    _forget_a_closed_terminal()
     return result if isinstance(result, int) else (app.return_code or 0)
+
+
+def _forget_a_closed_terminal() -> None:
+    """After a hangup (the terminal window closed) output still buffered for the terminal cannot
+    be written, and Python would turn a clean exit into status 120 trying at shutdown: send it
+    to /dev/null instead, there is no one left to read it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
