@@ -37,6 +37,7 @@ enum mw_counter {
 	MW_CNT_ALLOCS_QUOTA = 10,  /* mappings not followed: their process held its quota of active_allocs */
 	MW_CNT_PAUSED = 11,        /* call events withheld while memwatch's consumer was over its budget */
 	MW_CNT_LIFE_DROPPED = 12,  /* exit or OOM events lost: life_events ring full */
+	MW_CNT_LIFE_WAKEUPS = 13,  /* forced consumer wakeups for life_events */
 	MW_CNT_MAX = 16,
 };
 

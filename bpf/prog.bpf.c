@@ -230,12 +230,12 @@ static __always_inline bool event_allowed(struct mw_proc_stats *st, __u64 now, _
 /* Wake the consumer when the data waiting in the ring crosses wakeup_bytes, once: while it is
  * still catching up, a wakeup for every further record would cost each one an irq_work (the
  * records that follow a stalled consumer cost 8 us each that way). It also drains on a timer. */
-static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
+static __always_inline __u64 wakeup_flags(void *ring, __u32 counter, __u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);   /* this record included */
 
 	if (avail >= cfg.wakeup_bytes && avail < cfg.wakeup_bytes + size) {
-		count(MW_CNT_WAKEUPS);
+		count(counter);
 		return BPF_RB_FORCE_WAKEUP;
 	}
 	return BPF_RB_NO_WAKEUP;
@@ -273,7 +273,7 @@ static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, stru
 	__builtin_memcpy(e->comm, st->comm, sizeof(e->comm));
 	__sync_fetch_and_add(&st->events_sent, 1);
 	count(MW_CNT_EVENTS);
-	bpf_ringbuf_submit(e, wakeup_flags(&mem_events, sizeof(*e)));
+	bpf_ringbuf_submit(e, wakeup_flags(&mem_events, MW_CNT_WAKEUPS, sizeof(*e)));
 }
 
 /* A mapping as a live slot (see struct mw_proc_stats), or 0 when it does not fit one. */
@@ -747,7 +747,7 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 			__builtin_memset(&e->stats, 0, sizeof(e->stats));
 		}
 		count(MW_CNT_EVENTS);
-		bpf_ringbuf_submit(e, wakeup_flags(&life_events, sizeof(*e)));
+		bpf_ringbuf_submit(e, wakeup_flags(&life_events, MW_CNT_LIFE_WAKEUPS, sizeof(*e)));
 	}
 	/* the leader may linger as a zombie until it is reaped: its counters go now */
 	if (st)

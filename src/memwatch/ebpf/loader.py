@@ -91,6 +91,8 @@ class TracerCounters:
     """Call events withheld while the consumer was over its budget."""
     life_dropped: int
     """Exit and OOM events lost to a full life_events ring."""
+    life_wakeups: int
+    """Forced wakeups for life_events (``wakeups`` counts those of the call events' ring)."""
 
     @property
     def map_full(self) -> int:
@@ -458,7 +460,7 @@ class Tracer:
             stale_allocs=tot[layouts.CNT_STALE_ALLOCS], wakeups=tot[layouts.CNT_WAKEUPS],
             exits=tot[layouts.CNT_EXITS], oom=tot[layouts.CNT_OOM],
             allocs_quota=tot[layouts.CNT_ALLOCS_QUOTA], paused=tot[layouts.CNT_PAUSED],
-            life_dropped=tot[layouts.CNT_LIFE_DROPPED],
+            life_dropped=tot[layouts.CNT_LIFE_DROPPED], life_wakeups=tot[layouts.CNT_LIFE_WAKEUPS],
         )
 
     def map_tgids(self, name: str) -> list[int]:
