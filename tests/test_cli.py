@@ -583,3 +583,13 @@ def test_live_dashboard_on_signal_restores_the_terminal_and_detaches(how: str, t
         assert_unloaded(held)
     finally:
         term.close()
+
+
+def test_serve_keeps_no_recent_call_events() -> None:
+    """The exporter never shows per-process call events: its store keeps none (see Store)."""
+    from memwatch.cli import _live_source, build_parser, build_serve_parser
+
+    serve = _live_source(build_serve_parser().parse_args(["--no-bpf"]), recent_events=False)
+    dashboard = _live_source(build_parser().parse_args(["--no-bpf"]))
+    assert serve.store.recent_len == 0  # type: ignore[attr-defined]
+    assert dashboard.store.recent_len > 0  # type: ignore[attr-defined]

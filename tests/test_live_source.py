@@ -16,6 +16,7 @@ from memwatch.ebpf import Tracer, TracerConfig
 from memwatch.model import EventKind, Snapshot
 from memwatch.sources.base import SnapshotSource
 from memwatch.sources.live import LiveSource
+from memwatch.store import Store
 
 K = 1024
 
@@ -81,6 +82,12 @@ async def test_event_storm_is_bounded_and_losses_are_visible(workload: Workload)
         assert submitted <= source.store.events_seen <= source.tracer.counters().events
     finally:
         await source.close()
+
+
+def test_the_store_given_is_the_one_used() -> None:
+    """An empty Store is falsy (it has a length): LiveSource must not swap it for a default one."""
+    store = Store(recent_len=0)
+    assert LiveSource(1.0, use_bpf=False, store=store).store is store
 
 
 async def test_no_bpf_source_works_and_says_why() -> None:

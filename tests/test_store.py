@@ -217,3 +217,18 @@ def test_histories_in_snapshots_share_chunks_and_stay_frozen() -> None:
     assert snaps[-1].processes[0].rss_history == tuple(range(2 * CHUNK, 5 * CHUNK))
     assert first_full == tuple(range(3 * CHUNK)), "later ticks did not change an older snapshot"
     assert snaps[CHUNK + 2].processes[0].rss_history[-3:] == (CHUNK, CHUNK + 1, CHUNK + 2)
+
+
+def test_recent_len_zero_keeps_no_call_events() -> None:
+    """The exporter's store: calls are counted, never kept (nor waiting for their process); exits are."""
+    store = Store(recent_len=0)
+    a = sample(1, 10)
+    store.update(1.0, 3, [a], {}, SYSTEM, ON)
+    store.add_events([call(1, 1.1), call(2, 1.2)])  # pid 2: born since the last tick
+    exit_ev = Event(timestamp=1.5, kind=EventKind.EXIT, pid=3, tid=3, name="gone", exit_code=0)
+    store.add_events([exit_ev])
+    snap = store.update(2.0, 3, [a, sample(2, 20)], {}, SYSTEM, ON)
+    assert all(v.recent_events == () for v in snap.processes)
+    assert store.events_seen == 3
+    assert snap.events == (exit_ev,)
+    assert not store._orphans

@@ -178,7 +178,9 @@ def build_serve_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _live_source(args: argparse.Namespace) -> SnapshotSource:
+def _live_source(args: argparse.Namespace, *, recent_events: bool = True) -> SnapshotSource:
+    """The live source; ``recent_events=False`` keeps no per-process call events (the exporter
+    never shows them, and they are its largest per-process cost with eBPF on)."""
     from dataclasses import replace
 
     from memwatch.ebpf import TracerConfig
@@ -191,8 +193,10 @@ def _live_source(args: argparse.Namespace) -> SnapshotSource:
     if args.bpf_map_size is not None:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
     budget = DEFAULT_EVENTS_BUDGET if args.events_budget is None else args.events_budget
+    policy = LeakPolicy(warmup_s=args.leak_warmup)
+    store = Store(leak_policy=policy) if recent_events else Store(leak_policy=policy, recent_len=0)
     return LiveSource(args.interval, use_bpf=not args.no_bpf, tracer_config=cfg, rollup_top=args.pss_top,
-                      events_budget=budget, store=Store(leak_policy=LeakPolicy(warmup_s=args.leak_warmup)))
+                      events_budget=budget, store=store)
 
 
 def _raise_file_limit() -> None:
@@ -354,7 +358,7 @@ def run_serve(argv: Sequence[str]) -> int:
 
     args = build_serve_parser().parse_args(argv)
     _setup_logging(args.verbose, dashboard=False)
-    source = _live_source(args)
+    source = _live_source(args, recent_events=False)
     top = args.top if args.top is not None else 100
     return asyncio.run(serve(source, listen=args.listen, top=top, pids=tuple(args.pid), sort=args.sort,
                              on_first=say_if_tracer_off))

@@ -14,7 +14,7 @@ import threading
 from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from memwatch.leak import DEFAULT_WARMUP_S, LeakPolicy, LeakVerdict, assess
@@ -88,7 +88,8 @@ class _Proc:
     rates: _Ring
     kernel: KernelCounts | None = None
     rollup: SmapsRollup | None = None
-    recent: deque[Event] = field(default_factory=deque)
+    recent: deque[Event] | None = None
+    """Made at the first call event: an empty deque costs 760 bytes, and most processes get none."""
     first_seen: float = 0.0
     last_seen: float = 0.0
     last_rss: int = -1
@@ -106,7 +107,13 @@ class _Proc:
 
 
 class Store:
-    """Keeps the latest state of every process and builds immutable snapshots of it."""
+    """Keeps the latest state of every process and builds immutable snapshots of it.
+
+    ``recent_len`` call events are kept per process for the views' ``recent_events``; 0 keeps
+    none, for consumers that never show them (the exporter): with eBPF on they are the largest
+    per-process cost (a new process makes a dozen mmaps just loading its libraries), and what a
+    spike of short-lived processes allocates stays with the allocator after they are gone.
+    """
 
     def __init__(self, *, history_len: int = 120, events_len: int = 1000, recent_len: int = 32,
                  max_new_events: int = 100_000, leak_policy: LeakPolicy | None = None,
@@ -142,6 +149,8 @@ class Store:
         for ev in events:
             self.events_seen += 1
             if ev.kind in CALL_KINDS:
+                if self.recent_len <= 0:
+                    continue
                 key = self._by_pid.get(ev.pid)
                 proc = self._procs.get(key) if key else None
                 if proc is None:
@@ -159,9 +168,9 @@ class Store:
                     self.new_events_dropped += 1
 
     def _remember(self, proc: _Proc, ev: Event) -> None:
+        if proc.recent is None:
+            proc.recent = deque(maxlen=self.recent_len)
         proc.recent.append(ev)
-        if len(proc.recent) > self.recent_len:
-            proc.recent.popleft()
 
     def set_rollup(self, key: ProcessKey, rollup: SmapsRollup | None) -> None:
         with self._lock:
@@ -260,7 +269,7 @@ class Store:
             rss_history=p.rss.history(),
             outstanding_history=p.outstanding.history(),
             event_rate_history=p.rates.history(),
-            recent_events=tuple(p.recent),
+            recent_events=tuple(p.recent) if p.recent else (),
         )
 
     # -- outputs ---------------------------------------------------------------------------------
