@@ -340,7 +340,7 @@ def report(rows: dict[str, dict[str, list[float]]], label: str, key: str, fmt: s
     """One figure: median [range] per condition; ratios (per round) to the baseline and to budget off."""
     conds = list(rows)
     vals = {c: rows[c][key] for c in conds}
-    print(f"  {label:34s}" + "".join(f"{spread(vals[c], fmt):>24s}" for c in conds))
+    print(f"  {label:34s}" + "".join(f" {spread(vals[c], fmt):>25s}" for c in conds))
     if not ratios:
         return
     for against, name in ((BASE, "x no storm"), (OFF, "x budget off")):
@@ -348,7 +348,7 @@ def report(rows: dict[str, dict[str, list[float]]], label: str, key: str, fmt: s
         for c in conds:
             rs = [v / b for v, b in zip(vals[c], vals[against], strict=True) if b > 0]
             cells.append(spread(rs, ".2f") + "x" if rs and c != against else "")
-        print(f"  {'   ' + name:34s}" + "".join(f"{cell:>24s}" for cell in cells))
+        print(f"  {'   ' + name:34s}" + "".join(f" {cell:>25s}" for cell in cells))
 
 
 def per_event_cost(rows: dict[str, dict[str, list[float]]]) -> str:
@@ -449,7 +449,7 @@ def main() -> int:
     print(f"Conditions: no storm (baseline, default budget); budget N = --events-budget N (the default is "
           f"{DEFAULT_EVENTS_BUDGET}); budget off = --events-budget {args.budget_off}. Median [min-max] over "
           "rounds; ratios per round.")
-    head = f"  {'':34s}" + "".join(f"{c:>24s}" for c in conditions)
+    head = f"  {'':34s}" + "".join(f" {c:>25s}" for c in conditions)
     for part in parts:
         rs = rows[part]
         if part == "dashboard":
