@@ -206,29 +206,40 @@ async def measure_latency(presses: int, processes: int, size: tuple[int, int], l
     source = (live_source(interval) if live
               else SyntheticSource(scaled_frames(processes, int(presses * 0.1) + 10), interval))
     app = TimedApp(source, top=100)
-    latencies: list[float] = []
     async with app.run_test(size=size) as pilot:
         await pilot.pause(1.0)
-        keys = ["down", "down", "up", "P", "M", "down", "N", "M"]
-        for i in range(presses):
-            key = keys[i % len(keys)]
-            table = app.table
-            before = (table.cursor_row, table.row_order[:5], app.sort_column, app.descending)
-            t0 = time.perf_counter()
-            app.simulate_key(key)
-            deadline = t0 + 5.0
-            while (table.cursor_row, table.row_order[:5], app.sort_column, app.descending) == before:
-                if time.perf_counter() > deadline:
-                    raise RuntimeError(f"key {key!r} had no visible effect")
-                await asyncio.sleep(0)
-            shown = app.displays
-            while app.displays == shown:
-                if time.perf_counter() > deadline:
-                    raise RuntimeError("no frame was written after the key")
-                await asyncio.sleep(0)
-            latencies.append(app.last_display - t0)
-            await asyncio.sleep(0.05)
+        latencies = await press_keys(app, presses)
         await pilot.press("q")
+    return latencies
+
+
+async def press_keys(app: TimedApp, presses: int, max_seconds: float | None = None) -> list[float]:
+    """Press keys (arrows, sort keys) in a running app, ``presses`` of them or for ``max_seconds``
+    (whichever ends first); each one's seconds from the key until the table reflects it *and* the
+    next frame was composited and written out."""
+    latencies: list[float] = []
+    keys = ["down", "down", "up", "P", "M", "down", "N", "M"]
+    stop = time.perf_counter() + max_seconds if max_seconds is not None else float("inf")
+    for i in range(presses):
+        if time.perf_counter() > stop:
+            break
+        key = keys[i % len(keys)]
+        table = app.table
+        before = (table.cursor_row, table.row_order[:5], app.sort_column, app.descending)
+        t0 = time.perf_counter()
+        app.simulate_key(key)
+        deadline = t0 + 5.0
+        while (table.cursor_row, table.row_order[:5], app.sort_column, app.descending) == before:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"key {key!r} had no visible effect")
+            await asyncio.sleep(0)
+        shown = app.displays
+        while app.displays == shown:
+            if time.perf_counter() > deadline:
+                raise RuntimeError("no frame was written after the key")
+            await asyncio.sleep(0)
+        latencies.append(app.last_display - t0)
+        await asyncio.sleep(0.05)
     return latencies
 
 

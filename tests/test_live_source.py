@@ -19,6 +19,7 @@ from memwatch.sources.live import LiveSource
 from memwatch.store import Store
 
 K = 1024
+NO_BUDGET = 10**9
 
 
 def attached(snap: Snapshot) -> None:
@@ -29,8 +30,8 @@ def attached(snap: Snapshot) -> None:
 @pytest.mark.bpf
 async def test_counts_events_and_exits_reach_the_snapshot(workload: Workload) -> None:
     pid = workload("pid")
-    # delivery is the subject here, not the budget: a busy host must not spend it before the workload
-    source = LiveSource(0.5, tracer_config=TracerConfig(events_per_sec=0), events_budget=10**7)
+    # no global budget: the machine's other processes could spend it (tested on its own below)
+    source = LiveSource(0.5, tracer_config=TracerConfig(events_per_sec=0), events_budget=NO_BUDGET)
     assert isinstance(source, SnapshotSource)
     snap = await source.open()
     try:
@@ -65,7 +66,7 @@ async def test_counts_events_and_exits_reach_the_snapshot(workload: Workload) ->
 async def test_event_storm_is_bounded_and_losses_are_visible(workload: Workload) -> None:
     # a tiny ring, no per-process budget, a small drain budget: the consumer cannot keep up
     cfg = TracerConfig(ring_bytes=16 * K, events_per_sec=0, event_threshold=0)
-    source = LiveSource(0.5, tracer_config=cfg, drain_budget=64, drain_every_s=0.05)
+    source = LiveSource(0.5, tracer_config=cfg, drain_budget=64, drain_every_s=0.05, events_budget=NO_BUDGET)
     snap = await source.open()
     try:
         attached(snap)
@@ -88,6 +89,39 @@ def test_the_store_given_is_the_one_used() -> None:
     """An empty Store is falsy (it has a length): LiveSource must not swap it for a default one."""
     store = Store(recent_len=0)
     assert LiveSource(1.0, use_bpf=False, store=store).store is store
+
+
+@pytest.mark.bpf
+async def test_the_events_budget_pauses_the_kernel_before_parsing(workload: Workload) -> None:
+    """Once a second's budget of call records is copied out of the ring, the kernel withholds the
+    rest at once (not after the costly parse, which goes a chunk at a time); counts stay exact."""
+    source = LiveSource(0.5, tracer_config=TracerConfig(events_per_sec=0), events_budget=300,
+                        parse_chunk=64, drain_every_s=30)
+    snap = await source.open()
+    try:
+        attached(snap)
+        tracer = source.tracer
+        assert tracer is not None
+        pid = workload("pid")
+        # the event loop is blocked meanwhile: the drainer cannot run before drain_once below
+        assert workload(f"threads 1 500 {16 * K}") == 0                # 1000 call events
+        assert source.drain_once() < 300, "a chunk parsed, not the whole budget"
+        assert tracer.calls_paused, "the budget was spent: the kernel was told in the same pass"
+        paused = tracer.counters().paused
+        assert workload(f"threads 1 100 {16 * K}") == 0                # 200 more, withheld
+        assert tracer.counters().paused - paused >= 200
+        while source.drain_once():
+            pass
+        snap = await source.next()
+        (view,) = [v for v in snap.processes if v.pid == pid]
+        assert view.kernel is not None
+        assert (view.kernel.mmap_count, view.kernel.munmap_count) == (600, 600)   # exact
+        assert snap.tracer.events_withheld >= 200 + 1000 - 300
+        await asyncio.sleep(1.1)
+        source.drain_once()
+        assert not tracer.calls_paused, "a new second, a new budget"
+    finally:
+        await source.close()
 
 
 async def test_no_bpf_source_works_and_says_why() -> None:

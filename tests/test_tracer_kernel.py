@@ -267,6 +267,28 @@ def test_rate_limit_throttles_events_but_counts_stay_exact(open_tracer: Callable
     assert tracer.counters().throttled >= 200 - sent
 
 
+def test_paused_calls_are_withheld_in_the_kernel_and_counted(open_tracer: Callable[..., Tracer],
+                                                              workload: Workload) -> None:
+    """The consumer's budget: with calls paused the kernel streams no call event, counts each one as
+    paused, and the counts stay exact; unpaused, events flow again."""
+    tracer = open_tracer(events_per_sec=0)
+    workload("pid")
+    tracer.ring.drain(1 << 20)
+    before, paused_before = stats_of(tracer, workload.pid), tracer.counters().paused
+    tracer.pause_calls(True)
+    assert tracer.calls_paused
+    assert workload(f"threads 1 100 {16 * K}") == 0
+    d = delta(stats_of(tracer, workload.pid), before)
+    assert (d["mmap_count"], d["munmap_count"]) == (100, 100)
+    assert events_of(tracer, workload.pid) == [], "no call event reached the ring"
+    assert d["events_sent"] == 0 and d["events_throttled"] == 200
+    assert tracer.counters().paused - paused_before >= 200
+    tracer.pause_calls(False)
+    assert not tracer.calls_paused
+    assert workload(f"threads 1 10 {16 * K}") == 0
+    assert len(events_of(tracer, workload.pid)) == 20
+
+
 def test_full_ring_counts_drops(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
     tracer = open_tracer(ring_bytes=PAGE, event_threshold=0, events_per_sec=0)
     before = tracer.counters().dropped

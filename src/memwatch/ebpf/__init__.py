@@ -3,6 +3,7 @@
 from memwatch.ebpf.errors import BpfUnavailable
 from memwatch.ebpf.layouts import RawCall, RawEvent, RawExit, RawOom, RawStats
 from memwatch.ebpf.loader import Tracer, TracerConfig, TracerCounters
+from memwatch.ebpf.ringbuf import parse_records
 
 __all__ = [
     "BpfUnavailable",
@@ -14,4 +15,5 @@ __all__ = [
     "Tracer",
     "TracerConfig",
     "TracerCounters",
+    "parse_records",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import mmap
 import os
 import struct
 import time
@@ -121,6 +122,7 @@ class Tracer:
         self._ring: RingReader | None = None
         self._life: RingReader | None = None
         self._paused_flag: ctypes.c_uint32 | None = None
+        self._bss: mmap.mmap | None = None
         self._ncpus = 1
         self._stats_iter = -1
         self._seed_iter = -1
@@ -260,18 +262,24 @@ class Tracer:
                 check_int(lib.bpf_program__set_autoload(p, False), f"disabling {name}")
 
     def _bss_flag(self) -> ctypes.c_uint32:
-        """``calls_paused`` in the loaded program's .bss, which libbpf keeps mapped: a store to it
-        reaches the kernel side with no system call."""
+        """``calls_paused`` in the loaded program's .bss, mapped here from the map itself: a store
+        to it reaches the kernel side with no system call.
+
+        Not through ``bpf_map__initial_value``: outside a skeleton, libbpf 1.1 (Debian 12's) leaves
+        that pointing at its own private copy of the initial value after load, so a store there
+        never reaches the kernel and the budget withheld nothing. The kernel's array is mapped
+        shared instead (libbpf creates .bss with BPF_F_MMAPABLE)."""
         lib = self._lib
         assert lib is not None
-        bss = next((m for n, m in self._maps.items() if n.endswith(".bss")), None)
+        bss = next((n for n in self._maps if n.endswith(".bss")), None)
         if bss is None:
             raise OSError(errno.ENOENT, "the object has no .bss (calls_paused)")
         size = c_size_t(0)
-        ptr = check_ptr(lib.bpf_map__initial_value(bss, byref(size)), "mapping .bss")
+        check_ptr(lib.bpf_map__initial_value(self._maps[bss], byref(size)), "sizing .bss")
         if size.value < ctypes.sizeof(ctypes.c_uint32):
             raise OSError(errno.EINVAL, f".bss is {size.value} bytes, too small for calls_paused")
-        return ctypes.c_uint32.from_address(ptr)
+        self._bss = mmap.mmap(self._fds[bss], size.value, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        return ctypes.c_uint32.from_buffer(self._bss)
 
     def _attach(self) -> None:
         """Attach every loaded program (in the private tracefs thread when there is one)."""
@@ -345,7 +353,10 @@ class Tracer:
             if reader is not None:
                 reader.close()
         self._ring = self._life = None
-        self._paused_flag = None
+        self._paused_flag = None   # first: it holds a view of the mapping
+        if self._bss is not None:
+            self._bss.close()
+            self._bss = None
         self._destroy_links()
         if self._obj:
             lib.bpf_object__close(self._obj)

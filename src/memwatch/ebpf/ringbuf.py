@@ -17,6 +17,16 @@ from memwatch.ebpf.libbpf import SAMPLE_FN, Libbpf, check_ptr
 _STOP = -errno.ECANCELED
 
 
+def parse_records(raws: list[bytes]) -> list[RawEvent]:
+    """Records copied out by :meth:`RingReader.drain_raw`, parsed; unknown kinds are skipped."""
+    events = []
+    for raw in raws:
+        ev = parse_record(raw)
+        if ev is not None:
+            events.append(ev)
+    return events
+
+
 class RingReader:
     """Copies raw records out in the libbpf callback; parses them in a batch afterwards."""
 
@@ -61,12 +71,7 @@ class RingReader:
 
     def drain(self, budget: int = 4096) -> list[RawEvent]:
         """Up to ``budget`` parsed events; unknown kinds are skipped."""
-        events = []
-        for raw in self.drain_raw(budget):
-            ev = parse_record(raw)
-            if ev is not None:
-                events.append(ev)
-        return events
+        return parse_records(self.drain_raw(budget))
 
     def close(self) -> None:
         if self._rb is not None:
