@@ -356,6 +356,8 @@ async def test_http_metrics_healthz_and_errors(exporter: tuple[int, SnapshotColl
     assert status == 200 and headers["content-type"] == "application/json"
     assert health["status"] == "ok" and health["tracer"]["enabled"] is False
     assert "root" in health["tracer"]["reason"]
+    assert {"events_dropped", "events_throttled", "events_withheld", "exits_dropped", "map_full"} <= set(
+        health["tracer"]), "every loss counter, as in JSON and /metrics"
 
     status, headers, body = await http_get(port, "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")

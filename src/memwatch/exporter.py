@@ -351,6 +351,7 @@ def health_document(collector: SnapshotCollector) -> tuple[int, dict[str, object
         "tracer": {
             "enabled": t.enabled, "mode": t.mode, "reason": t.reason, "events": t.events,
             "events_dropped": t.events_dropped, "events_throttled": t.events_throttled,
+            "events_withheld": t.events_withheld, "exits_dropped": t.exits_dropped,
             "map_full": t.map_full, "event_rate": t.event_rate,
         },
     }
