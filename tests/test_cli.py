@@ -88,7 +88,7 @@ def test_once_top_and_sort_and_csv() -> None:
     lines = res.stdout.splitlines()
     assert lines[0].startswith("pid,ppid,name,cmdline,user,start_time,rss_kb")
     pids = [int(line.split(",")[0]) for line in lines[1:]]
-    assert len(pids) == 3 and pids == sorted(pids, reverse=True)
+    assert len(pids) == 3 and pids == sorted(pids), "pid ranks low to high, as in the dashboard"
 
 
 def test_table_shows_odd_names_literally(tmp_path: Path) -> None:

@@ -182,6 +182,7 @@ def test_user_process_fields(fake_proc: Path) -> None:
         pid=1, ppid=0, name="init", cmdline="/sbin/init splash", user="root", start_ticks=10,
         start_time=BTIME + 0.1, threads=1, rss_kb=8192, virt_kb=20480, peak_kb=9000, swap_kb=0,
         shared_kb=5192, anon_kb=3000, cgroup="/init.scope", kernel_thread=False, state="S",
+        cpu_time_s=(3 + 1) / HZ,   # utime + stime, in ticks
     )
     assert init.key == (1, 10)
 

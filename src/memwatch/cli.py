@@ -20,7 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from memwatch import __version__
-from memwatch.model import SORT_COLUMNS, Snapshot
+from memwatch.fields import SORT_KEYS
+from memwatch.model import Snapshot
 from memwatch.sources.base import SnapshotSource
 
 log = logging.getLogger("memwatch")
@@ -126,7 +127,8 @@ def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) ->
 def _add_selection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=_count, default=None, metavar="N",
                    help="show the top N processes (default 100; 0: all)")
-    p.add_argument("--sort", choices=SORT_COLUMNS, default="rss", help="column to rank by (default rss)")
+    p.add_argument("--sort", choices=SORT_KEYS, default="rss", metavar="FIELD",
+                   help=f"figure to rank by (default rss): {', '.join(SORT_KEYS)}")
     p.add_argument("--pid", type=_pid, action="append", default=[], metavar="PID",
                    help="always include this process (repeatable); alone, show only these")
 

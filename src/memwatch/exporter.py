@@ -32,7 +32,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from memwatch import __version__
 from memwatch.exporter_http import HttpRequest, HttpResponse, start_http_server
-from memwatch.model import SORT_COLUMNS, Event, EventKind, ProcessView, Snapshot
+from memwatch.fields import METRIC_FIELDS, SORT_KEYS, Field
+from memwatch.model import Event, EventKind, ProcessView, Snapshot
 from memwatch.sources.base import SnapshotSource
 from memwatch.text import printable
 
@@ -191,62 +192,30 @@ def tracer_families(snapshot: Snapshot) -> Iterator[Metric]:
 
 
 class _ProcessFamilies:
-    """The per-process families of one scrape, filled one process at a time."""
+    """The per-process families of one scrape (one per field of the registry that has a metric),
+    filled one process at a time; a value that is unknown (None) is left out, not exported as 0."""
 
     def __init__(self) -> None:
-        g, c, L = _gauge, _counter, PROCESS_LABELS
-        self.rss = g("memwatch_process_rss_bytes", "Resident set size (VmRSS).", L, "bytes")
-        self.virtual = g("memwatch_process_virtual_bytes", "Virtual memory size (VmSize).", L, "bytes")
-        self.peak = g("memwatch_process_peak_rss_bytes", "Peak resident set size (VmHWM).", L, "bytes")
-        self.swap = g("memwatch_process_swap_bytes", "Swapped-out anonymous memory (VmSwap).", L, "bytes")
-        self.growth = g("memwatch_process_growth_bytes_per_second",
-                        "RSS growth rate over the store's recent history window; absent until known.", L)
-        self.leak = g("memwatch_process_leak_suspect",
-                      "1 when the leak heuristic flags the process (steady growth), else 0.", L)
-        self.outstanding = g("memwatch_process_outstanding_mapped_bytes",
-                             "Bytes mapped by traced mmap/mremap and not yet unmapped (eBPF only).",
-                             L, "bytes")
-        self.lost = c("memwatch_process_lost_mappings",
-                      "Traced mappings the kernel could not follow (its map full, or the process at its "
-                      "quota); while above 0, the outstanding mapped bytes are a lower bound.", L)
-        self.mmap_calls = c("memwatch_process_mmap_calls", "Successful mmap calls since traced.", L)
-        self.munmap_calls = c("memwatch_process_munmap_calls", "Successful munmap calls since traced.", L)
-        self.brk_calls = c("memwatch_process_brk_calls",
-                           "Successful brk calls that moved the break, since traced.", L)
-        self.mremap_calls = c("memwatch_process_mremap_calls", "Successful mremap calls since traced.", L)
-        self.mmap_bytes = c("memwatch_process_mmap_bytes", "Bytes mapped by successful mmap calls.", L,
-                            "bytes")
-        self.munmap_bytes = c("memwatch_process_munmap_bytes", "Bytes passed to successful munmap calls.",
-                              L, "bytes")
-        self.brk_grow = c("memwatch_process_brk_grow_bytes", "Bytes the heap grew by through brk.", L,
-                          "bytes")
-        self.brk_shrink = c("memwatch_process_brk_shrink_bytes", "Bytes the heap shrank by through brk.", L,
-                            "bytes")
+        self._families: list[tuple[Field, Metric]] = []
+        for f in METRIC_FIELDS:
+            m = f.metric
+            assert m is not None
+            make = _gauge if m.kind == "gauge" else _counter
+            self._families.append((f, make(m.name, m.help, PROCESS_LABELS, m.unit)))
 
     def add(self, view: ProcessView) -> None:
-        s, k = view.sample, view.kernel
+        s = view.sample
         labels = {"pid": str(s.pid), "name": label_text(s.name), "start_time": start_time_label(view)}
-        self.rss.add_sample(self.rss.name, labels, s.rss_kb * KIB)
-        self.virtual.add_sample(self.virtual.name, labels, s.virt_kb * KIB)
-        self.peak.add_sample(self.peak.name, labels, s.peak_kb * KIB)
-        self.swap.add_sample(self.swap.name, labels, s.swap_kb * KIB)
-        if view.growth_kb_s is not None:
-            self.growth.add_sample(self.growth.name, labels, view.growth_kb_s * KIB)
-        self.leak.add_sample(self.leak.name, labels, 1.0 if view.leak_suspect else 0.0)
-        if k is None:
-            return
-        self.outstanding.add_sample(self.outstanding.name, labels, k.outstanding_bytes)
-        for family, value in (
-            (self.mmap_calls, k.mmap_count), (self.munmap_calls, k.munmap_count),
-            (self.brk_calls, k.brk_count), (self.mremap_calls, k.mremap_count),
-            (self.mmap_bytes, k.mmap_bytes), (self.munmap_bytes, k.munmap_bytes),
-            (self.brk_grow, k.brk_grow_bytes), (self.brk_shrink, k.brk_shrink_bytes),
-            (self.lost, k.lost_mappings),
-        ):
-            family.add_sample(family.name + "_total", labels, value)
+        for f, family in self._families:
+            value = f.read(view)
+            if value is None:
+                continue
+            assert f.metric is not None
+            suffix = "_total" if family.type == "counter" else ""
+            family.add_sample(family.name + suffix, labels, float(value) * f.metric.scale)
 
     def families(self) -> list[Metric]:
-        return [f for f in vars(self).values() if isinstance(f, Metric) and f.samples]
+        return [family for _, family in self._families if family.samples]
 
 
 def process_families(views: Iterable[ProcessView]) -> list[Metric]:
@@ -299,8 +268,8 @@ def build_metric_families(snapshot: Snapshot | None, *, top: int = 100, pids: tu
 
 def check_sort(sort: str) -> str:
     """``sort`` if it names a column; otherwise a ValueError that lists the valid ones."""
-    if sort not in SORT_COLUMNS:
-        raise ValueError(f"unknown sort column {sort!r}; choose one of {', '.join(SORT_COLUMNS)}")
+    if sort not in SORT_KEYS:
+        raise ValueError(f"unknown sort column {sort!r}; choose one of {', '.join(SORT_KEYS)}")
     return sort
 
 

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from memwatch.model import Event, EventKind, KernelCounts, ProcessView, Snapshot
+from memwatch.fields import BY_KEY, HEADLESS_TABLE, Field, Unit, field, header, plain_text
+from memwatch.model import Event, EventKind, ProcessView, Snapshot
 from memwatch.serialize import HEADLESS_COLUMNS, headless_document, headless_process_dict
 from memwatch.sources.base import SeekableSource, SnapshotSource
 from memwatch.text import printable
@@ -94,19 +95,17 @@ def absent_pids(snapshot: Snapshot, pids: Sequence[int], events: Sequence[Event]
     return lines
 
 
-def _num(k: KernelCounts | None, field: str, scale: int = 1) -> str:
-    return "-" if k is None else str(getattr(k, field) // scale)
+_PLAIN_WIDTH = {Unit.KB: 10, Unit.BYTES: 10, Unit.COUNT: 7, Unit.KB_S: 7, Unit.PERCENT: 6, Unit.TIME: 10,
+                Unit.FLAG: 4}
 
 
-def _outstanding(k: KernelCounts | None) -> str:
-    """Outstanding KB; '>=' marks a lower bound (mappings the kernel could not follow)."""
-    if k is None:
-        return "-"
-    return ("" if k.outstanding_complete else ">=") + str(k.outstanding_bytes // 1024)
+def _plain_width(f: Field) -> int:
+    return max(len(header(f)), _PLAIN_WIDTH.get(f.unit, f.width))
 
 
 def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
-    """The original monitor's columns plus memwatch's, sizes in KB, '-' where eBPF is off."""
+    """The original monitor's columns plus memwatch's (fields.HEADLESS_TABLE), sizes in KB, '-'
+    where a figure is unknown (kernel figures without eBPF), '>=' before a lower bound."""
     t, sysm = snapshot.tracer, snapshot.system
     when = datetime.fromtimestamp(snapshot.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if t.enabled:
@@ -115,23 +114,22 @@ def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
                   f"{t.map_full} map-full")
     else:
         tracer = printable(t.reason or "eBPF is off")
+    columns = [(f, _plain_width(f)) for f in (BY_KEY[k] for k in HEADLESS_TABLE)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for (f, width), cell in zip(columns, cells, strict=True):
+            out.append(cell[:width].ljust(width) if f.unit is Unit.TEXT else cell.rjust(width))
+        return " ".join(out).rstrip()
+
     lines = [
         f"memwatch on {printable(snapshot.hostname)} at {when}, traced {snapshot.duration_s:.1f} s; {tracer}",
         f"memory: {sysm.used_kb} KB used, {sysm.available_kb} KB available of {sysm.total_kb} KB; "
         f"swap {sysm.swap_used_kb} of {sysm.swap_total_kb} KB",
         "",
-        f"{'PID':>7}  {'NAME':<20} {'RSS(KB)':>10} {'VIRT(KB)':>12} {'PEAK(KB)':>10} {'SWAP(KB)':>9} "
-        f"{'MMAP#':>7} {'MUNMAP#':>7} {'BRK#':>6} {'MREMAP#':>7} {'OUTST(KB)':>10} {'GROWTH(KB/s)':>12}  LEAK",
+        line([header(f) for f, _ in columns]),
     ]
-    for v in views:
-        s, k = v.sample, v.kernel
-        growth = "-" if v.growth_kb_s is None else f"{v.growth_kb_s:.1f}"
-        lines.append(
-            f"{s.pid:>7}  {printable(s.name)[:20]:<20} {s.rss_kb:>10} {s.virt_kb:>12} {s.peak_kb:>10} "
-            f"{s.swap_kb:>9} {_num(k, 'mmap_count'):>7} {_num(k, 'munmap_count'):>7} "
-            f"{_num(k, 'brk_count'):>6} {_num(k, 'mremap_count'):>7} "
-            f"{_outstanding(k):>10} {growth:>12}  {'yes' if v.leak_suspect else ''}"
-        )
+    lines.extend(line([plain_text(f, v) for f, _ in columns]) for v in views)
     return "\n".join(lines) + "\n"
 
 
@@ -208,9 +206,9 @@ def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str, pids: Sequence[
     """
     if top < 0:  # only the --pid processes
         wanted = set(pids)
-        views = [v for v in snapshot.top(0, sort, descending=sort != "name") if v.pid in wanted]
+        views = [v for v in snapshot.top(0, sort, descending=field(sort).descending) if v.pid in wanted]
     else:
-        views = snapshot.top(top, sort, descending=sort != "name", pids=tuple(pids))
+        views = snapshot.top(top, sort, descending=field(sort).descending, pids=tuple(pids))
     if fmt == "json":
         return render_json(snapshot, views, events)
     if fmt == "csv":

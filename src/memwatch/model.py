@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, TypeVar, overload
+from typing import TypeVar, overload
 
 ProcessKey = tuple[int, int]
 """(pid, start time in clock ticks since boot): a pid alone is not an identity, pids are reused."""
@@ -180,6 +180,8 @@ class ProcessSample:
     cgroup: str
     kernel_thread: bool
     state: str = "?"
+    cpu_time_s: float = 0.0
+    """User plus system CPU time so far (stat's utime + stime)."""
 
     @property
     def key(self) -> ProcessKey:
@@ -297,6 +299,8 @@ class ProcessView:
     """None when eBPF is off: a dash, never a 0."""
     rollup: SmapsRollup | None = None
     growth_kb_s: float | None = None
+    cpu_percent: float | None = None
+    """CPU use since the previous sample, % of one core; None for a first sample."""
     leak_suspect: bool = False
     leak_reason: str | None = None
     rss_history: Sequence[int] = ()
@@ -311,56 +315,6 @@ class ProcessView:
     @property
     def pid(self) -> int:
         return self.sample.pid
-
-
-SortColumn = Literal[
-    "pid", "name", "rss", "virt", "peak", "swap", "shared", "pss", "uss", "mmap", "munmap", "brk",
-    "mremap", "outstanding", "growth", "threads",
-]
-SORT_COLUMNS: tuple[str, ...] = SortColumn.__args__  # type: ignore[attr-defined]
-
-
-def sort_value(view: ProcessView, column: str) -> float | str:
-    """The value a column sorts by; missing figures sort below every present one."""
-    s, k = view.sample, view.kernel
-    missing = float("-inf")
-    match column:
-        case "pid":
-            return s.pid
-        case "name":
-            return s.name.lower()
-        case "rss":
-            return s.rss_kb
-        case "virt":
-            return s.virt_kb
-        case "peak":
-            return s.peak_kb
-        case "swap":
-            return s.swap_kb
-        case "shared":
-            return s.shared_kb
-        case "threads":
-            return s.threads
-        case "pss":
-            return view.rollup.pss_kb if view.rollup else missing
-        case "uss":
-            return view.rollup.uss_kb if view.rollup else missing
-        case "growth":
-            return view.growth_kb_s if view.growth_kb_s is not None else missing
-    if k is None:
-        return missing
-    match column:
-        case "mmap":
-            return k.mmap_count
-        case "munmap":
-            return k.munmap_count
-        case "brk":
-            return k.brk_count
-        case "mremap":
-            return k.mremap_count
-        case "outstanding":
-            return k.outstanding_bytes
-    raise ValueError(f"unknown sort column {column!r}; choose one of {', '.join(SORT_COLUMNS)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,10 +346,10 @@ class Snapshot:
     def top(self, n: int = 100, sort: str = "rss", descending: bool = True,
             pids: tuple[int, ...] = ()) -> list[ProcessView]:
         """The n processes ranked by ``sort`` (n=0: all), plus any ``pids`` regardless of rank."""
-        if sort != "name":
-            ranked = sorted(self.processes, key=lambda v: (sort_value(v, sort), -v.pid), reverse=descending)
-        else:
-            ranked = sorted(self.processes, key=lambda v: (sort_value(v, sort), v.pid), reverse=descending)
+        from memwatch.fields import sort_value  # the registry reads views: it imports this module
+
+        sign = -1 if descending else 1   # equal values: the lower pid first, either way
+        ranked = sorted(self.processes, key=lambda v: (sort_value(v, sort), sign * v.pid), reverse=descending)
         chosen = ranked if n <= 0 else ranked[:n]
         if pids:
             wanted = set(pids)

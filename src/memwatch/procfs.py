@@ -136,6 +136,8 @@ class _Stat:
     start_ticks: int
     vsize_bytes: int
     rss_pages: int
+    cpu_ticks: int
+    """utime + stime, in clock ticks."""
 
 
 def _parse_stat(data: bytes) -> _Stat | None:
@@ -157,6 +159,7 @@ def _parse_stat(data: bytes) -> _Stat | None:
             start_ticks=int(f[19]),
             vsize_bytes=int(f[20]),
             rss_pages=int(f[21]),
+            cpu_ticks=int(f[11]) + int(f[12]),
         )
     except ValueError:
         return None
@@ -493,7 +496,7 @@ class ProcReader:
             k.status_tick = tick
             k.sample = ProcessSample(
                 pid, st.ppid, k.name, "", k.user, st.start_ticks, start_time,
-                st.threads, 0, 0, 0, 0, 0, 0, k.cgroup, True, st.state,
+                st.threads, 0, 0, 0, 0, 0, 0, k.cgroup, True, st.state, st.cpu_ticks / self._hz,
             )
             return k.sample
 
@@ -541,6 +544,7 @@ class ProcReader:
             pid, st.ppid, k.name, k.cmdline, k.user, st.start_ticks, start_time, st.threads,
             rss_kb, virt_kb, max(status.peak_kb, rss_kb) if status.peak_kb else 0, status.swap_kb,
             status.file_kb + status.shmem_kb, status.anon_kb, k.cgroup, False, st.state,
+            st.cpu_ticks / self._hz,
         )
         return k.sample
 

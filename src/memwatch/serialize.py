@@ -21,6 +21,7 @@ import types
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from memwatch.fields import JSON_FIELDS
 from memwatch.model import (
     Event,
     EventKind,
@@ -379,45 +380,14 @@ def _snapshot_from_dict(d: Any) -> Snapshot:
 
 # --- Headless JSON contract (`memwatch --once --json`) --------------------------------------------
 
-HEADLESS_COLUMNS: tuple[str, ...] = (
-    "pid", "ppid", "name", "cmdline", "user", "start_time",
-    "rss_kb", "virt_kb", "peak_kb", "swap_kb", "shared_kb", "pss_kb", "uss_kb",
-    "mmap_count", "munmap_count", "brk_count", "mremap_count",
-    "mmap_bytes", "munmap_bytes", "brk_bytes", "outstanding_bytes", "outstanding_complete",
-    "growth_kb_s", "leak_suspect",
-)
-"""Per-process keys of the headless JSON, in order; the CSV header uses the same names."""
+HEADLESS_COLUMNS: tuple[str, ...] = tuple(f.json for f in JSON_FIELDS if f.json)
+"""Per-process keys of the headless JSON, in order (the field registry's); the CSV header uses the
+same names."""
 
 
 def headless_process_dict(view: ProcessView) -> dict[str, Any]:
     """One process for headless output: kernel figures are null (not 0) when eBPF did not see it."""
-    s, k, r = view.sample, view.kernel, view.rollup
-    return {
-        "pid": s.pid,
-        "ppid": s.ppid,
-        "name": s.name,
-        "cmdline": s.cmdline,
-        "user": s.user,
-        "start_time": s.start_time,
-        "rss_kb": s.rss_kb,
-        "virt_kb": s.virt_kb,
-        "peak_kb": s.peak_kb,
-        "swap_kb": s.swap_kb,
-        "shared_kb": s.shared_kb,
-        "pss_kb": r.pss_kb if r is not None else None,
-        "uss_kb": r.uss_kb if r is not None else None,
-        "mmap_count": k.mmap_count if k is not None else None,
-        "munmap_count": k.munmap_count if k is not None else None,
-        "brk_count": k.brk_count if k is not None else None,
-        "mremap_count": k.mremap_count if k is not None else None,
-        "mmap_bytes": k.mmap_bytes if k is not None else None,
-        "munmap_bytes": k.munmap_bytes if k is not None else None,
-        "brk_bytes": k.brk_bytes if k is not None else None,
-        "outstanding_bytes": k.outstanding_bytes if k is not None else None,
-        "outstanding_complete": k.outstanding_complete if k is not None else None,
-        "growth_kb_s": view.growth_kb_s,
-        "leak_suspect": view.leak_suspect,
-    }
+    return {f.json: f.read(view) for f in JSON_FIELDS if f.json}
 
 
 EVENT_COUNTERS: tuple[str, ...] = (

@@ -95,6 +95,7 @@ class _Proc:
     last_rss: int = -1
     last_change: float = 0.0
     verdict: LeakVerdict = _NO_VERDICT
+    cpu_percent: float | None = None
 
     def push(self, t: float, rss: int, outstanding: int, rate: float) -> None:
         if rss != self.last_rss and self.last_rss >= 0:
@@ -204,15 +205,16 @@ class Store:
                              last_change=now)
                 for ev in self._orphans.pop(s.pid, ()):
                     self._remember(proc, ev)
-            old_kernel = proc.kernel
+            old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
             proc.sample = s
             proc.kernel = kernel.get(key, _NO_CALLS) if kernel is not None else None
             if rollups and key in rollups:
                 proc.rollup = rollups[key]
             rate = 0.0
-            if proc.kernel is not None and old_kernel is not None and len(proc.rss):
-                dt = now - proc.last_seen
-                if dt > 0:
+            dt = now - proc.last_seen if len(proc.rss) else 0.0
+            if dt > 0:
+                proc.cpu_percent = max(0.0, s.cpu_time_s - old_cpu) / dt * 100
+                if proc.kernel is not None and old_kernel is not None:
                     rate = max(0, proc.kernel.calls - old_kernel.calls) / dt
             out = proc.kernel.outstanding_bytes if proc.kernel is not None else 0
             proc.push(now, s.rss_kb, out, rate)
@@ -264,6 +266,7 @@ class Store:
             kernel=p.kernel,
             rollup=p.rollup,
             growth_kb_s=v.growth_kb_s,
+            cpu_percent=p.cpu_percent,
             leak_suspect=v.suspect,
             leak_reason=v.reason,
             rss_history=p.rss.history(),

@@ -29,7 +29,8 @@ from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
 from textual.widgets import Footer, Input, Static
 
-from memwatch.model import SORT_COLUMNS, EventKind, ProcessKey, ProcessView, Snapshot
+from memwatch.fields import SORT_KEYS
+from memwatch.model import EventKind, ProcessKey, ProcessView, Snapshot
 from memwatch.sources.base import SeekableSource, SnapshotSource
 from memwatch.ui import formatting as fmt
 from memwatch.ui.columns import ASCENDING_BY_DEFAULT, BY_KEY, SORTABLE
@@ -121,8 +122,8 @@ class MemwatchApp(App[int]):
 
     def __init__(self, source: SnapshotSource, *, top: int = 100, sort: str = "rss",
                  descending: bool = True, theme: str | None = None) -> None:
-        if sort not in SORT_COLUMNS:
-            raise ValueError(f"unknown sort column {sort!r}; choose one of {', '.join(SORT_COLUMNS)}")
+        if sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort column {sort!r}; choose one of {', '.join(SORT_KEYS)}")
         if top < 0:
             raise ValueError(f"top must be 0 (all) or a positive number, got {top}")
         super().__init__()

@@ -1,8 +1,10 @@
-"""The process table's columns: fixed widths, drop priority, sort key and cell rendering.
+"""The process table's columns, built from the field registry (memwatch.fields).
 
-Fixed widths keep the table from re-measuring every tick; the priority decides which columns go
-first when the terminal is narrow (the original monitor's PID/NAME/RSS/VIRT/MMAP#/MUNMAP# stay).
-Every process-derived string becomes a ``rich.text.Text`` so a name like ``[red]x`` shows literally.
+Each field becomes a column with a fixed width, a drop priority and a renderer chosen by its unit;
+a few figures get a style of their own (the leak marker on the name, growth in colour, the RSS
+trend). Fixed widths keep the table from re-measuring every tick; the priority decides which
+columns go first when the terminal is narrow (PID and NAME always stay). Every process-derived
+string becomes a ``rich.text.Text`` so a name like ``[red]x`` shows literally.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Literal
 
 from rich.text import Text
 
+from memwatch.fields import DEFAULT_COLUMNS, FIELDS, Field, Unit, Value
 from memwatch.model import ProcessView
 from memwatch.ui import formatting as fmt
 
@@ -31,6 +34,7 @@ class ColumnSpec:
     sort: str | None
     justify: Justify
     render: Callable[[ProcessView, bool], Text]
+    field: Field
 
 
 DASH = Text("-", justify="right", style="dim")
@@ -40,26 +44,56 @@ def _right(text: str, style: str = "") -> Text:
     return Text(text, justify="right", style=style)
 
 
-def _kernel_count(attr: str) -> Callable[[ProcessView, bool], Text]:
+def figure_text(f: Field, value: Value, human: bool) -> str:
+    """A value with its unit, for the detail pane: no width limit, KB or human sizes as the table."""
+    if value is None:
+        return "-"
+    if f.unit is Unit.TEXT:
+        return fmt.printable(str(value)) or "-"
+    if f.unit is Unit.FLAG:
+        return "yes" if value else "no"
+    if f.unit is Unit.TIME:
+        return fmt.utc_time(float(value), with_date=True)
+    if f.unit is Unit.PERCENT:
+        return f"{float(value):.1f} %"
+    if f.unit is Unit.KB_S:
+        return f"{fmt.growth(float(value))} KB/s"
+    if f.unit is Unit.KB:
+        return fmt.human_kb(int(value)) if human else f"{value} KB"
+    if f.unit is Unit.BYTES:
+        return fmt.human_bytes(int(value)) if human else f"{int(value) // 1024} KB"
+    return str(value)
+
+
+def _by_unit(f: Field) -> Callable[[ProcessView, bool], Text]:
+    """The renderer of a field's unit: KB or human sizes, narrow counts, '≥' before a lower bound."""
+    width = f.width
+
     def render(view: ProcessView, human: bool) -> Text:
-        if view.kernel is None:
+        v = f.read(view)
+        if v is None:
             return DASH
-        value: int = getattr(view.kernel, attr)
-        return _right(fmt.count(value))
+        if f.unit is Unit.TEXT:
+            return Text(fmt.printable(str(v))[:width])
+        if f.unit is Unit.FLAG:
+            return _right("yes" if v else "", "bold red" if v else "")
+        if f.unit is Unit.TIME:
+            return _right(fmt.utc_time(float(v)))
+        if f.unit is Unit.PERCENT:
+            return _right(f"{float(v):.1f}")
+        if f.unit is Unit.KB_S:
+            return _right(fmt.growth(float(v)))
+        bound = f.lower_bound is not None and f.lower_bound(view)
+        room = width - 1 if bound else width
+        if f.unit is Unit.KB:
+            text = fmt.size_kb(int(v), human, room)
+        elif f.unit is Unit.BYTES:
+            text = fmt.size_bytes(int(v), human, room)
+        else:
+            text = fmt.count(int(v)) if f.source == "kernel" else str(v)
+        return _right("≥" + text, "yellow") if bound else _right(text)
 
     return render
-
-
-def _sample_kb(attr: str, width: int) -> Callable[[ProcessView, bool], Text]:
-    def render(view: ProcessView, human: bool) -> Text:
-        value: int = getattr(view.sample, attr)
-        return _right(fmt.size_kb(value, human, width))
-
-    return render
-
-
-def _pid(view: ProcessView, human: bool) -> Text:
-    return _right(str(view.sample.pid))
 
 
 def _name(view: ProcessView, human: bool) -> Text:
@@ -71,16 +105,6 @@ def _name(view: ProcessView, human: bool) -> Text:
     if view.sample.kernel_thread:
         return Text(name[:NAME_WIDTH], style="dim")
     return Text(name[:NAME_WIDTH])
-
-
-def _outstanding(view: ProcessView, human: bool) -> Text:
-    """'≥' marks a lower bound: the kernel could not follow some of the process's mappings."""
-    k = view.kernel
-    if k is None:
-        return DASH
-    if k.outstanding_complete:
-        return _right(fmt.size_bytes(k.outstanding_bytes, human, 9))
-    return _right("≥" + fmt.size_bytes(k.outstanding_bytes, human, 8), "yellow")
 
 
 def _growth(view: ProcessView, human: bool) -> Text:
@@ -96,23 +120,22 @@ def _trend(view: ProcessView, human: bool) -> Text:
     return Text(fmt.trend(view.rss_history), style="red" if view.leak_suspect else "green")
 
 
-COLUMNS: tuple[ColumnSpec, ...] = (
-    ColumnSpec("pid", "PID", 7, 0, "pid", "right", _pid),
-    ColumnSpec("name", "NAME", NAME_WIDTH, 0, "name", "left", _name),
-    ColumnSpec("rss", "RSS", 8, 1, "rss", "right", _sample_kb("rss_kb", 8)),
-    ColumnSpec("virt", "VIRT", 9, 5, "virt", "right", _sample_kb("virt_kb", 9)),
-    ColumnSpec("peak", "PEAK", 8, 7, "peak", "right", _sample_kb("peak_kb", 8)),
-    ColumnSpec("mmap", "MMAP#", 6, 3, "mmap", "right", _kernel_count("mmap_count")),
-    ColumnSpec("munmap", "MUNMAP#", 7, 4, "munmap", "right", _kernel_count("munmap_count")),
-    ColumnSpec("brk", "BRK#", 6, 6, "brk", "right", _kernel_count("brk_count")),
-    ColumnSpec("swap", "SWAP", 8, 8, "swap", "right", _sample_kb("swap_kb", 8)),
-    ColumnSpec("outstanding", "OUTST", 9, 9, "outstanding", "right", _outstanding),
-    ColumnSpec("growth", "GROWTH", 7, 2, "growth", "right", _growth),
-    ColumnSpec("trend", "TREND", 8, 10, None, "left", _trend),
-)
-BY_KEY = {c.key: c for c in COLUMNS}
-SORTABLE = tuple(c.key for c in COLUMNS if c.sort is not None)
-ASCENDING_BY_DEFAULT = frozenset({"pid", "name"})
+_OWN_STYLE: dict[str, Callable[[ProcessView, bool], Text]] = {"name": _name, "growth": _growth, "trend": _trend}
+
+
+def _spec(f: Field) -> ColumnSpec:
+    justify: Justify = "left" if f.unit in (Unit.TEXT, Unit.HISTORY) else "right"
+    return ColumnSpec(f.key, f.label, f.width, f.drop_priority, f.key if f.sortable else None, justify,
+                      _OWN_STYLE.get(f.key) or _by_unit(f), f)
+
+
+ALL_COLUMNS: tuple[ColumnSpec, ...] = tuple(_spec(f) for f in FIELDS)
+"""A column for every field: what the column chooser offers."""
+BY_KEY = {c.key: c for c in ALL_COLUMNS}
+COLUMNS: tuple[ColumnSpec, ...] = tuple(BY_KEY[k] for k in DEFAULT_COLUMNS)
+"""The columns shown until the user chooses others."""
+SORTABLE = tuple(c.key for c in ALL_COLUMNS if c.sort is not None)
+ASCENDING_BY_DEFAULT = frozenset(f.key for f in FIELDS if not f.descending)
 
 
 def column_cost(spec: ColumnSpec, padding: int) -> int:
@@ -120,13 +143,14 @@ def column_cost(spec: ColumnSpec, padding: int) -> int:
     return spec.width + 2 * padding
 
 
-def fit_columns(available: int, padding: int = 1) -> tuple[ColumnSpec, ...]:
-    """The columns that fit ``available`` cells, dropping the highest drop_priority first.
+def fit_columns(available: int, padding: int = 1,
+                columns: Sequence[ColumnSpec] = COLUMNS) -> tuple[ColumnSpec, ...]:
+    """The ``columns`` that fit ``available`` cells, dropping the highest drop_priority first.
 
     PID and NAME (priority 0) always stay, even when they do not fit.
     """
-    chosen = list(COLUMNS)
-    by_drop = sorted(COLUMNS, key=lambda c: c.drop_priority, reverse=True)
+    chosen = list(columns)
+    by_drop = sorted(chosen, key=lambda c: c.drop_priority, reverse=True)
     for spec in by_drop:
         if sum(column_cost(c, padding) for c in chosen) <= available or spec.drop_priority == 0:
             break
@@ -140,7 +164,7 @@ def header_label(spec: ColumnSpec, sort: str, descending: bool, human: bool) -> 
     if spec.sort == sort:
         arrow = "▼" if descending else "▲"
     label = spec.label
-    if not human and spec.key in ("rss", "virt", "peak", "swap") and len(label) + 4 + len(arrow) <= spec.width:
+    if not human and spec.field.unit is Unit.KB and len(label) + 4 + len(arrow) <= spec.width:
         label = f"{label}(KB)"
     label = label[: spec.width - len(arrow)]
     text = Text(justify=spec.justify)

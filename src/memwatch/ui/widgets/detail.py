@@ -6,13 +6,17 @@ PSS/USS/SwapPss are not in the snapshot's cheap path; the app fetches them with
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Sparkline, Static
 
+from memwatch.fields import BY_KEY, DETAIL_SECTIONS
 from memwatch.model import Event, EventKind, ProcessKey, ProcessView, SmapsRollup
 from memwatch.ui import formatting as fmt
+from memwatch.ui.columns import figure_text
 from memwatch.ui.widgets.quiet_update import set_sparkline, set_static
 
 RECENT_EVENTS_SHOWN = 12
@@ -44,56 +48,56 @@ def event_line(event: Event, human: bool) -> Text:
     return text
 
 
-def describe_process(view: ProcessView, rollup: SmapsRollup | None, rollup_state: str, human: bool) -> Text:
-    """All figures of a process as a block of labelled lines."""
-    s, k = view.sample, view.kernel
-    text = Text()
+LONG_TEXT = frozenset({"start", "cgroup", "cmdline"})
+"""Fields that take a line of their own; the others are laid out as "LABEL value" cells."""
 
-    def row(label: str, value: str | Text, style: str = "") -> None:
-        text.append(f"{label:<12}", style="bold")
-        if isinstance(value, Text):
-            text.append_text(value)
-        else:
+
+def describe_process(view: ProcessView, rollup: SmapsRollup | None, rollup_state: str, human: bool,
+                     width: int = 80) -> Text:
+    """All figures of a process, section by section as the field registry lists them
+    (memwatch.fields.DETAIL_SECTIONS): short figures in a grid of "LABEL value" cells as many to a
+    line as ``width`` holds (a cell never breaks), a command line or a cgroup on a line of its own."""
+    if rollup is not None:   # read just now for this pane: fresher than the snapshot's
+        view = replace(view, rollup=rollup)
+    text = Text(no_wrap=False)
+
+    def grid(cells: list[tuple[str, str, str]]) -> None:
+        if not cells:
+            return
+        cell = min(max(len(label) + 1 + len(value) for label, value, _ in cells) + 3, max(width, 1))
+        per_line = max(1, width // cell)
+        for n, (label, value, style) in enumerate(cells):
+            text.append(label + " ", style="bold")
             text.append(value, style=style)
-        text.append("\n")
+            last = n == len(cells) - 1 or (n + 1) % per_line == 0
+            text.append("\n" if last else " " * (cell - len(label) - 1 - len(value)))
 
-    row("Process", Text(fmt.printable(s.name)))
-    row("PID", f"{s.pid}  (ppid {s.ppid}, state {fmt.printable(s.state)})")
-    row("User", Text(fmt.printable(s.user)))
-    row("Threads", str(s.threads))
-    row("Started", fmt.utc_time(s.start_time, with_date=True))
-    row("Cgroup", Text(fmt.printable(s.cgroup) or "-"))
-    row("Cmdline", Text(fmt.printable(s.cmdline) or "-"))
-    text.append("\n")
-    row("RSS", _kb(s.rss_kb, human))
-    row("VIRT", _kb(s.virt_kb, human))
-    row("Peak RSS", _kb(s.peak_kb, human))
-    row("Swap", _kb(s.swap_kb, human))
-    row("Shared", _kb(s.shared_kb, human))
-    row("Anon", _kb(s.anon_kb, human))
-    figures = rollup or view.rollup
-    if figures is not None:
-        row("PSS", _kb(figures.pss_kb, human))
-        row("USS", _kb(figures.uss_kb, human))
-        row("SwapPss", _kb(figures.swap_pss_kb, human))
-    else:
-        row("PSS/USS", rollup_state, "dim")
-    row("Growth", f"{fmt.growth(view.growth_kb_s)} KB/s")
-    text.append("\n")
-    if k is None:
-        row("Kernel", "- (eBPF off: no traced counters)", "dim")
-    else:
-        row("mmap", f"{k.mmap_count} calls, {_bytes(k.mmap_bytes, human)}")
-        row("munmap", f"{k.munmap_count} calls, {_bytes(k.munmap_bytes, human)}")
-        row("brk", f"{k.brk_count} calls, {_bytes(k.brk_bytes, human)} net")
-        row("mremap", f"{k.mremap_count} calls, +{_bytes(k.mremap_grow_bytes, human)}"
-                      f" -{_bytes(k.mremap_shrink_bytes, human)}")
-        row("Outstanding", f"{_bytes(k.outstanding_bytes, human)} (peak {_bytes(k.outstanding_peak_bytes, human)})")
-        if not k.outstanding_complete:
-            row("", f"at least: {k.lost_mappings} mappings ({_bytes(k.lost_bytes, human)}) could not be "
-                    "followed (the tracer's map was full or the process held its quota)", "yellow")
-        row("Untracked", f"{_bytes(k.untracked_unmap_bytes, human)} unmapped, {k.failed_calls} failed calls")
-    text.append("\n")
+    for section in DETAIL_SECTIONS:
+        fields = [BY_KEY[key] for key in section]
+        cells: list[tuple[str, str, str]] = []
+        lines: list[tuple[str, str]] = []
+        if fields[0].source == "rollup" and view.rollup is None:
+            cells.append(("PSS/USS", rollup_state, "dim"))
+        elif fields[0].source == "kernel" and view.kernel is None:
+            cells.append(("KERNEL", "- (eBPF off: no traced counters)", "dim"))
+        else:
+            for f in fields:
+                value = figure_text(f, f.read(view), human)
+                if f.key in LONG_TEXT:
+                    lines.append((f.label, value))
+                    continue
+                bound = f.lower_bound is not None and f.lower_bound(view)
+                cells.append((f.label, ("≥" if bound else "") + value, "yellow" if bound else ""))
+        grid(cells)
+        for label, value in lines:
+            text.append(label + " ", style="bold")
+            text.append(value + "\n")
+        k = view.kernel
+        if "outstanding" in section and k is not None and not k.outstanding_complete:
+            text.append(f"≥ {k.lost_mappings} mappings ({figure_text(BY_KEY['outstanding'], k.lost_bytes, human)})"
+                        " could not be followed: the tracer's map was full or the process held its quota\n",
+                        style="yellow")
+        text.append("\n")
     if view.leak_suspect:
         text.append("LEAK SUSPECT", style="bold reverse red")
         text.append(" ")
@@ -144,7 +148,8 @@ class DetailPane(VerticalScroll):
             self.view_key = view.key
             self._rollup = None
             self._rollup_state = "reading…"
-        set_static(body, describe_process(view, self._rollup, self._rollup_state, human))
+        width = self.scrollable_content_region.width or 80
+        set_static(body, describe_process(view, self._rollup, self._rollup_state, human, width))
         set_sparkline(self.query_one("#detail-spark", Sparkline), [float(v) for v in view.rss_history] or [0.0])
         events = Text("Recent memory events\n", style="bold")
         recent = view.recent_events[-RECENT_EVENTS_SHOWN:]
