@@ -10,6 +10,10 @@
     written out is measured; p50 and p95 are printed.
 
 Usage: PYTHONPATH=src .venv/bin/python bench/bench_dashboard.py [--seconds 60] [--interval 3]
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
+makes it --seconds 6 --interval 1 --processes 100 --presses 10: both figures, in seconds (at a 1 s
+interval htop refreshes often enough in 6 s to use measurable CPU, so there is a ratio to print).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from frames import make_frames  # noqa: E402
 from memwatch.model import ProcessKey, ProcessView, SmapsRollup, Snapshot  # noqa: E402
 from memwatch.ui.app import MemwatchApp  # noqa: E402
+from smoke import smoke_defaults  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STORM = (
@@ -262,6 +267,7 @@ def main() -> int:
                         help="feed the dashboard from the real collector (eBPF as root) over the spawned "
                              "processes instead of synthetic frames: data collection counted, as in htop")
     parser.add_argument("--latency-only", action="store_true", help="skip (a), the CPU figure")
+    smoke_defaults(parser, seconds=6.0, interval=1.0, processes=100, presses=10)
     args = parser.parse_args()
     size = (200, 50)
     if not args.latency_only:

@@ -16,6 +16,9 @@ build/baseline is our per-scrape building cost; cpu-per-scrape / 15 s is the sha
 Prometheus scraping every 15 s costs.
 
 Usage: python bench/bench_exporter.py [--processes 1000] [--tops 100,0] [--scrapes 200]
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
+makes it --processes 300 --scrapes 20: the same table, in seconds.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from frames import make_frames  # noqa: E402
 from memwatch.exporter import ExporterApp, SnapshotCollector, build_metric_families  # noqa: E402
 from memwatch.exporter_http import HttpRequest  # noqa: E402
 from memwatch.model import Snapshot  # noqa: E402
+from smoke import smoke_defaults  # noqa: E402
 
 SCRAPE_INTERVAL_S = 15.0
 TICK_S = os.sysconf("SC_CLK_TCK")
@@ -201,6 +205,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1000)
     parser.add_argument("--tops", default="100,0", help="comma-separated --top values (0: all)")
     parser.add_argument("--scrapes", type=int, default=200)
+    smoke_defaults(parser, processes=300, scrapes=20)
     args = parser.parse_args()
     snapshot = synthetic_snapshot(args.processes, 1_700_000_000.0)
     print(f"{args.processes} processes in the snapshot, {args.scrapes} HTTP scrapes per setting, "

@@ -20,6 +20,9 @@ reading status (the files are kept open where the reader keeps them open).
 
 Usage: python bench/bench_procfs.py [--counts 1000,5000] [--rounds 15]
 All children are killed at the end, also on Ctrl+C.
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
+makes it --counts 100 --rounds 3: the same tables for 0 and 100 extra processes, in seconds.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import psutil
 
 from memwatch.procfs import ProcReader, read_processes
+from smoke import smoke_defaults
 
 PSUTIL_ATTRS = ["pid", "ppid", "name", "memory_info", "num_threads", "username", "create_time"]
 
@@ -206,6 +210,7 @@ def main() -> int:
     parser.add_argument("--counts", default="1000,5000",
                         help="comma-separated numbers of extra idle processes (0 is always measured)")
     parser.add_argument("--rounds", type=int, default=15, help="timed ticks per contender and step")
+    smoke_defaults(parser, counts="100", rounds=3)
     args = parser.parse_args()
     try:
         counts = sorted({int(c) for c in args.counts.split(",") if c.strip()} | {0})

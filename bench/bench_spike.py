@@ -12,6 +12,9 @@ than ``--quiet-limit``. For a fully isolated run on /proc alone, use a private p
     unshare --pid --fork --mount-proc .venv/bin/python bench/bench_spike.py --no-bpf
 
 Usage (as root): .venv/bin/python bench/bench_spike.py [--no-bpf] [--count 3000] [--after 30]
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
+makes it --count 50 --settle 2 --after 2, with processes living 1-2 s: the same report, in seconds.
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
+from smoke import SMOKE, smoke_defaults
+
 ROOT = Path(__file__).resolve().parent.parent
 SLEEP = "/bin/sleep"
+LIFE_S = (1.0, 2.0) if SMOKE else (15.0, 30.0)
+"""How long each process of a spike lives, from-to."""
 
 
 def vm_rss_kb(pid: int) -> int:
@@ -66,8 +73,8 @@ def scrape_forever(url: str, stop: threading.Event) -> None:
 
 
 def spike(count: int, mine: set[int], rng: random.Random) -> None:
-    """``count`` sleepers living 15-30 s; returns when every one is gone."""
-    kids = [os.posix_spawn(SLEEP, [SLEEP, f"{rng.uniform(15, 30):.2f}"], os.environ) for _ in range(count)]
+    """``count`` sleepers living LIFE_S; returns when every one is gone."""
+    kids = [os.posix_spawn(SLEEP, [SLEEP, f"{rng.uniform(*LIFE_S):.2f}"], os.environ) for _ in range(count)]
     mine.update(kids)
     for pid in kids:
         with suppress(ChildProcessError):
@@ -81,6 +88,7 @@ def main() -> int:
     p.add_argument("--settle", type=float, default=20.0)
     p.add_argument("--after", type=float, default=30.0, help="seconds to wait once a spike is gone")
     p.add_argument("--quiet-limit", type=int, default=400)
+    smoke_defaults(p, count=50, settle=2.0, after=2.0)
     args = p.parse_args()
     cmd = [sys.executable, "-m", "memwatch", "serve", "--listen", "127.0.0.1:0", "--interval", "1"]
     if args.no_bpf:
@@ -121,7 +129,7 @@ def main() -> int:
         time.sleep(args.after)
         again = vm_rss_kb(serve.pid)
         mode = "/proc only" if args.no_bpf else "eBPF on"
-        print(f"memwatch serve ({mode}), {args.count} processes living 15-30 s, twice:")
+        print(f"memwatch serve ({mode}), {args.count} processes living {LIFE_S[0]:g}-{LIFE_S[1]:g} s, twice:")
         print(f"  baseline  {base / 1024:6.1f} MB")
         print(f"  peak      {peak[0] / 1024:6.1f} MB   {peak[0] / base:.2f}x the baseline")
         print(f"  after     {after / 1024:6.1f} MB   {after / base:.2f}x")

@@ -35,6 +35,10 @@ Every child is started in a session of its own with a parent-death signal, and s
 out (Ctrl+C and SIGTERM included): memwatch with SIGTERM, so that it detaches its probes.
 
 Usage (as root, about 7 minutes): .venv/bin/python bench/bench_storm.py [--rounds 2] [--budgets N,N]
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
+makes it one round of every condition with short windows (--rounds 1 --seconds 2 --serve-seconds 4
+--scrape-every 2 --warmup 1 --presses 5 --press-seconds 3): the same report, in about a minute.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(HERE)]
+
+from smoke import smoke_defaults  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BUDGET_OFF = 10_000_000
@@ -392,6 +398,8 @@ def main() -> int:
     ap.add_argument("--only", choices=("dashboard", "serve"), default=None)
     ap.add_argument("--dashboard-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--loop-pids", default="", help=argparse.SUPPRESS)
+    smoke_defaults(ap, rounds=1, seconds=2.0, serve_seconds=4.0, scrape_every=2.0, warmup=1.0, presses=5,
+                   press_seconds=3.0)
     args = ap.parse_args()
     from memwatch.sources.live import DEFAULT_EVENTS_BUDGET
 

@@ -9,6 +9,9 @@
    same source with no storm, plus events delivered, dropped and throttled.
 
     sudo python bench/bench_tick.py [--counts 1000,5000] [--ticks 10] [--storm-seconds 10]
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
+makes it --counts 100 --ticks 2 --history 10 --storm-seconds 2: the same three parts, in seconds.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from memwatch.model import KernelCounts  # noqa: E402
 from memwatch.procfs import ProcReader, read_processes, read_system_memory  # noqa: E402
 from memwatch.sources.live import LiveSource  # noqa: E402
 from memwatch.store import Store  # noqa: E402
+from smoke import smoke_defaults  # noqa: E402
 
 
 async def tick_times(source: LiveSource, ticks: int) -> tuple[float, int]:
@@ -124,6 +128,7 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=10)
     ap.add_argument("--history", type=int, default=120)
     ap.add_argument("--storm-seconds", type=float, default=10.0)
+    smoke_defaults(ap, counts="100", ticks=2, history=10, storm_seconds=2.0)
     args = ap.parse_args()
     _raise_file_limit()  # as the memwatch command does: the /proc reader keeps stat files open
     bpf = os.geteuid() == 0

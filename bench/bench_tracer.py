@@ -15,6 +15,9 @@ against their mean; the figure is the median of those ratios over many rounds, w
 (25th-75th percentile) beside it.
 
     sudo python bench/bench_tracer.py [--pairs 100000] [--rounds 15]
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
+makes it --pairs 20000 --rounds 2: every configuration timed twice, in seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from memwatch.ebpf import Tracer, TracerConfig
 from memwatch.ebpf.errors import tracefs_dir
+from smoke import smoke_defaults
 
 HERE = Path(__file__).parent
 # The loop runs pinned to one CPU (the last) and, where there are others, this process (the
@@ -138,6 +142,7 @@ def main() -> int:
     ap.add_argument("--object", action="append", default=[], metavar="LABEL=PATH",
                     help="also time this build of the program (tracepoint mode), e.g. a variant under study")
     ap.add_argument("--only", action="store_true", help="skip the bpftrace peer and the raw mode")
+    smoke_defaults(ap, pairs=20_000, rounds=2)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("this benchmark loads eBPF programs: run it as root", file=sys.stderr)

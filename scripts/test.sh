@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-APT_PACKAGES=(clang llvm bpftool libbpf1 libbpf-dev gcc libc6-dev make prometheus util-linux)
+# htop, sqlite3, curl and iproute2 (ip): tests/test_readme.py runs the commands the docs show with them
+APT_PACKAGES=(clang llvm bpftool libbpf1 libbpf-dev gcc libc6-dev make prometheus util-linux htop sqlite3 curl
+              iproute2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
