@@ -363,6 +363,8 @@ async def test_http_metrics_healthz_and_errors(exporter: tuple[int, SnapshotColl
     assert status == 200 and headers["content-type"].startswith("text/plain")
     assert int(headers["content-length"]) == len(body)
     assert len(series_of(body.decode(), "memwatch_process_rss_bytes")) == 5
+    own = {s.name for s in samples(body.decode()) if s.name.startswith("process_")}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= own, "memwatch's own cost"
     status, headers, body = await http_get(port, "/metrics?x=1", accept=OPENMETRICS_ACCEPT)
     assert headers["content-type"].startswith("application/openmetrics-text") and body.endswith(b"# EOF\n")
 
@@ -530,3 +532,15 @@ def test_processes_that_left_are_not_exported(pid: int) -> None:
     assert str(pid) not in {p for p, _ in series_of(body, "memwatch_process_rss_bytes")}
     assert not [s for s in samples(body) if s.labels.get("pid") == str(pid)]
 
+
+
+def test_tracer_cost_is_exported_as_counters() -> None:
+    from dataclasses import replace as _replace
+
+    frame = make_frames(5)[-1]
+    frame = _replace(frame, tracer=_replace(frame.tracer, run_time_ns=2_500_000_000, runs=1234))
+    text = render_text(frame)
+    values = {s.name: s.value for s in samples(text) if not s.labels}
+    assert values["memwatch_tracer_run_seconds_total"] == 2.5
+    assert values["memwatch_tracer_runs_total"] == 1234
+    assert "memwatch_tracer_run_seconds" not in render_text(make_frames(5)[-1]), "absent while statistics are off"

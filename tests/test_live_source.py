@@ -297,3 +297,39 @@ async def test_close_waits_for_a_tick_still_reading_in_its_thread() -> None:
     release.set()
     await asyncio.wait_for(closing, 10)
     assert order == ["read", "close"]
+
+
+def _held_stats_fds() -> int:
+    """bpf-stats file descriptors this process holds (BPF_ENABLE_STATS)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf-stats":
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.bpf
+async def test_own_cost_is_measured_while_memwatch_runs_and_no_longer(workload: Workload) -> None:
+    """The kernel times memwatch's programs (BPF_ENABLE_STATS) for as long as it runs: its cost per
+    traced call, its share of a CPU and its own user-space CPU are in every snapshot."""
+    held = _held_stats_fds()
+    source = LiveSource(0.3, events_budget=NO_BUDGET)
+    snap = await source.open()
+    try:
+        attached(snap)
+        assert _held_stats_fds() == held + 1
+        workload("pid")
+        for _ in range(3):
+            workload(f"threads 1 200 {16 * K}")
+            snap = await source.next()
+        t = snap.tracer
+        assert t.run_time_ns is not None and t.run_time_ns > 0 and t.runs is not None and t.runs >= 400
+        assert t.ns_per_call is not None and 0 < t.ns_per_call < 1_000_000
+        assert t.kernel_cpu_percent is not None and 0 < t.kernel_cpu_percent < 100
+        assert snap.self_cpu_percent is not None and snap.self_cpu_percent >= 0
+    finally:
+        await source.close()
+    assert _held_stats_fds() == held, "the statistics end with memwatch (no sysctl left behind)"

@@ -100,13 +100,15 @@ def _is_int(x: object) -> bool:
 
 
 def _check_shape(doc: dict[str, Any]) -> None:
-    assert list(doc) == ["timestamp", "duration_s", "hostname", "bpf", "system", "processes", "events"]
+    assert list(doc) == ["timestamp", "duration_s", "hostname", "bpf", "memwatch_cpu_percent", "system",
+                         "processes", "events"]
+    assert doc["memwatch_cpu_percent"] is None or isinstance(doc["memwatch_cpu_percent"], float)
     assert isinstance(doc["timestamp"], float)
     assert isinstance(doc["duration_s"], float)
     assert isinstance(doc["hostname"], str)
     bpf = doc["bpf"]
     counters = ("events", "events_dropped", "events_throttled", "events_withheld", "exits_dropped", "map_full")
-    assert list(bpf) == ["enabled", "reason", *counters]
+    assert list(bpf) == ["enabled", "reason", *counters, "ns_per_call", "kernel_cpu_percent"]
     assert isinstance(bpf["enabled"], bool)
     assert bpf["reason"] is None or isinstance(bpf["reason"], str)
     assert all(_is_int(bpf[k]) for k in counters)
@@ -139,7 +141,7 @@ def test_headless_document_shape_with_ebpf() -> None:
     assert [e["kind"] for e in doc["events"]] == ["exit", "oom"]
     assert doc["bpf"] == {"enabled": True, "reason": None, "events": frame.tracer.events,
                           "events_dropped": 0, "events_throttled": 0, "events_withheld": 0,
-                          "exits_dropped": 0, "map_full": 0}
+                          "exits_dropped": 0, "map_full": 0, "ns_per_call": None, "kernel_cpu_percent": None}
     assert doc["hostname"] == "testhost"
     by_pid = {p["pid"]: p for p in doc["processes"]}
     user_procs = [v for v in frame.processes if not v.sample.kernel_thread]

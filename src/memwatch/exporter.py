@@ -28,6 +28,7 @@ from prometheus_client.metrics_core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from memwatch import __version__
@@ -186,6 +187,12 @@ def tracer_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield _single(_counter("memwatch_tracer_exits_dropped",
                            "Exit and OOM events lost: processes whose final figures were not seen."),
                   t.exits_dropped)
+    if t.run_time_ns is not None and t.runs is not None:
+        yield _single(_counter("memwatch_tracer_run_seconds",
+                               "Kernel time spent running memwatch's eBPF programs (BPF run-time statistics, "
+                               "on while memwatch runs): its own cost in the kernel.", unit="seconds"),
+                      t.run_time_ns / 1e9)
+        yield _single(_counter("memwatch_tracer_runs", "Runs of memwatch's eBPF programs."), t.runs)
     yield _single(_counter("memwatch_tracer_map_full",
                            "Processes or mappings the kernel could not track: a full map, or a process "
                            "at its quota of it."), t.map_full)
@@ -333,6 +340,9 @@ class ExporterApp:
         self.collector = collector
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
+        # memwatch's own CPU, memory and file descriptors (process_cpu_seconds_total ...), the
+        # standard families every Prometheus user knows: what watching the fleet costs each host
+        ProcessCollector(registry=self.registry)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         if request.path == "/metrics":

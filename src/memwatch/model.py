@@ -288,6 +288,13 @@ class TracerHealth:
     map_full: int = 0
     event_rate: float = 0.0
     """Events per second delivered over the last tick."""
+    run_time_ns: int | None = None
+    """Kernel time spent in memwatch's programs since load (BPF run-time statistics; None: off)."""
+    runs: int | None = None
+    ns_per_call: float | None = None
+    """What accounting one traced call cost in the kernel over the last tick."""
+    kernel_cpu_percent: float | None = None
+    """memwatch's programs' share of one CPU over the last tick."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +342,8 @@ class Snapshot:
     system_history: tuple[SystemMemory, ...] = ()
     duration_s: float = 0.0
     paused: bool = False
+    self_cpu_percent: float | None = None
+    """memwatch's own CPU (all its threads) over the last tick, % of one core."""
     replay_position: tuple[int, int] | None = None
     """(frame index, frame count) when the snapshot comes from a recording."""
     by_key: dict[ProcessKey, ProcessView] = field(default_factory=dict, compare=False, repr=False)

@@ -435,7 +435,10 @@ def headless_document(snapshot: Snapshot, views: list[ProcessView], duration_s: 
             "events_withheld": t.events_withheld,
             "exits_dropped": t.exits_dropped,
             "map_full": t.map_full,
+            "ns_per_call": t.ns_per_call,
+            "kernel_cpu_percent": t.kernel_cpu_percent,
         },
+        "memwatch_cpu_percent": snapshot.self_cpu_percent,
         "system": {
             "total_kb": m.total_kb,
             "available_kb": m.available_kb,

@@ -182,15 +182,18 @@ class Store:
     def update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
                tracer: TracerHealth, duration_s: float = 0.0,
-               rollups: Mapping[ProcessKey, SmapsRollup] | None = None) -> Snapshot:
+               rollups: Mapping[ProcessKey, SmapsRollup] | None = None,
+               self_cpu_percent: float | None = None) -> Snapshot:
         """Merge one tick (and any PSS/USS read for it) and return the snapshot for it."""
         with self._lock:
-            return self._update(now, interval_s, samples, kernel, system, tracer, duration_s, rollups)
+            return self._update(now, interval_s, samples, kernel, system, tracer, duration_s, rollups,
+                                self_cpu_percent)
 
     def _update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                 kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
                 tracer: TracerHealth, duration_s: float,
-                rollups: Mapping[ProcessKey, SmapsRollup] | None) -> Snapshot:
+                rollups: Mapping[ProcessKey, SmapsRollup] | None,
+                self_cpu_percent: float | None = None) -> Snapshot:
         cap = self.history_len
         self._times.append(now)
         tick_times = self._times.values()
@@ -239,6 +242,7 @@ class Store:
             new_events=new,
             system_history=tuple(self._system),
             duration_s=duration_s,
+            self_cpu_percent=self_cpu_percent,
         )
         return snap
 

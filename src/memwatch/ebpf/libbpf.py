@@ -70,6 +70,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__fd": (c_int, [c_void_p]),
     "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, POINTER(c_uint32)]),
     "bpf_prog_get_fd_by_id": (c_int, [c_uint32]),
+    "bpf_enable_stats": (c_int, [c_int]),
     "bpf_object__load": (c_int, [c_void_p]),
     "bpf_object__close": (None, [c_void_p]),
     "bpf_object__next_map": (c_void_p, [c_void_p, c_void_p]),
@@ -106,9 +107,17 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 
 
 class BpfProgInfo(ctypes.Structure):
-    """The head of struct bpf_prog_info (uapi/linux/bpf.h): a shorter info_len is allowed."""
+    """struct bpf_prog_info (uapi/linux/bpf.h) up to run_cnt: the kernel fills as much as we give.
 
-    _fields_ = [("type", c_uint32), ("id", c_uint32)]
+    The uapi struct only ever grows at its end, so these offsets hold on every kernel that has the
+    run-time statistics (5.1+); the members between id and run_time_ns are not read here.
+    """
+
+    _fields_ = [("type", c_uint32), ("id", c_uint32), ("_unread", ctypes.c_uint8 * 184),
+                ("run_time_ns", ctypes.c_uint64), ("run_cnt", ctypes.c_uint64)]
+
+
+BPF_STATS_RUN_TIME = 0
 
 
 class Libbpf:

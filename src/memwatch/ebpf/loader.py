@@ -34,7 +34,15 @@ from memwatch.ebpf.errors import (
     tracefs_dir,
 )
 from memwatch.ebpf.layouts import MwAllocKey, MwConfig, MwCounters, RawStats, parse_stats_records
-from memwatch.ebpf.libbpf import BpfMapBatchOpts, BpfProgInfo, Libbpf, check_int, check_ptr, load_libbpf
+from memwatch.ebpf.libbpf import (
+    BPF_STATS_RUN_TIME,
+    BpfMapBatchOpts,
+    BpfProgInfo,
+    Libbpf,
+    check_int,
+    check_ptr,
+    load_libbpf,
+)
 from memwatch.ebpf.namespaces import boottime_offset_ns, check_pid_namespaces, pid_namespaces
 from memwatch.ebpf.ringbuf import RingReader
 from memwatch.ebpf.tracefs import private_tracefs_possible, run_with_private_tracefs
@@ -69,6 +77,19 @@ class TracerConfig:
     object_path: Path = field(default=PACKAGED_OBJECT)
     proc_root: str = "/proc"
     """The /proc whose pids the tracer reports (its pid namespace is translated into)."""
+    run_stats: bool = True
+    """Have the kernel time memwatch's programs (BPF_ENABLE_STATS) so that its cost can be shown."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCost:
+    """What the kernel spent running this tracer's programs since load (BPF run-time statistics)."""
+
+    run_time_ns: int
+    runs: int
+    call_time_ns: int
+    """Of that, in the syscall programs: the cost of accounting calls."""
+    call_runs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +147,7 @@ class Tracer:
         self._ncpus = 1
         self._stats_iter = -1
         self._seed_iter = -1
+        self._stats_fd = -1
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_offset = 0.0
         self.boot_shift_ns = 0
@@ -177,6 +199,8 @@ class Tracer:
                     run_with_private_tracefs(self._attach)
             self._seed()
             self.program_ids = self._program_ids()
+            if cfg.run_stats:
+                self._enable_run_stats()
             self._ncpus = check_int(lib.libbpf_num_possible_cpus(), "counting CPUs")
             self._ring = RingReader(lib, self._fds["mem_events"])
             self._life = RingReader(lib, self._fds["life_events"])
@@ -313,23 +337,62 @@ class Tracer:
         if self._seed_iter >= 0:
             self._run_iterator(self._seed_iter)
 
-    def _program_ids(self) -> tuple[int, ...]:
+    def _loaded_programs(self) -> list[tuple[str, int]]:
+        """(name, fd) of every loaded program (the other attach mode's are not loaded)."""
         lib, obj = self._lib, self._obj
         assert lib is not None and obj is not None
-        ids = []
+        out = []
         p = None
         while True:
             p = lib.bpf_object__next_program(obj, p)
             if not p:
                 break
             fd = lib.bpf_program__fd(p)
-            if fd < 0:
-                continue   # not loaded (the other attach mode)
-            info = BpfProgInfo()
-            size = c_uint32(ctypes.sizeof(info))
-            check_int(lib.bpf_obj_get_info_by_fd(fd, byref(info), byref(size)), "reading a program's id")
-            ids.append(info.id)
-        return tuple(ids)
+            if fd >= 0:
+                out.append(((lib.bpf_program__name(p) or b"").decode(), fd))
+        return out
+
+    def _info(self, fd: int) -> BpfProgInfo:
+        lib = self._lib
+        assert lib is not None
+        info = BpfProgInfo()
+        size = c_uint32(ctypes.sizeof(info))
+        check_int(lib.bpf_obj_get_info_by_fd(fd, byref(info), byref(size)), "reading a program's info")
+        return info
+
+    def _program_ids(self) -> tuple[int, ...]:
+        return tuple(self._info(fd).id for _, fd in self._loaded_programs())
+
+    def _enable_run_stats(self) -> None:
+        """Have the kernel time every run of every BPF program for as long as memwatch runs.
+
+        The statistics stay on while any process holds such an fd and stop when the last one is
+        closed (no sysctl is left behind); memwatch closes its own with the tracer. Refused on
+        some kernels or without CAP_SYS_ADMIN: then the cost is simply not shown.
+        """
+        lib = self._lib
+        assert lib is not None
+        fd = lib.bpf_enable_stats(BPF_STATS_RUN_TIME)
+        if fd < 0:
+            log.info("BPF run-time statistics are not available (%s): memwatch's own kernel cost is not "
+                     "shown", os.strerror(-fd))
+            return
+        self._stats_fd = fd
+
+    def run_cost(self) -> RunCost | None:
+        """Time the kernel spent in this tracer's programs, and how many runs, since it was loaded;
+        None when the statistics are off."""
+        if self._stats_fd < 0 or self._obj is None:
+            return None
+        total_ns = runs = calls_ns = calls = 0
+        for name, fd in self._loaded_programs():
+            info = self._info(fd)
+            total_ns += info.run_time_ns
+            runs += info.run_cnt
+            if name.startswith(("tp_exit_", "raw_exit")):
+                calls_ns += info.run_time_ns
+                calls += info.run_cnt
+        return RunCost(total_ns, runs, calls_ns, calls)
 
     def _run_iterator(self, link_fd: int) -> bytes:
         """One pass of an iterator program over all tasks; what it wrote."""
@@ -358,6 +421,9 @@ class Tracer:
             self._bss.close()
             self._bss = None
         self._destroy_links()
+        if self._stats_fd >= 0:
+            os.close(self._stats_fd)
+            self._stats_fd = -1
         if self._obj:
             lib.bpf_object__close(self._obj)
             self._obj = None

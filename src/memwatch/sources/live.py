@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from memwatch.ebpf import (
     parse_records,
 )
 from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP
+from memwatch.ebpf.loader import RunCost
 from memwatch.model import (
     Event,
     EventKind,
@@ -144,6 +146,8 @@ class LiveSource:
         self._budget_window = 0.0
         self._budget_used = 0
         self._withheld_here = 0
+        self._last_cost: RunCost | None = None
+        self._last_usage: tuple[float, float] | None = None
         """Call events already in the ring when the budget ran out, discarded unparsed."""
         self._copied: list[bytes] = []
         """Call records copied out of the ring within the budget, not parsed yet."""
@@ -307,10 +311,29 @@ class LiveSource:
         rate = (self._events_delivered - self._events_at_last_tick) / dt if dt > 0 else 0.0
         self._events_at_last_tick = self._events_delivered
         self._last_tick = now
+        cost = tracer.run_cost()
+        ns_per_call = kernel_cpu = None
+        if cost is not None:
+            last, self._last_cost = self._last_cost, cost
+            if last is not None and dt > 0:
+                kernel_cpu = max(0, cost.run_time_ns - last.run_time_ns) / (dt * 1e9) * 100
+                runs = cost.call_runs - last.call_runs
+                ns_per_call = (cost.call_time_ns - last.call_time_ns) / runs if runs > 0 else None
         health = TracerHealth(enabled=True, mode=tracer.mode, events=c.events, events_dropped=c.dropped,
                               events_throttled=c.throttled, events_withheld=c.paused + self._withheld_here,
-                              exits_dropped=c.life_dropped, map_full=c.map_full, event_rate=rate)
+                              exits_dropped=c.life_dropped, map_full=c.map_full, event_rate=rate,
+                              run_time_ns=cost.run_time_ns if cost else None, runs=cost.runs if cost else None,
+                              ns_per_call=ns_per_call, kernel_cpu_percent=kernel_cpu)
         return counts, health
+
+    def _own_cpu(self) -> float | None:
+        """memwatch's own CPU over the last tick (every thread), % of one core."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        spent, now = usage.ru_utime + usage.ru_stime, time.monotonic()
+        last, self._last_usage = self._last_usage, (spent, now)
+        if last is None or now <= last[1]:
+            return None
+        return max(0.0, spent - last[0]) / (now - last[1]) * 100
 
     def _sweep(self) -> None:
         if self.tracer is not None:
@@ -346,7 +369,8 @@ class LiveSource:
         else:
             health = TracerHealth(enabled=False, reason=self.bpf_reason)
         return self.store.update(time.time(), self._interval, samples, kernel, system, health,
-                                 duration_s=time.monotonic() - self._started, rollups=rollups)
+                                 duration_s=time.monotonic() - self._started, rollups=rollups,
+                                 self_cpu_percent=self._own_cpu())
 
     async def _top_rollups(self, samples: Sequence[ProcessSample]) -> dict[ProcessKey, SmapsRollup]:
         """PSS/USS of the ``rollup_top`` largest processes, each read with its own time cap.
