@@ -534,13 +534,13 @@ def test_processes_that_left_are_not_exported(pid: int) -> None:
 
 
 
-def test_tracer_cost_is_exported_as_counters() -> None:
+def test_tracer_cost_is_exported_as_gauges() -> None:
     from dataclasses import replace as _replace
 
     frame = make_frames(5)[-1]
-    frame = _replace(frame, tracer=_replace(frame.tracer, run_time_ns=2_500_000_000, runs=1234))
+    frame = _replace(frame, tracer=_replace(frame.tracer, ns_per_call=350.0, kernel_cpu_percent=1.5))
     text = render_text(frame)
     values = {s.name: s.value for s in samples(text) if not s.labels}
-    assert values["memwatch_tracer_run_seconds_total"] == 2.5
-    assert values["memwatch_tracer_runs_total"] == 1234
-    assert "memwatch_tracer_run_seconds" not in render_text(make_frames(5)[-1]), "absent while statistics are off"
+    assert values["memwatch_tracer_call_cost_seconds"] == 350e-9
+    assert values["memwatch_tracer_cpu_ratio"] == 0.015
+    assert "memwatch_tracer_cpu_ratio" not in render_text(make_frames(5)[-1]), "absent until measured"

@@ -312,24 +312,32 @@ def _held_stats_fds() -> int:
 
 
 @pytest.mark.bpf
-async def test_own_cost_is_measured_while_memwatch_runs_and_no_longer(workload: Workload) -> None:
-    """The kernel times memwatch's programs (BPF_ENABLE_STATS) for as long as it runs: its cost per
-    traced call, its share of a CPU and its own user-space CPU are in every snapshot."""
+async def test_own_cost_is_measured_now_and_then_and_the_timing_ends(workload: Workload) -> None:
+    """The kernel times memwatch's programs (BPF_ENABLE_STATS) over one interval in ten, not all
+    the time (the timing itself costs): the cost per traced call and its share of a CPU, and
+    memwatch's own user-space CPU, are in the snapshots; no timing is left on at the end."""
+    from memwatch.sources.live import COST_EVERY
+
     held = _held_stats_fds()
     source = LiveSource(0.3, events_budget=NO_BUDGET)
-    snap = await source.open()
+    snap = await source.open()           # tick 1: the timing starts
     try:
         attached(snap)
         assert _held_stats_fds() == held + 1
         workload("pid")
-        for _ in range(3):
-            workload(f"threads 1 200 {16 * K}")
-            snap = await source.next()
+        workload(f"threads 1 200 {16 * K}")
+        snap = await source.next()       # tick 2: measured, and off again
+        assert _held_stats_fds() == held
         t = snap.tracer
-        assert t.run_time_ns is not None and t.run_time_ns > 0 and t.runs is not None and t.runs >= 400
         assert t.ns_per_call is not None and 0 < t.ns_per_call < 1_000_000
         assert t.kernel_cpu_percent is not None and 0 < t.kernel_cpu_percent < 100
         assert snap.self_cpu_percent is not None and snap.self_cpu_percent >= 0
+        for _ in range(COST_EVERY - 2):
+            snap = await source.next()
+            assert _held_stats_fds() == held, "off between measurements"
+        assert snap.tracer.ns_per_call == t.ns_per_call, "the last measurement stands meanwhile"
+        await source.next()              # tick COST_EVERY + 1: on again
+        assert _held_stats_fds() == held + 1
     finally:
         await source.close()
     assert _held_stats_fds() == held, "the statistics end with memwatch (no sysctl left behind)"

@@ -187,12 +187,15 @@ def tracer_families(snapshot: Snapshot) -> Iterator[Metric]:
     yield _single(_counter("memwatch_tracer_exits_dropped",
                            "Exit and OOM events lost: processes whose final figures were not seen."),
                   t.exits_dropped)
-    if t.run_time_ns is not None and t.runs is not None:
-        yield _single(_counter("memwatch_tracer_run_seconds",
-                               "Kernel time spent running memwatch's eBPF programs (BPF run-time statistics, "
-                               "on while memwatch runs): its own cost in the kernel.", unit="seconds"),
-                      t.run_time_ns / 1e9)
-        yield _single(_counter("memwatch_tracer_runs", "Runs of memwatch's eBPF programs."), t.runs)
+    if t.kernel_cpu_percent is not None:
+        yield _single(_gauge("memwatch_tracer_cpu_ratio",
+                             "Share of one CPU that memwatch's eBPF programs took, as last measured (BPF "
+                             "run-time statistics over one interval in ten): its own cost in the kernel."),
+                      t.kernel_cpu_percent / 100)
+    if t.ns_per_call is not None:
+        yield _single(_gauge("memwatch_tracer_call_cost_seconds",
+                             "What accounting one traced call cost in the kernel, as last measured.",
+                             unit="seconds"), t.ns_per_call / 1e9)
     yield _single(_counter("memwatch_tracer_map_full",
                            "Processes or mappings the kernel could not track: a full map, or a process "
                            "at its quota of it."), t.map_full)

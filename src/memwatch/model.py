@@ -288,13 +288,11 @@ class TracerHealth:
     map_full: int = 0
     event_rate: float = 0.0
     """Events per second delivered over the last tick."""
-    run_time_ns: int | None = None
-    """Kernel time spent in memwatch's programs since load (BPF run-time statistics; None: off)."""
-    runs: int | None = None
     ns_per_call: float | None = None
-    """What accounting one traced call cost in the kernel over the last tick."""
+    """What accounting one traced call cost in the kernel, as last measured (BPF run-time
+    statistics, over one interval in ten; None until measured, or where the kernel refuses)."""
     kernel_cpu_percent: float | None = None
-    """memwatch's programs' share of one CPU over the last tick."""
+    """memwatch's programs' share of one CPU, as last measured."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,7 @@ class TracerConfig:
     proc_root: str = "/proc"
     """The /proc whose pids the tracer reports (its pid namespace is translated into)."""
     run_stats: bool = True
-    """Have the kernel time memwatch's programs (BPF_ENABLE_STATS) so that its cost can be shown."""
+    """Let the kernel time memwatch's programs (BPF_ENABLE_STATS), now and then, to show its cost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +199,6 @@ class Tracer:
                     run_with_private_tracefs(self._attach)
             self._seed()
             self.program_ids = self._program_ids()
-            if cfg.run_stats:
-                self._enable_run_stats()
             self._ncpus = check_int(lib.libbpf_num_possible_cpus(), "counting CPUs")
             self._ring = RingReader(lib, self._fds["mem_events"])
             self._life = RingReader(lib, self._fds["life_events"])
@@ -363,25 +361,37 @@ class Tracer:
     def _program_ids(self) -> tuple[int, ...]:
         return tuple(self._info(fd).id for _, fd in self._loaded_programs())
 
-    def _enable_run_stats(self) -> None:
-        """Have the kernel time every run of every BPF program for as long as memwatch runs.
+    def start_run_stats(self) -> bool:
+        """Have the kernel time every run of every BPF program until :meth:`stop_run_stats`.
 
-        The statistics stay on while any process holds such an fd and stop when the last one is
-        closed (no sysctl is left behind); memwatch closes its own with the tracer. Refused on
-        some kernels or without CAP_SYS_ADMIN: then the cost is simply not shown.
+        The timing is not free: two clock reads per program run, about 0.1 of a traced
+        mmap+munmap pair in a VM (bench/bench_tracer.py), so the live source measures for one
+        interval in ten rather than all the time. The statistics stay on while any process holds
+        such an fd and stop when the last one is closed, with memwatch's exit at the latest: no
+        sysctl is left behind. Refused on some kernels or without CAP_SYS_ADMIN: False, and the
+        cost is simply not shown.
         """
         lib = self._lib
-        assert lib is not None
+        if lib is None or not self.config.run_stats:
+            return False
+        if self._stats_fd >= 0:
+            return True
         fd = lib.bpf_enable_stats(BPF_STATS_RUN_TIME)
         if fd < 0:
             log.info("BPF run-time statistics are not available (%s): memwatch's own kernel cost is not "
                      "shown", os.strerror(-fd))
-            return
+            return False
         self._stats_fd = fd
+        return True
+
+    def stop_run_stats(self) -> None:
+        if self._stats_fd >= 0:
+            os.close(self._stats_fd)
+            self._stats_fd = -1
 
     def run_cost(self) -> RunCost | None:
-        """Time the kernel spent in this tracer's programs, and how many runs, since it was loaded;
-        None when the statistics are off."""
+        """Time the kernel spent in this tracer's programs while the statistics were on, and how many
+        runs; None when they are off."""
         if self._stats_fd < 0 or self._obj is None:
             return None
         total_ns = runs = calls_ns = calls = 0
@@ -421,9 +431,7 @@ class Tracer:
             self._bss.close()
             self._bss = None
         self._destroy_links()
-        if self._stats_fd >= 0:
-            os.close(self._stats_fd)
-            self._stats_fd = -1
+        self.stop_run_stats()
         if self._obj:
             lib.bpf_object__close(self._obj)
             self._obj = None

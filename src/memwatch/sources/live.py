@@ -55,6 +55,8 @@ log = logging.getLogger("memwatch.live")
 _CALL_KIND = {EV_MMAP: EventKind.MMAP, EV_MUNMAP: EventKind.MUNMAP, EV_BRK: EventKind.BRK,
               EV_MREMAP: EventKind.MREMAP}
 MIN_INTERVAL_S = 0.2
+COST_EVERY = 10
+"""The tracer's kernel cost is measured over one interval in this many (see _measure_cost)."""
 DEFAULT_EVENTS_BUDGET = 5000
 """Call events parsed per second at most, over all processes (--events-budget)."""
 
@@ -146,7 +148,10 @@ class LiveSource:
         self._budget_window = 0.0
         self._budget_used = 0
         self._withheld_here = 0
-        self._last_cost: RunCost | None = None
+        self._cost_ticks = 0
+        self._cost_began: tuple[RunCost, float] | None = None
+        self._ns_per_call: float | None = None
+        self._kernel_cpu: float | None = None
         self._last_usage: tuple[float, float] | None = None
         """Call events already in the ring when the budget ran out, discarded unparsed."""
         self._copied: list[bytes] = []
@@ -311,20 +316,31 @@ class LiveSource:
         rate = (self._events_delivered - self._events_at_last_tick) / dt if dt > 0 else 0.0
         self._events_at_last_tick = self._events_delivered
         self._last_tick = now
-        cost = tracer.run_cost()
-        ns_per_call = kernel_cpu = None
-        if cost is not None:
-            last, self._last_cost = self._last_cost, cost
-            if last is not None and dt > 0:
-                kernel_cpu = max(0, cost.run_time_ns - last.run_time_ns) / (dt * 1e9) * 100
-                runs = cost.call_runs - last.call_runs
-                ns_per_call = (cost.call_time_ns - last.call_time_ns) / runs if runs > 0 else None
+        self._measure_cost(tracer)
         health = TracerHealth(enabled=True, mode=tracer.mode, events=c.events, events_dropped=c.dropped,
                               events_throttled=c.throttled, events_withheld=c.paused + self._withheld_here,
                               exits_dropped=c.life_dropped, map_full=c.map_full, event_rate=rate,
-                              run_time_ns=cost.run_time_ns if cost else None, runs=cost.runs if cost else None,
-                              ns_per_call=ns_per_call, kernel_cpu_percent=kernel_cpu)
+                              ns_per_call=self._ns_per_call, kernel_cpu_percent=self._kernel_cpu)
         return counts, health
+
+    def _measure_cost(self, tracer: Tracer) -> None:
+        """The tracer's own kernel cost, measured over one interval in COST_EVERY: the kernel's
+        timing of every program run costs too much to leave on (Tracer.start_run_stats)."""
+        self._cost_ticks += 1
+        began = self._cost_began
+        if began is not None:
+            cost, (start, t0) = tracer.run_cost(), began
+            tracer.stop_run_stats()
+            self._cost_began = None
+            dt = time.monotonic() - t0
+            if cost is not None and dt > 0:   # the counters are cumulative: what this window added
+                self._kernel_cpu = max(0, cost.run_time_ns - start.run_time_ns) / (dt * 1e9) * 100
+                runs = cost.call_runs - start.call_runs
+                self._ns_per_call = (cost.call_time_ns - start.call_time_ns) / runs if runs > 0 else None
+        elif self._cost_ticks % COST_EVERY == 1 and tracer.start_run_stats():
+            first = tracer.run_cost()
+            if first is not None:
+                self._cost_began = (first, time.monotonic())
 
     def _own_cpu(self) -> float | None:
         """memwatch's own CPU over the last tick (every thread), % of one core."""
