@@ -293,7 +293,14 @@ def _replay_source(path: Path) -> SnapshotSource:
     return ReplaySource.from_file(path)
 
 
+NOT_A_TERMINAL = ("the dashboard draws on a terminal and standard output is not one; to write to a file or a "
+                  "pipe use --once (with --json or --csv)")
+
+
 def run_dashboard(args: argparse.Namespace) -> int:
+    if not sys.stdout.isatty():
+        # checked before the source opens: nothing is traced, no escape codes land in the file
+        return _fail(NOT_A_TERMINAL, 2)
     from memwatch.ui.app import run_dashboard as run_app
 
     source = _replay_source(args.replay) if args.replay else _live_source(args)
