@@ -304,7 +304,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     from memwatch.ui.app import run_dashboard as run_app
 
     source = _replay_source(args.replay) if args.replay else _live_source(args)
-    kw: dict[str, object] = {"top": args.top if args.top is not None else 100, "sort": args.sort}
+    kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort}
     if args.theme is not None:
         kw["theme"] = args.theme
     return run_app(source, **kw)
