@@ -3,6 +3,7 @@ palette and README.md's key table agree with it."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from memwatch.ui.widgets.process_table import ProcessTable
 from memwatch.ui.widgets.prompt import Prompt
 from test_ui_support import ScriptedSource
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 SIZE = (200, 50)
 
 # Who holds which rooms. A room listed here that the key list does not have, or the other way
@@ -92,6 +94,16 @@ def test_the_help_screen_lists_every_documented_row() -> None:
         assert keys.row_label(row) in text
     assert text.count("\n") >= len(rows)
     assert {row.room for row in rows} == set(keys.DOCUMENTED)
+
+
+def test_readme_key_table_is_the_key_lists() -> None:
+    readme = README.read_text()
+    section = readme[readme.index("## The dashboard"):]
+    match = re.search(r"^\| keys \| \|\n(?:\|.*\n)+", section, re.MULTILINE)
+    assert match, "README.md: no key table under 'The dashboard'"
+    assert match.group(0) == keys.markdown_table(), (
+        "README.md's key table differs from the key list; paste the output of "
+        "`python -m memwatch.ui.keys` in its place")
 
 
 def test_key_names_read_as_on_the_keyboard() -> None:
