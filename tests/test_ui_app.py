@@ -708,3 +708,35 @@ async def test_a_worker_failure_is_shown_by_the_one_handler() -> None:
         assert app.is_running
     assert seen[0] == ("testing \\[the] handler failed: 'surprise'", "error", "memwatch")
     assert seen[1] == ("A sentence for you.", "warning", "Said")
+
+
+async def test_the_pane_under_the_detail_screen_keeps_its_pss() -> None:
+    """Each pane reads PSS/USS for itself: the full-screen pane's read must not cancel the one the
+    table's pane has in flight (it would say "reading…" when the user comes back)."""
+    import asyncio
+
+    from memwatch.model import SmapsRollup
+
+    gate = asyncio.Event()
+
+    class SlowRollups(ScriptedSource):
+        async def rollup(self, key: Any) -> SmapsRollup | None:
+            await gate.wait()
+            return await super().rollup(key)
+
+    app = MemwatchApp(SlowRollups(make_frames()[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("down")
+        await pilot.pause()
+        await pilot.press("enter")  # the pane's read is still waiting at the gate
+        for _ in range(5):
+            await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        gate.set()
+        for _ in range(10):
+            await pilot.pause()
+        assert "111 KB" in str(app.screen.query_one("#detail-body").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "111 KB" in str(app.query_one("#detail-body").render())

@@ -43,7 +43,7 @@ def start(node: DOMNode, work: Coroutine[Any, Any, Any], *, name: str, descripti
     """Run ``work`` in a worker that describes itself, for ``node``; failures reach the app's handler.
 
     The worker belongs to the app (Worker.StateChanged goes to the worker's node only, so the app
-    sees every failure this way), and so does ``exclusive``: one rollup read at a time in all.
+    sees every failure this way); ``exclusive`` cancels the older workers of the same ``group``.
     """
     return node.app.run_worker(work, name=name, group=group or name, description=description, exclusive=exclusive,
                                exit_on_error=False)

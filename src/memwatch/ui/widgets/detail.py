@@ -159,8 +159,10 @@ class DetailPane(VerticalScroll):
         if last is not None and now - last < ROLLUP_REFRESH_S and last <= now:
             return
         self._rollup_asked = {key: now}
-        workers.start(self, self._fetch_rollup(self._read_rollup, key), name="rollup", exclusive=True,
-                      description=f"reading PSS/USS of pid {key[0]}")
+        # one read at a time per pane (a newer one cancels the older): two panes, two reads, so a
+        # pane on a screen underneath never waits for a read the other pane cancelled
+        workers.start(self, self._fetch_rollup(self._read_rollup, key), name="rollup", group=f"rollup-{id(self)}",
+                      exclusive=True, description=f"reading PSS/USS of pid {key[0]}")
 
     async def _fetch_rollup(self, read: RollupReader, key: ProcessKey) -> None:
         try:
