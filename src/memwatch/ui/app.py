@@ -84,7 +84,9 @@ class MemwatchApp(App[int]):
     """The frame on screen (a paused app keeps its frame; the newest waits in ``_pending``).
     always_update: comparing two snapshots would walk every process."""
     source_ended: var[str | None] = var(None)
+    """Why the source gave no more frames (end of a recording, a failure); the status line says it."""
     interval_s: var[float] = var(0.0)
+    """The source's interval, which + and - change; the header shows it (no toast per press)."""
 
     def __init__(self, source: SnapshotSource, *, top: int | None = None, pids: Iterable[int] = (),
                  sort: str = "rss", descending: bool = True, theme: str | None = None) -> None:
@@ -106,6 +108,8 @@ class MemwatchApp(App[int]):
         return self.feed.source
 
     def get_default_screen(self) -> DashboardScreen:
+        """The dashboard is the bottom of the stack: the other screens pop back to it, and it
+        cannot be popped itself."""
         return DashboardScreen()
 
     @property
