@@ -229,12 +229,12 @@ async def press_keys(app: TimedApp, presses: int, max_seconds: float | None = No
         if time.perf_counter() > stop:
             break
         key = keys[i % len(keys)]
-        table = app.table
-        before = (table.cursor_row, table.row_order[:5], app.sort_column, app.descending)
+        table = app.dashboard.table
+        before = (table.cursor_row, table.row_order[:5], app.view.sort, app.view.descending)
         t0 = time.perf_counter()
         app.simulate_key(key)
         deadline = t0 + 5.0
-        while (table.cursor_row, table.row_order[:5], app.sort_column, app.descending) == before:
+        while (table.cursor_row, table.row_order[:5], app.view.sort, app.view.descending) == before:
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"key {key!r} had no visible effect")
             await asyncio.sleep(0)

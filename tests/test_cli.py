@@ -248,6 +248,20 @@ def test_an_unknown_theme_is_a_usage_error_that_lists_the_themes() -> None:
     assert res.stdout == ""  # refused before the dashboard touched the terminal
 
 
+@pytest.mark.parametrize("into", ["pipe", "file"])
+def test_the_dashboard_into_a_pipe_or_a_file_says_to_use_once(into: str, tmp_path: Path) -> None:
+    """Redirected output would fill with escape codes: one line says what to use instead, exit 2,
+    and nothing reaches the output."""
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:
+        res = subprocess.run([*MEMWATCH, "--no-bpf"], stdout=subprocess.PIPE if into == "pipe" else sink,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, timeout=30)
+    assert res.returncode == 2
+    assert (res.stdout if into == "pipe" else out.read_text()) == ""
+    assert res.stderr.endswith("\n") and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("memwatch: ") and "--once" in res.stderr
+
+
 # --- --pid that is not in the output ------------------------------------------------------------
 
 def no_such_pid(offset: int = 1) -> int:

@@ -53,8 +53,27 @@ def test_utc_time_and_parse_round_trip() -> None:
     assert fmt.parse_utc_time("22:13:26", ts) == ts
     assert fmt.parse_utc_time("2023-11-14 22:13:26 UTC", 0.0) == ts
     assert fmt.parse_utc_time("22:13", ts) == ts - 26
-    with pytest.raises(ValueError, match="HH:MM:SS"):
+    with pytest.raises(ValueError, match=r"HH:MM\[:SS\].*seconds since the epoch"):
         fmt.parse_utc_time("yesterday", ts)
+
+
+@pytest.mark.parametrize("typed", ["1700000006", "1700000006.0", "2023-11-14T22:13:26", "2023-11-14 22:13:26",
+                                   "2023-11-14T22:13:26+00:00", "2023-11-14T23:13:26+01:00", "22:13:26",
+                                   " 22:13:26 UTC "])
+def test_go_to_takes_what_at_takes_and_a_time_of_day(typed: str) -> None:
+    """g in the dashboard reads every time --at reads (epoch seconds, ISO 8601), and HH:MM[:SS]."""
+    from memwatch.headless import parse_time
+
+    ts = 1_700_000_006.0  # 2023-11-14 22:13:26 UTC
+    assert fmt.parse_utc_time(typed, ts - 3600) == ts
+    if ":" not in typed or "-" in typed:
+        assert parse_time(typed.strip()) == ts
+
+
+@pytest.mark.parametrize("typed", ["nan", "inf", "", "25:00", "2023-13-01"])
+def test_go_to_refuses_what_names_no_time(typed: str) -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        fmt.parse_utc_time(typed, 1_700_000_000.0)
 
 
 @pytest.mark.parametrize(("raw", "shown"), [

@@ -26,10 +26,12 @@ from memwatch.model import EventKind
 from memwatch.sources.replay import ReplaySource
 from memwatch.ui.app import TOO_SMALL, MemwatchApp, theme_names
 from memwatch.ui.columns import COLUMNS
+from memwatch.ui.screens.dashboard import DashboardScreen, send_signal
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
 from memwatch.ui.screens.signal_modal import SignalModal
 from memwatch.ui.widgets.detail import DetailPane
+from memwatch.ui.workers import SignalNotSent
 from test_ui_support import ClosingReplay, ScriptedSource, with_process
 
 SIZE = (200, 50)
@@ -42,13 +44,13 @@ def key_of(pid: int, frames_index: int = 0) -> str:
 
 
 def cell(app: MemwatchApp, row_key: str, column: str) -> str:
-    value = app.table.get_cell(row_key, column)
+    value = app.dashboard.table.get_cell(row_key, column)
     assert isinstance(value, Text)
     return value.plain
 
 
 def pids_in_table(app: MemwatchApp) -> list[int]:
-    return [int(k.split(":")[0]) for k in app.table.row_order]
+    return [int(k.split(":")[0]) for k in app.dashboard.table.row_order]
 
 
 async def test_sort_keys_rank_and_mark_the_header() -> None:
@@ -60,15 +62,15 @@ async def test_sort_keys_rank_and_mark_the_header() -> None:
         assert pids_in_table(app) == by_rss
         await pilot.press("P")
         assert pids_in_table(app) == sorted(by_rss)
-        assert "▲" in app.table.header_text("pid").plain
+        assert "▲" in app.dashboard.table.header_text("pid").plain
         await pilot.press("P")
         assert pids_in_table(app) == sorted(by_rss, reverse=True)
         await pilot.press("N")
         names = [app.snapshot.by_key[(p, s)].sample.name.lower() for p, s in  # type: ignore[union-attr]
-                 (map(int, k.split(":")) for k in app.table.row_order)]
+                 (map(int, k.split(":")) for k in app.dashboard.table.row_order)]
         assert names == sorted(names)
         await pilot.press("r")
-        assert app.descending is True and app.sort_column == "name"
+        assert app.view.descending is True and app.view.sort == "name"
 
 
 async def test_clicking_a_header_sorts_and_clicking_again_reverses() -> None:
@@ -84,13 +86,13 @@ async def test_clicking_a_header_sorts_and_clicking_again_reverses() -> None:
             x += spec.width + 2
         assert await pilot.click("#processes", offset=(x + 2, 0))
         await pilot.pause()
-        assert app.sort_column == "virt" and app.descending is True
+        assert app.view.sort == "virt" and app.view.descending is True
         virts = [app.snapshot.by_key[tuple(map(int, k.split(":")))].sample.virt_kb  # type: ignore[union-attr]
-                 for k in app.table.row_order]
+                 for k in app.dashboard.table.row_order]
         assert virts == sorted(virts, reverse=True)
         assert await pilot.click("#processes", offset=(x + 2, 0))
         await pilot.pause()
-        assert app.descending is False
+        assert app.view.descending is False
 
 
 async def test_cursor_follows_its_process_across_frames_and_resorts() -> None:
@@ -100,17 +102,17 @@ async def test_cursor_follows_its_process_across_frames_and_resorts() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         target = key_of(LEAKY_PID)
-        while app.table.current_key != target:
+        while app.dashboard.table.current_key != target:
             await pilot.press("down")
         source.push(frames[3])  # leaky-server grew: its rank changes
         await pilot.pause()
         await pilot.pause()
         assert app.snapshot is not None and app.snapshot.timestamp == frames[3].timestamp
-        assert app.table.current_key == target
-        assert app.table.cursor_row == app.table.row_order.index(target)
+        assert app.dashboard.table.current_key == target
+        assert app.dashboard.table.cursor_row == app.dashboard.table.row_order.index(target)
         await pilot.press("P")
-        assert app.table.current_key == target
-        assert app.table.cursor_row == app.table.row_order.index(target)
+        assert app.dashboard.table.current_key == target
+        assert app.dashboard.table.cursor_row == app.dashboard.table.row_order.index(target)
 
 
 async def test_frames_patch_rows_instead_of_rebuilding() -> None:
@@ -120,11 +122,11 @@ async def test_frames_patch_rows_instead_of_rebuilding() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         short = key_of(SHORT_JOB_PID)
-        assert short in app.table.row_order
+        assert short in app.dashboard.table.row_order
         source.push(frames[3])  # short-job exited
         await pilot.pause()
         await pilot.pause()
-        assert short not in app.table.row_order
+        assert short not in app.dashboard.table.row_order
         assert cell(app, key_of(LEAKY_PID), "rss") == str(
             frames[3].by_key[(LEAKY_PID, 70_000)].sample.rss_kb)
 
@@ -133,16 +135,16 @@ async def test_filter_by_name_pid_and_escape_clears() -> None:
     app = MemwatchApp(ScriptedSource(make_frames()[1]))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        everyone = len(app.table.row_order)
+        everyone = len(app.dashboard.table.row_order)
         await pilot.press("slash", *"leaky")
         assert pids_in_table(app) == [LEAKY_PID]
         await pilot.press("escape")
-        assert len(app.table.row_order) == everyone
+        assert len(app.dashboard.table.row_order) == everyone
         await pilot.press("slash", *str(HOG_PID), "enter")
         assert pids_in_table(app) == [HOG_PID]
-        assert app.focused is app.table
+        assert app.focused is app.dashboard.table
         await pilot.press("slash", *"[red]")  # reopening selects the old text; markup is text too
-        assert app.filter_text == "[red]"
+        assert app.view.filter == "[red]"
         assert pids_in_table(app) == [1234]  # "[red]x[/red]" matches literally
 
 
@@ -153,7 +155,7 @@ async def test_pause_keeps_the_frame_and_resume_shows_the_latest() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("p")
-        assert app.paused
+        assert app.view.paused
         leaky = key_of(LEAKY_PID)
         before = cell(app, leaky, "rss")
         source.push(frames[1])
@@ -164,7 +166,7 @@ async def test_pause_keeps_the_frame_and_resume_shows_the_latest() -> None:
         assert app.snapshot is not None and app.snapshot.timestamp == frames[0].timestamp
         assert cell(app, leaky, "rss") == before
         await pilot.press("space")
-        assert not app.paused
+        assert not app.view.paused
         assert app.snapshot is not None and app.snapshot.timestamp == frames[2].timestamp
         assert cell(app, leaky, "rss") != before
 
@@ -181,9 +183,9 @@ def sleeper() -> Any:
 async def _open_signal_modal(pilot: Any, app: MemwatchApp, child: subprocess.Popen[bytes]) -> None:
     await pilot.pause()
     await pilot.press("M")  # rss descending... the child's fake RSS is the largest
-    if app.descending is False:
+    if app.view.descending is False:
         await pilot.press("r")
-    assert app.table.current_key == f"{child.pid}:424242"
+    assert app.dashboard.table.current_key == f"{child.pid}:424242"
     await pilot.press("k")
     await pilot.pause()
     assert isinstance(app.screen, SignalModal)
@@ -231,18 +233,16 @@ async def test_signal_choice_and_cancel(sleeper: subprocess.Popen[bytes]) -> Non
         assert sleeper.wait(timeout=5) == -signal.SIGKILL
 
 
-async def test_signal_errors_are_notifications_not_tracebacks() -> None:
+async def test_signal_errors_are_sentences_not_tracebacks() -> None:
+    """What the signal worker raises (the app's one handler shows it, as the replay test below sees)."""
     gone = subprocess.Popen(["true"])
     gone.wait()
-    app = MemwatchApp(ScriptedSource(make_frames()[0]))
-    messages: list[tuple[str, str]] = []
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        app.notify = lambda message, **kw: messages.append((message, kw.get("severity", "")))  # type: ignore
-        assert await app.send_signal((gone.pid, 1), MARKUP_NAME, signal.SIGTERM) is False
-        assert await app.send_signal((1, 1), "init", signal.SIGCONT) is True  # root may; we are root in CI
-    assert messages[0][1] == "warning" and "no longer exists" in messages[0][0]
-    assert "\\[red]x\\[/red]" in messages[0][0]  # escaped for notify's markup
+    source = ScriptedSource(make_frames()[0])
+    with pytest.raises(SignalNotSent) as raised:
+        await send_signal(source, (gone.pid, 1), MARKUP_NAME, signal.SIGTERM)
+    assert raised.value.severity == "warning" and "no longer exists" in raised.value.message
+    assert "\\[red]x\\[/red]" in raised.value.message  # escaped for notify's markup
+    assert await send_signal(source, (1, 1), "init", signal.SIGCONT) == "Sent SIGCONT to init (pid 1)."  # root
 
 
 async def test_a_replay_refuses_to_signal_with_a_notification() -> None:
@@ -372,46 +372,48 @@ async def test_rollup_is_asked_for_the_highlighted_process() -> None:
             if len(source.rollups) >= 2:
                 break
             await pilot.pause()
-        current = app.table.current_key
+        current = app.dashboard.table.current_key
         assert current is not None
         assert tuple(map(int, current.split(":"))) in source.rollups
         assert "111 KB" in str(app.query_one("#detail-body").render())  # the PSS the source returned
 
 
 class FrameCountingApp(MemwatchApp):
-    """Counts the frames written out, and notes the count whenever the detail pane is drawn."""
+    """Counts the frames written out."""
 
     frames = 0
-    pane_drawn_at: list[int]
 
     def _display(self, screen: Any, renderable: Any) -> None:
         super()._display(screen, renderable)
         self.frames += 1
-
-    def _render_detail(self) -> None:
-        self.pane_drawn_at.append(self.frames)
-        super()._render_detail()
 
 
 async def test_the_cursor_gets_its_own_frame_and_the_pane_follows() -> None:
     """An arrow key's frame carries the two table lines only; the pane is drawn after it (drawn in
     the same frame, the compositor would repaint the whole box around both)."""
     app = FrameCountingApp(ScriptedSource(make_frames()[1]))
-    app.pane_drawn_at = []
+    pane_drawn_at: list[int] = []
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        first, frames_before = app.table.current_key, app.frames
-        app.pane_drawn_at.clear()
+        pane = app.query_one("#detail", DetailPane)
+        show = pane.show
+
+        def counting_show(*args: Any) -> None:
+            pane_drawn_at.append(app.frames)
+            show(*args)
+
+        pane.show = counting_show  # type: ignore[method-assign]
+        first, frames_before = app.dashboard.table.current_key, app.frames
         await pilot.press("down", "down")
         for _ in range(20):
-            if app.pane_drawn_at:
+            if pane_drawn_at:
                 break
             await pilot.pause()
-        assert app.table.current_key != first
-        assert app.pane_drawn_at and app.pane_drawn_at[0] > frames_before, "the cursor's frame went out first"
-        assert len(app.pane_drawn_at) <= 2
-        shown = app.query_one("#detail", DetailPane).view_key
-        assert shown is not None and f"{shown[0]}:{shown[1]}" == app.table.current_key
+        assert app.dashboard.table.current_key != first
+        assert pane_drawn_at and pane_drawn_at[0] > frames_before, "the cursor's frame went out first"
+        assert len(pane_drawn_at) <= 2
+        shown = pane.view_key
+        assert shown is not None and f"{shown[0]}:{shown[1]}" == app.dashboard.table.current_key
 
 
 async def test_interval_keys_call_set_interval() -> None:
@@ -430,7 +432,7 @@ async def test_replay_time_controls() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("left_square_bracket")
-        assert source.position == 0 and app.paused
+        assert source.position == 0 and app.view.paused
         await pilot.press("full_stop", "full_stop")
         assert source.position == 2
         await pilot.press("comma")
@@ -467,7 +469,7 @@ async def test_a_step_made_while_a_frame_is_on_its_way_wins() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()                     # the pump waits at the gate, inside next()
         await pilot.press("full_stop")          # pauses and steps to frame 1
-        assert source.position == 1 and app.paused
+        assert source.position == 1 and app.view.paused
         Gated.gate.set()                        # the frame that was on its way arrives
         await pilot.pause()
         await pilot.pause()
@@ -488,7 +490,7 @@ async def test_narrow_terminal_drops_low_priority_columns() -> None:
     app = MemwatchApp(ScriptedSource(make_frames()[0]))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        visible = app.table.visible_columns
+        visible = app.dashboard.table.visible_columns
         for key in ("pid", "name", "rss", "virt", "mmap", "munmap", "growth"):
             assert key in visible
         assert "trend" not in visible and "outstanding" not in visible
@@ -525,19 +527,216 @@ async def test_a_quit_queued_behind_a_failed_start_keeps_its_status() -> None:
     assert app.return_value == 1
 
 
-async def test_a_crash_still_closes_the_source() -> None:
+async def test_a_crash_still_closes_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
     frames = make_frames()
     source = ScriptedSource(frames[0])
     app = MemwatchApp(source)
 
-    def broken(snap: Any) -> None:
+    def broken(self: Any) -> None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            app.apply_snapshot = broken  # type: ignore[method-assign]
+            monkeypatch.setattr(DashboardScreen, "_render_table", broken)  # drawing the next frame fails
             source.push(frames[1])
             for _ in range(20):
                 await pilot.pause()
     assert source.closed == 1
+
+
+# --- the items fixed with the rooms restructure --------------------------------------------------
+
+async def test_top_and_pid_are_honoured_as_by_once() -> None:
+    """--top 5 --pid S shows the top 5 and S; --pid alone shows only those processes."""
+    frame = make_frames()[1]
+    small = min(frame.processes, key=lambda v: v.sample.rss_kb).pid
+    top5 = [v.pid for v in frame.top(5, "rss", True)]
+    assert small not in top5
+    app = MemwatchApp(ScriptedSource(frame), top=5, pids=(small,))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert pids_in_table(app) == [*top5, small]
+        assert f"with pid {small}" in str(app.query_one("#status").render())
+    app = MemwatchApp(ScriptedSource(frame), pids=(small, HOG_PID))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert pids_in_table(app) == [HOG_PID, small]  # ranked, nothing else
+        await pilot.press("slash", *"hog", "enter")
+        assert pids_in_table(app) == [HOG_PID]  # the filter still applies
+
+
+def test_the_cli_hands_top_and_pid_to_the_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memwatch import cli
+    from memwatch.ui import app as app_module
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(app_module, "run_dashboard", lambda source, **kw: seen.append(kw) or 0)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    args = cli.build_parser().parse_args(["--replay", "x", "--top", "5", "--pid", "42", "--pid", "7"])
+    monkeypatch.setattr(cli, "_replay_source", lambda path: ScriptedSource(make_frames()[0]))
+    assert cli.run_dashboard(args) == 0
+    assert seen[0]["top"] == 5 and seen[0]["pids"] == (42, 7)
+    cli.run_dashboard(cli.build_parser().parse_args(["--replay", "x", "--pid", "42"]))
+    assert seen[1]["top"] is None and seen[1]["pids"] == (42,)  # the app: None with pids is "only these"
+
+
+async def test_escape_on_the_table_clears_an_applied_filter() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        everyone = len(app.dashboard.table.row_order)
+        await pilot.press("slash", *"leaky", "enter")
+        assert pids_in_table(app) == [LEAKY_PID] and app.focused is app.dashboard.table
+        await pilot.press("escape")
+        assert app.view.filter == ""
+        assert len(app.dashboard.table.row_order) == everyone
+        assert "filter" not in str(app.query_one("#status").render())
+
+
+async def test_keys_of_the_table_do_nothing_on_the_events_screen() -> None:
+    """/ typed on the events screen used to open the hidden table's filter and take the keys."""
+    app = MemwatchApp(ScriptedSource(make_frames()[-1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, EventsScreen)
+        await pilot.press("slash", *"hog", "s", "k")
+        await pilot.pause()
+        assert isinstance(app.screen, EventsScreen)
+        assert app.view.filter == "" and app.view.sort == "rss"
+        assert not app.dashboard.query_one("#prompt").display
+        await pilot.press("u")  # what all main screens share still works
+        assert app.view.human is True
+        await pilot.press("escape")
+        assert app.screen is app.dashboard and app.focused is app.dashboard.table
+
+
+@pytest.mark.parametrize("typed", ["epoch", "iso", "time"])
+async def test_go_to_takes_what_at_takes(typed: str) -> None:
+    from memwatch.headless import iso_utc
+    from memwatch.ui.formatting import utc_time
+
+    source = ReplaySource(make_frames())
+    app = MemwatchApp(source)
+    when = BASE_TIMESTAMP + FRAME_GAP_S * 3
+    text = {"epoch": f"{when:.0f}", "iso": iso_utc(when), "time": utc_time(when)}[typed]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("g", *text, "enter")
+        assert source.position == 3
+        assert app.snapshot is not None and app.snapshot.replay_position == (3, 5)
+
+
+async def test_a_time_that_cannot_be_read_gives_the_keys_back() -> None:
+    """After the error the line is closed and the table has the focus: the next key is a command."""
+    source = ReplaySource(make_frames())
+    app = MemwatchApp(source)
+    seen: list[tuple[str, str]] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("left_square_bracket")
+        app.notify = lambda message, **kw: seen.append((message, kw.get("severity", "")))  # type: ignore
+        await pilot.press("g", *"nonsense", "enter")
+        assert source.position == 0
+        assert seen and seen[0][1] == "error" and "cannot read 'nonsense'" in seen[0][0]
+        assert app.focused is app.dashboard.table
+        assert not app.dashboard.query_one("#prompt").display
+        await pilot.press("full_stop")
+        assert source.position == 1
+
+
+def _tracer_line(app: MemwatchApp) -> str:
+    return str(app.query_one("#tracer-text").render())
+
+
+async def test_the_header_says_a_recording_is_one_and_of_which_host() -> None:
+    app = MemwatchApp(ReplaySource(make_frames()))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        line = _tracer_line(app)
+        assert "Recording of testhost, traced by eBPF (raw)" in line and "attached" not in line
+    app = MemwatchApp(ReplaySource(make_frames(degraded=True)))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "Recording of testhost, eBPF was off" in _tracer_line(app)
+        assert "Recorded on testhost: eBPF is off: memwatch needs root" in str(app.query_one("#banner").render())
+    app = MemwatchApp(ScriptedSource(make_frames()[0]))  # live: this machine, now
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        line = _tracer_line(app)
+        assert "eBPF attached (raw)" in line and "Recording" not in line
+
+
+async def test_interval_keys_show_the_interval_in_the_header_without_toasts() -> None:
+    source = ScriptedSource(make_frames()[0], interval_s=3.0)
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("plus", "plus", "plus")
+        await pilot.pause()
+        assert source.interval_s == 0.5
+        assert "every 0.5s" in _tracer_line(app)
+        assert len(app._notifications) == 0  # one per press used to pile up
+
+
+async def test_a_worker_failure_is_shown_by_the_one_handler() -> None:
+    """A worker that fails, however, is a notification naming what it was doing; the app goes on."""
+    from memwatch.ui import workers
+
+    app = MemwatchApp(ScriptedSource(make_frames()[0]))
+    seen: list[tuple[str, str, str]] = []
+
+    async def broken() -> None:
+        raise KeyError("surprise")
+
+    async def refused() -> None:
+        raise workers.UIError("A sentence for you.", severity="warning", title="Said")
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.notify = lambda message, **kw: seen.append(  # type: ignore
+            (message, kw.get("severity", ""), kw.get("title", "")))
+        for work in (broken(), refused()):
+            worker = workers.start(app.dashboard, work, name="test", description="testing [the] handler")
+            for _ in range(20):
+                if worker.is_finished:
+                    break
+                await pilot.pause()
+        await pilot.pause()
+        assert app.is_running
+    assert seen[0] == ("testing \\[the] handler failed: 'surprise'", "error", "memwatch")
+    assert seen[1] == ("A sentence for you.", "warning", "Said")
+
+
+async def test_the_pane_under_the_detail_screen_keeps_its_pss() -> None:
+    """Each pane reads PSS/USS for itself: the full-screen pane's read must not cancel the one the
+    table's pane has in flight (it would say "reading…" when the user comes back)."""
+    import asyncio
+
+    from memwatch.model import SmapsRollup
+
+    gate = asyncio.Event()
+
+    class SlowRollups(ScriptedSource):
+        async def rollup(self, key: Any) -> SmapsRollup | None:
+            await gate.wait()
+            return await super().rollup(key)
+
+    app = MemwatchApp(SlowRollups(make_frames()[1]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("down")
+        await pilot.pause()
+        await pilot.press("enter")  # the pane's read is still waiting at the gate
+        for _ in range(5):
+            await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        gate.set()
+        for _ in range(10):
+            await pilot.pause()
+        assert "111 KB" in str(app.screen.query_one("#detail-body").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "111 KB" in str(app.query_one("#detail-body").render())

@@ -48,7 +48,7 @@ async def test_cell_bodies_equal_rich_rendering_in_every_state() -> None:
         for human in (False, True):
             if human:
                 await pilot.press("u")
-            table = app.table
+            table = app.dashboard.table
             for key in table.row_order:
                 for spec in table._specs:
                     cell = table.get_cell(key, spec.key)
@@ -62,7 +62,7 @@ async def test_a_drawn_line_is_the_cells_side_by_side_and_the_cursor_is_styled()
     app = MemwatchApp(ScriptedSource(make_frames()[3]))
     async with app.run_test(size=(200, 50)) as pilot:
         await pilot.pause()
-        table = app.table
+        table = app.dashboard.table
         width = table.scrollable_content_region.width
         for row, key in enumerate(table.row_order[:3]):
             strip = table.render_line(row + 1)
@@ -89,7 +89,7 @@ async def test_only_changed_lines_are_redrawn() -> None:
     app = MemwatchApp(source)
     async with app.run_test(size=(200, 50)) as pilot:
         await pilot.pause()
-        table = app.table
+        table = app.dashboard.table
         drawn: list[int] = []
         original = table.render_line
 

@@ -293,11 +293,18 @@ def _replay_source(path: Path) -> SnapshotSource:
     return ReplaySource.from_file(path)
 
 
+NOT_A_TERMINAL = ("the dashboard draws on a terminal and standard output is not one; to write to a file or a "
+                  "pipe use --once (with --json or --csv)")
+
+
 def run_dashboard(args: argparse.Namespace) -> int:
+    if not sys.stdout.isatty():
+        # checked before the source opens: nothing is traced, no escape codes land in the file
+        return _fail(NOT_A_TERMINAL, 2)
     from memwatch.ui.app import run_dashboard as run_app
 
     source = _replay_source(args.replay) if args.replay else _live_source(args)
-    kw: dict[str, object] = {"top": args.top if args.top is not None else 100, "sort": args.sort}
+    kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort}
     if args.theme is not None:
         kw["theme"] = args.theme
     return run_app(source, **kw)

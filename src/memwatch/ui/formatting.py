@@ -112,18 +112,20 @@ def utc_time(timestamp: float, with_date: bool = False) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if with_date else "%H:%M:%S")
 
 
+GOTO_HINT = ("type HH:MM[:SS] (UTC, on the shown frame's day), a date and time such as 2026-11-26 10:15:00, "
+             "or seconds since the epoch")
+
+
 def parse_utc_time(text: str, reference: float) -> float:
-    """A time typed by the user, as UTC: "HH:MM[:SS]" on the reference's day, or a full date.
+    """A time typed by the user, as UTC: "HH:MM[:SS]" on the reference's day, or anything ``--at``
+    takes (seconds since the epoch, ISO 8601), so a time copied from one works in the other.
 
     Raises ValueError with a sentence the user can act on.
     """
+    from memwatch.headless import parse_time  # the --at parser: one definition of what a time is
+
     cleaned = text.strip().removesuffix("UTC").strip()
     day = datetime.fromtimestamp(reference, UTC)
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"):
-        try:
-            return datetime.strptime(cleaned, fmt).replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            pass
     for fmt in ("%H:%M:%S", "%H:%M"):
         try:
             parsed = datetime.strptime(cleaned, fmt)
@@ -131,6 +133,7 @@ def parse_utc_time(text: str, reference: float) -> float:
             continue
         moment = day.replace(hour=parsed.hour, minute=parsed.minute, second=parsed.second, microsecond=0)
         return moment.timestamp()
-    raise ValueError(f"cannot read {text!r} as a time: type HH:MM:SS or YYYY-MM-DD HH:MM:SS (UTC)")
-
-
+    try:
+        return parse_time(cleaned)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a time: {GOTO_HINT}") from None

@@ -2,28 +2,49 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar, cast
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from memwatch.model import ProcessKey
+from memwatch.model import ProcessKey, Snapshot
+from memwatch.ui import keys
+from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.detail import DetailPane
+
+if TYPE_CHECKING:
+    from memwatch.ui.app import MemwatchApp
 
 
 class DetailScreen(Screen[None]):
-    """One process, all its figures; the app keeps feeding it new snapshots."""
+    """One process, all its figures, kept up to date by watching the app's snapshot and units."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("q", "app.pop_screen", "Back", show=False)]
+    ROOMS: ClassVar[tuple[keys.Room, ...]] = ("detail", "shared")
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("detail") + keys.bindings("shared")  # its own first
 
     def __init__(self, key: ProcessKey) -> None:
         super().__init__()
         self.key = key
 
     def compose(self) -> ComposeResult:
-        yield DetailPane(id="detail-full")
+        app = cast("MemwatchApp", self.app)
+        yield DetailPane(id="detail-full", rollup=app.feed.source.rollup)
         yield Footer()
+
+    def on_mount(self) -> None:
+        app = cast("MemwatchApp", self.app)
+        self.watch(app, "snapshot", self._refresh_pane, init=False)
+        self.watch(app, "view", self._refresh_pane, init=False)
+        self.call_after_refresh(self._refresh_pane)  # the screen's first frame first, as a key's
 
     @property
     def pane(self) -> DetailPane:
         return self.query_one(DetailPane)
+
+    def _refresh_pane(self, _changed: Snapshot | ViewState | None = None) -> None:
+        app = cast("MemwatchApp", self.app)
+        snap = app.snapshot
+        if snap is not None:
+            self.pane.show(snap.by_key.get(self.key), app.view.human, snap.timestamp)

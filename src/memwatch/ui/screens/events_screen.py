@@ -6,15 +6,20 @@ Events are append-only, so the table only ever gains rows keyed by the event's i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from memwatch.model import Event, EventKind
+from memwatch.model import Event, EventKind, Snapshot
 from memwatch.ui import formatting as fmt
+from memwatch.ui import keys
+
+if TYPE_CHECKING:
+    from memwatch.ui.app import MemwatchApp
 
 EVENT_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("time", "TIME (UTC)", 19), ("kind", "KIND", 4), ("pid", "PID", 7), ("name", "NAME", 20),
@@ -62,13 +67,10 @@ def event_cells(event: Event, human: bool) -> list[Text]:
 
 
 class EventsScreen(Screen[None]):
-    """The exits and OOM kills seen so far; the app feeds it every snapshot."""
+    """The exits and OOM kills seen so far; new ones are added as the app's snapshot changes."""
 
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("e", "app.pop_screen", "Back", show=False),
-        Binding("q", "app.pop_screen", "Back", show=False),
-    ]
+    ROOMS: ClassVar[tuple[keys.Room, ...]] = ("events", "shared")
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("events") + keys.bindings("shared")  # its own first
     DEFAULT_CSS = """
     EventsScreen #events-title { height: 1; text-style: bold; padding: 0 1; }
     """
@@ -87,6 +89,13 @@ class EventsScreen(Screen[None]):
         table = self.query_one("#events-table", DataTable)
         for key, label, width in EVENT_COLUMNS:
             table.add_column(label, width=width, key=key)
+        app = cast("MemwatchApp", self.app)
+        self.watch(app, "snapshot", self._snapshot_changed, init=False)
+        self.call_after_refresh(lambda: self._snapshot_changed(app.snapshot))  # after the screen's first frame
+
+    def _snapshot_changed(self, snap: Snapshot | None) -> None:
+        if snap is not None:
+            self.add_events(snap.events, cast("MemwatchApp", self.app).view.human)
 
     def add_events(self, events: Sequence[Event], human: bool) -> int:
         """Append the exits/OOM kills not shown yet; returns how many were added."""

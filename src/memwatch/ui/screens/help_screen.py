@@ -1,39 +1,28 @@
-"""The ``?`` help: every key in one place."""
+"""The ``?`` help: every key, from the one key list (memwatch.ui.keys)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HELP_ROWS: tuple[tuple[str, str], ...] = (
-    ("↑ ↓ PgUp PgDn Home End", "move in the table (mouse: click a row)"),
-    ("Enter", "this process full screen (Escape returns)"),
-    ("s / r", "cycle the sort column / reverse the order"),
-    ("M P N G O", "sort by memory (RSS), pid, name, growth, outstanding bytes"),
-    ("click a header", "sort by it; click again to reverse"),
-    ("u", "units: KB (like the original monitor) or KiB/MiB/GiB"),
-    ("/", "filter by name, command line or pid (Escape clears)"),
-    ("space / p", "pause: the table keeps its last frame"),
-    ("+ / -", "sample more or less often"),
-    ("k", "send a signal to the highlighted process (asks first)"),
-    ("e", "exited processes and OOM kills"),
-    (", / .", "replay: one frame back / forward"),
-    ("[ / ]", "replay: jump to start / end"),
-    ("g", "replay: go to a time (UTC)"),
-    ("ctrl+p", "command palette"),
-    ("q / ctrl+c", "quit"),
-)
+from memwatch.ui import keys
+
+KEYS_WIDTH = 24
 
 
 def help_text() -> Text:
     """The key table as one Text."""
     text = Text("memwatch keys\n\n", style="bold")
-    for keys, what in HELP_ROWS:
-        text.append(f"{keys:<24}", style="bold cyan")
+    for shown, what in keys.help_rows():
+        text.append(f"{shown:<{KEYS_WIDTH}}", style="bold cyan")
+        if len(shown) >= KEYS_WIDTH:  # a long list of keys gets a line of its own
+            text.append("\n" + " " * KEYS_WIDTH)
         text.append(f"{what}\n")
     text.append("\nLeak suspects are marked ! in red. '-' means eBPF is off for that figure.", style="dim")
     return text
@@ -44,14 +33,10 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: auto; max-height: 90%;
+    HelpScreen > VerticalScroll { width: 90; max-width: 100%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 1 2; }
     """
-    BINDINGS = [
-        Binding("escape", "dismiss", "Close"),
-        Binding("q", "dismiss", "Close", show=False),
-        Binding("question_mark", "dismiss", "Close", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("help")
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():

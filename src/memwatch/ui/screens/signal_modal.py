@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import signal
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, RadioButton, RadioSet, Static
 
 from memwatch.ui import formatting as fmt
+from memwatch.ui import keys
 
 SIGNAL_CHOICES: tuple[signal.Signals, ...] = (
     signal.SIGTERM, signal.SIGINT, signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT, signal.SIGHUP,
@@ -29,11 +31,7 @@ class SignalModal(ModalScreen[signal.Signals | None]):
     SignalModal Horizontal { height: auto; margin-top: 1; }
     SignalModal Button { margin-right: 2; }
     """
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel"),
-        Binding("n", "cancel", "Cancel", show=False),
-        Binding("y", "send", "Send", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("signal")
 
     def __init__(self, pid: int, name: str) -> None:
         super().__init__()

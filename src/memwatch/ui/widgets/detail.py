@@ -1,11 +1,13 @@
 """The detail pane: every figure of one process, its RSS history and its recent memory events.
 
-PSS/USS/SwapPss are not in the snapshot's cheap path; the app fetches them with
-``source.rollup(key)`` in a worker and hands them in through :meth:`DetailPane.set_rollup`.
+PSS/USS/SwapPss are not in the snapshot's cheap path: the pane asks the source for them itself
+(``source.rollup(key)``, which reads smaps_rollup in its own thread, time-capped) in a worker, for
+the process it shows, at most every ``ROLLUP_REFRESH_S`` of snapshot time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from rich.text import Text
@@ -16,10 +18,13 @@ from textual.widgets import Sparkline, Static
 from memwatch.fields import BY_KEY, DETAIL_SECTIONS
 from memwatch.model import Event, EventKind, ProcessKey, ProcessView, SmapsRollup
 from memwatch.ui import formatting as fmt
+from memwatch.ui import workers
 from memwatch.ui.columns import figure_text
 from memwatch.ui.widgets.quiet_update import set_sparkline, set_static
 
 RECENT_EVENTS_SHOWN = 12
+ROLLUP_REFRESH_S = 5.0
+RollupReader = Callable[[ProcessKey], Awaitable[SmapsRollup | None]]
 
 
 def _kb(kb: int, human: bool) -> str:
@@ -117,11 +122,15 @@ class DetailPane(VerticalScroll):
     DetailPane #detail-events { height: auto; }
     """
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, *, rollup: RollupReader | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.view_key: ProcessKey | None = None
+        self._read_rollup = rollup
         self._rollup: SmapsRollup | None = None
         self._rollup_state = "select a process"
+        self._rollup_asked: dict[ProcessKey, float] = {}
+        self._shown: tuple[ProcessView | None, bool, float] = (None, False, 0.0)
 
     def compose(self) -> ComposeResult:
         yield Static("No process selected", id="detail-body")
@@ -135,8 +144,39 @@ class DetailPane(VerticalScroll):
             self._rollup = rollup
             self._rollup_state = state
 
-    def show(self, view: ProcessView | None, human: bool) -> None:
-        """Redraw for ``view`` (None: nothing highlighted)."""
+    def show(self, view: ProcessView | None, human: bool, now: float = 0.0) -> None:
+        """Redraw for ``view`` (None: nothing highlighted) as of snapshot time ``now``, and ask for
+        its PSS/USS if they are due."""
+        self._shown = (view, human, now)
+        self._draw(view, human)
+        if view is not None:
+            self._maybe_read_rollup(view.key, now)
+
+    def _maybe_read_rollup(self, key: ProcessKey, now: float) -> None:
+        if self._read_rollup is None:
+            return
+        last = self._rollup_asked.get(key)
+        if last is not None and now - last < ROLLUP_REFRESH_S and last <= now:
+            return
+        self._rollup_asked = {key: now}
+        # one read at a time per pane (a newer one cancels the older): two panes, two reads, so a
+        # pane on a screen underneath never waits for a read the other pane cancelled
+        workers.start(self, self._fetch_rollup(self._read_rollup, key), name="rollup", group=f"rollup-{id(self)}",
+                      exclusive=True, description=f"reading PSS/USS of pid {key[0]}")
+
+    async def _fetch_rollup(self, read: RollupReader, key: ProcessKey) -> None:
+        try:
+            rollup = await read(key)
+            state = "process has exited" if rollup is None else ""
+        except Exception as error:  # permission denied and the like: shown in the pane, not raised
+            rollup, state = None, f"unavailable: {error}"
+        if not self.is_attached:  # its screen was closed meanwhile
+            return
+        self.set_rollup(key, rollup, state)
+        view, human, _ = self._shown
+        self._draw(view, human)
+
+    def _draw(self, view: ProcessView | None, human: bool) -> None:
         body = self.query_one("#detail-body", Static)
         if view is None:
             self.view_key = None

@@ -35,15 +35,24 @@ def system_lines(snap: Snapshot) -> Text:
 
 
 def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
-    """Tracer state, event rate, drops, the interval, the snapshot time (UTC) and PAUSED."""
+    """Tracer state, event rate, drops, the interval, the snapshot time (UTC) and PAUSED; for a
+    recording, whose host it is and how it was traced there."""
     t: TracerHealth = snap.tracer
     text = Text()
     if paused:  # first, so a narrow terminal never cuts it off
         text.append(" PAUSED ", style="bold reverse yellow")
         text.append(" ")
+    recording = snap.replay_position is not None
+    if recording:  # what was true where it was recorded, not of this machine now
+        text.append("Recording of ", style="bold")
+        text.append(fmt.printable(snap.hostname), style="bold")
+        text.append(", ")
     if t.enabled:
+        if recording:
+            text.append("traced by ")
         text.append("eBPF ", style="bold")
-        text.append(f"attached ({fmt.printable(t.mode or 'unknown mode')})", style="green")
+        mode = fmt.printable(t.mode or "unknown mode")
+        text.append(f"({mode})" if recording else f"attached ({mode})", style="green")
         text.append(f"  {fmt.rate(t.event_rate)} ev/s")
         dropped_style = "bold red" if t.events_dropped or t.map_full else ""
         text.append(f"  dropped {t.events_dropped}", style=dropped_style)
@@ -53,6 +62,9 @@ def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
             text.append(f"  map full {t.map_full}", style="bold red")
         if t.events_throttled or t.events_withheld:
             text.append(f"  throttled {t.events_throttled + t.events_withheld}", style="yellow")
+    elif recording:
+        text.append("eBPF was off", style="bold red")
+        text.append(" (/proc only)")
     else:
         text.append("eBPF OFF", style="bold red")
         text.append(" (/proc only)")
@@ -62,11 +74,13 @@ def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
 
 
 def degraded_banner(snap: Snapshot) -> Text | None:
-    """The visible sentence saying why eBPF is off, or None when it is on."""
+    """The visible sentence saying why eBPF is off (was off, for a recording), or None when it is on."""
     if snap.tracer.enabled:
         return None
     reason = fmt.printable(snap.tracer.reason or "eBPF is off (no reason given).")
     text = Text("⚠ ", style="bold")
+    if snap.replay_position is not None:
+        text.append(f"Recorded on {fmt.printable(snap.hostname)}: ")
     text.append(reason)
     text.append("  Kernel columns show '-'.", style="italic")
     return text

@@ -31,15 +31,17 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from memwatch.fields import DEFAULT_COLUMNS
 from memwatch.model import ProcessView
-from memwatch.ui.columns import ColumnSpec, fit_columns, header_label, row_cells
+from memwatch.ui import keys
+from memwatch.ui.columns import BY_KEY, ColumnSpec, fit_columns, header_label, row_cells
 
 CELL_PADDING = 1
 # Sized to a frame or two of the top 100 rows (lines: with and without the cursor; bodies: one per
@@ -116,15 +118,7 @@ class ProcessTable(ScrollView, can_focus=True):
         & > .process-table--header-hover { background: $accent 30%; }
     }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Select", show=False),
-        Binding("up", "cursor_up", "Up", show=False),
-        Binding("down", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,ctrl+home", "first", "First", show=False),
-        Binding("end,ctrl+end", "last", "Last", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = keys.bindings("table")
 
     class _TableMessage(Message):
         """A message from a ProcessTable; ``control`` lets handlers match on the widget."""
@@ -158,9 +152,10 @@ class ProcessTable(ScrollView, can_focus=True):
             super().__init__(table)
             self.column = column
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, columns: Sequence[str] = DEFAULT_COLUMNS, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._specs: tuple[ColumnSpec, ...] = fit_columns(10_000, CELL_PADDING)
+        self._columns: tuple[ColumnSpec, ...] = tuple(BY_KEY[key] for key in columns)
+        self._specs: tuple[ColumnSpec, ...] = fit_columns(10_000, CELL_PADDING, self._columns)
         self._fit_width = -1
         self._order: list[str] = []
         self._index: dict[str, int] = {}
@@ -178,6 +173,20 @@ class ProcessTable(ScrollView, can_focus=True):
         self._drawn: dict[int, tuple[object, ...]] = {}
 
     # ----- what the app and the tests read ------------------------------------------------------
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Field keys of the columns asked for, in order (a narrow terminal shows fewer)."""
+        return tuple(spec.key for spec in self._columns)
+
+    @columns.setter
+    def columns(self, keys: Sequence[str]) -> None:
+        columns = tuple(BY_KEY[key] for key in keys)  # KeyError: no such field
+        if columns != self._columns:
+            self._columns = columns
+            self._fit_width = -1
+            self.fit_to_width()
+            self.refresh()
 
     @property
     def visible_columns(self) -> tuple[str, ...]:
@@ -369,7 +378,7 @@ class ProcessTable(ScrollView, can_focus=True):
         if width <= 0 or width == self._fit_width:
             return
         self._fit_width = width
-        specs = fit_columns(width - 1, CELL_PADDING)
+        specs = fit_columns(width - 1, CELL_PADDING, self._columns)
         if specs != self._specs:
             self._specs = specs
             self._cells.clear()

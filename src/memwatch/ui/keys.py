@@ -1,0 +1,189 @@
+"""Every key memwatch answers, listed once.
+
+Bindings of the app, the screens and the table, the help screen, the command palette and the key
+table in README.md all come from :data:`KEY_ROWS` (a test holds README to it), so a key cannot be
+bound without being documented, nor documented without being bound.
+
+A key belongs to a *room*, the place where it works:
+
+- ``app``: everywhere, even in a dialog (Ctrl+C);
+- ``shared``: on each of the main screens (dashboard, process, events): pause, units, interval, help;
+- ``dashboard``: the table's screen; ``replay``: the same, on a recording;
+- ``table``, ``prompt``: those widgets, when they have the focus;
+- ``detail``, ``events``, ``help``, ``signal``: the screen or dialog of that name.
+
+A key of the dashboard does nothing on the events screen, so ``/`` typed there cannot filter a
+table no one sees. Rows of the rooms in :data:`DOCUMENTED` make the help screen and README's table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from textual.binding import Binding, BindingType
+
+Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "help", "signal"]
+DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app")
+"""The rooms of the help screen and README's table; the others show their keys in their own footer."""
+PALETTE_KEY = "ctrl+p"
+"""Textual's command palette key (App.COMMAND_PALETTE_BINDING); a test holds them equal."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One binding: Textual key names (comma-separated alternatives) and the action they run."""
+
+    keys: str
+    action: str
+    title: str
+    """Footer and palette title."""
+    show: bool = False
+    """In the footer."""
+    priority: bool = False
+    palette: str | None = None
+    """The palette's line for it; None: not offered there."""
+
+    def binding(self) -> Binding:
+        return Binding(self.keys, self.action, self.title, show=self.show, priority=self.priority)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """One line of help: the keys of one room that do one thing, and what it is."""
+
+    room: Room
+    what: str
+    keys: tuple[Key, ...] = ()
+    also: str = ""
+    """Ways in that are not keys of ours (the mouse, Textual's own palette key)."""
+
+
+def _row(room: Room, what: str, *keys: Key, also: str = "") -> KeyRow:
+    return KeyRow(room, what, keys, also)
+
+
+KEY_ROWS: tuple[KeyRow, ...] = (
+    # the table (its widget's own keys)
+    _row("table", "move; the cursor stays on its process across refreshes and sorts",
+         Key("up", "cursor_up", "Up"), Key("down", "cursor_down", "Down"), Key("pageup", "page_up", "Page up"),
+         Key("pagedown", "page_down", "Page down"), Key("home,ctrl+home", "first", "First"),
+         Key("end,ctrl+end", "last", "Last"), also="mouse"),
+    _row("table", "the highlighted process full screen (Escape returns)", Key("enter", "select_cursor", "Select")),
+    # the dashboard; this order is the footer's
+    _row("dashboard", "quit: probes detached, terminal restored (SIGTERM and SIGHUP do the same)",
+         Key("q", "app.quit", "Quit", show=True)),
+    _row("shared", "pause: the table keeps its frame",
+         Key("p,space", "app.toggle_pause", "Pause", show=True, palette="Stop or restart applying new snapshots")),
+    _row("dashboard", "filter by name, command line or pid",
+         Key("slash", "start_filter", "Filter", show=True, palette="By name, command line or pid")),
+    _row("dashboard", "clear the filter", Key("escape", "clear_filter", "Clear filter", palette="Show every process")),
+    _row("dashboard", "cycle the sort column / reverse the order; a click on a header sorts by it, another reverses",
+         Key("s", "cycle_sort", "Sort", show=True, palette="The next column"),
+         Key("r", "reverse_sort", "Reverse", palette="Flip the sort direction"), also="click a header"),
+    _row("dashboard", "sort by RSS, PID, name, growth, outstanding bytes",
+         Key("M", "sort_by('rss')", "Sort RSS"), Key("P", "sort_by('pid')", "Sort PID"),
+         Key("N", "sort_by('name')", "Sort name"), Key("G", "sort_by('growth')", "Sort growth"),
+         Key("O", "sort_by('outstanding')", "Sort outstanding")),
+    _row("shared", "units: KB (like the original monitor) or KiB/MiB/GiB",
+         Key("u", "app.toggle_units", "Units", show=True, palette="KB or KiB/MiB/GiB")),
+    _row("shared", "sample more / less often (the header shows the interval)",
+         Key("plus,equals_sign", "app.faster", "Faster", palette="Shorter interval"),
+         Key("minus", "app.slower", "Slower", palette="Longer interval")),
+    _row("dashboard", "send a signal to the highlighted process (SIGTERM unless changed; asks first)",
+         Key("k", "kill", "Signal", show=True, palette="Send a signal to the highlighted process")),
+    _row("dashboard", "exits with their final figures, and OOM kills (which also raise a notification)",
+         Key("e", "events", "Events", show=True, palette="Exited processes and OOM kills")),
+    _row("shared", "this help", Key("question_mark", "app.help", "Help", show=True, palette="What every key does")),
+    _row("replay", "replay: one frame back / forward",
+         Key("comma", "step(-1)", "Back", palette="One frame back"),
+         Key("full_stop", "step(1)", "Forward", palette="One frame forward")),
+    _row("replay", "replay: jump to the start / the end",
+         Key("left_square_bracket", "jump('start')", "Start", palette="Jump to the first frame"),
+         Key("right_square_bracket", "jump('end')", "End", palette="Jump to the last frame")),
+    _row("replay", "replay: go to a time (HH:MM[:SS] UTC, a date and time, or epoch seconds)",
+         Key("g", "goto", "Go to", palette="Type a time")),
+    _row("app", "command palette", also=PALETTE_KEY),
+    _row("app", "quit, from anywhere", Key("ctrl+c", "app.quit", "Quit", priority=True)),
+    # the prompt (filter or time); Enter is the Input's own
+    _row("prompt", "close the line; a filter is cleared", Key("escape", "cancel", "Cancel")),
+    # the other screens
+    _row("detail", "back to the table", Key("escape", "app.pop_screen", "Back", show=True),
+         Key("q", "app.pop_screen", "Back")),
+    _row("events", "back to the table", Key("escape", "app.pop_screen", "Back", show=True),
+         Key("e", "app.pop_screen", "Back"), Key("q", "app.pop_screen", "Back")),
+    _row("help", "close", Key("escape", "dismiss", "Close", show=True), Key("q", "dismiss", "Close"),
+         Key("question_mark", "dismiss", "Close")),
+    _row("signal", "cancel / send", Key("escape", "cancel", "Cancel", show=True), Key("n", "cancel", "Cancel"),
+         Key("y", "send", "Send")),
+)
+
+
+def keys_of(*rooms: Room) -> list[Key]:
+    """The keys of ``rooms``, in the list's order (the footer's order)."""
+    return [key for row in KEY_ROWS if row.room in rooms for key in row.keys]
+
+
+def bindings(*rooms: Room) -> list[BindingType]:
+    """The BINDINGS of a screen or widget that holds ``rooms``."""
+    return [key.binding() for key in keys_of(*rooms)]
+
+
+_NAMES = {
+    "slash": "/", "question_mark": "?", "plus": "+", "equals_sign": "=", "minus": "-", "comma": ",",
+    "full_stop": ".", "left_square_bracket": "[", "right_square_bracket": "]", "space": "space",
+    "escape": "Escape", "enter": "Enter", "up": "↑", "down": "↓", "pageup": "PgUp", "pagedown": "PgDn",
+    "home": "Home", "end": "End",
+}
+
+
+def key_name(key: str) -> str:
+    """How a Textual key name is written for people: ``/`` for slash, ``Ctrl+C`` for ctrl+c."""
+    if key in _NAMES:
+        return _NAMES[key]
+    if "+" in key:
+        *mods, last = key.split("+")
+        return "+".join([*(m.capitalize() for m in mods), key_name(last).upper() if len(last) == 1 else
+                         key_name(last)])
+    return key
+
+
+def row_keys(row: KeyRow) -> list[str]:
+    """Every key of a row as written for people, alternatives included (Textual's palette key too)."""
+    names = [key_name(k) for key in row.keys for k in key.keys.split(",")]
+    return [*names, key_name(row.also)] if row.also == PALETTE_KEY else names
+
+
+def documented(rooms: Sequence[Room] = DOCUMENTED) -> list[KeyRow]:
+    """The rows of ``rooms``, in the list's order."""
+    return [row for row in KEY_ROWS if row.room in rooms]
+
+
+def row_label(row: KeyRow, quote: str = "") -> str:
+    """The keys of a row, then its other ways in: ``s r, click a header``."""
+    label = " ".join(f"{quote}{k}{quote}" for k in row_keys(row))
+    if row.also and row.also != PALETTE_KEY:
+        label += f", {row.also}"
+    return label
+
+
+def help_rows(rooms: Sequence[Room] = DOCUMENTED) -> list[tuple[str, str]]:
+    """(keys, what they do) for the help screen."""
+    return [(row_label(row), row.what) for row in documented(rooms)]
+
+
+def markdown_table(rooms: Sequence[Room] = DOCUMENTED) -> str:
+    """README.md's key table (``python -m memwatch.ui.keys`` prints it)."""
+    lines = ["| keys | |", "| --- | --- |"]
+    lines += [f"| {row_label(row, '`')} | {row.what} |" for row in documented(rooms)]
+    return "\n".join(lines) + "\n"
+
+
+def palette_keys(rooms: Iterable[Room]) -> list[Key]:
+    """The keys of ``rooms`` that the command palette offers."""
+    return [key for key in keys_of(*rooms) if key.palette is not None]
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,0 +1,95 @@
+"""How the user wants the processes shown, as one immutable value.
+
+The dashboard keeps a single :class:`ViewState` in a reactive; every change replaces it whole, so
+watchers see one change however many settings moved (a sort key and its direction together), and
+a settings file can save and load it as plain fields. Nothing here imports Textual: ranking and
+the transitions are plain functions, tested without an app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from memwatch.fields import DEFAULT_COLUMNS, FIELDS, SORT_KEYS
+from memwatch.model import ProcessView, Snapshot
+
+ASCENDING_BY_DEFAULT = frozenset(f.key for f in FIELDS if not f.descending)
+DEFAULT_TOP = 100
+
+
+def matches_filter(view: ProcessView, needle: str) -> bool:
+    """Filter on name, command line or pid (case-insensitive substring; a number also matches the pid)."""
+    if not needle:
+        return True
+    lowered = needle.lower()
+    s = view.sample
+    return lowered in s.name.lower() or lowered in s.cmdline.lower() or needle == str(s.pid)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewState:
+    """Sort, direction, units, pause, filter, columns and which processes: what the table shows."""
+
+    sort: str = "rss"
+    descending: bool = True
+    human: bool = False
+    """KiB/MiB/GiB instead of KB."""
+    paused: bool = False
+    filter: str = ""
+    columns: tuple[str, ...] = DEFAULT_COLUMNS
+    """Field keys of the table's columns, in order (a narrow terminal drops some by priority)."""
+    top: int = DEFAULT_TOP
+    """Rank this many (0: all); negative: only the ``pids``, as ``--pid`` alone means."""
+    pids: tuple[int, ...] = ()
+    """Processes shown whatever their rank (``--pid``)."""
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort column {self.sort!r}; choose one of {', '.join(SORT_KEYS)}")
+
+    @classmethod
+    def initial(cls, *, sort: str = "rss", descending: bool = True, top: int | None = None,
+                pids: tuple[int, ...] = ()) -> ViewState:
+        """The state the command line asks for: ``top`` None is 100, or the ``pids`` alone when
+        there are some (the same rule as ``--once``)."""
+        if top is not None and top < 0:
+            raise ValueError(f"top must be 0 (all) or a positive number, got {top}")
+        chosen = top if top is not None else (-1 if pids else DEFAULT_TOP)
+        return cls(sort=sort, descending=descending, top=chosen, pids=tuple(pids))
+
+    def sorted_by(self, column: str) -> ViewState:
+        """Sort by ``column``; asking for the current one again reverses it, a new one starts in
+        its natural direction (largest first for figures, A-Z for names)."""
+        if column == self.sort:
+            return self.reversed()
+        return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
+
+    def reversed(self) -> ViewState:
+        return replace(self, descending=not self.descending)
+
+    def next_sort(self, visible: tuple[str, ...]) -> ViewState:
+        """The next sortable column among ``visible`` ones (all sortable ones if none is)."""
+        order = [c for c in SORT_KEYS if c in visible] or list(SORT_KEYS)
+        index = order.index(self.sort) if self.sort in order else -1
+        column = order[(index + 1) % len(order)]
+        return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
+
+    def rank(self, snap: Snapshot | None) -> list[ProcessView]:
+        """The processes the table shows, in order: the filter first, then the top N plus the
+        ``pids`` (which the filter still applies to)."""
+        if snap is None:
+            return []
+        if not self.filter:
+            if self.top < 0:
+                wanted = set(self.pids)
+                return [v for v in snap.top(0, self.sort, self.descending) if v.pid in wanted]
+            return snap.top(self.top, self.sort, self.descending, self.pids)
+        ranked = [v for v in snap.top(0, self.sort, self.descending) if matches_filter(v, self.filter)]
+        if self.top < 0:
+            wanted = set(self.pids)
+            return [v for v in ranked if v.pid in wanted]
+        chosen = ranked if self.top == 0 else ranked[: self.top]
+        if self.pids:
+            wanted, have = set(self.pids), {v.pid for v in chosen}
+            chosen += [v for v in ranked if v.pid in wanted and v.pid not in have]
+        return chosen
