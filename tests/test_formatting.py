@@ -101,3 +101,17 @@ def test_header_label_marks_the_sorted_column_without_overflowing() -> None:
     rss = next(c for c in COLUMNS if c.key == "rss")
     assert header_label(rss, "rss", True, False).plain == "▼RSS(KB)"
     assert header_label(rss, "pid", True, True).plain == "RSS"
+
+
+def test_the_header_shows_what_memwatch_costs() -> None:
+    from dataclasses import replace
+
+    from frames import make_frames
+    from memwatch.ui.widgets.header import own_cost, tracer_line
+
+    frame = make_frames(3)[-1]
+    assert own_cost(frame) == ""
+    live = replace(frame, self_cpu_percent=1.25, replay_position=None,
+                   tracer=replace(frame.tracer, kernel_cpu_percent=0.4, ns_per_call=351.6))
+    assert own_cost(live) == "memwatch 1.2% CPU, +0.40% in kernel, 352 ns/call"
+    assert tracer_line(live, 3.0, False).plain.endswith("memwatch 1.2% CPU, +0.40% in kernel, 352 ns/call")

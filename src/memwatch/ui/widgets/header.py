@@ -70,7 +70,24 @@ def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
         text.append(" (/proc only)")
     text.append(f"  every {interval_s:.3g}s")
     text.append(f"  {fmt.utc_time(snap.timestamp, with_date=True)}", style="dim")
+    cost = own_cost(snap)
+    if cost and not recording:  # least needed, so last: a narrow terminal cuts it first
+        text.append(f"  {cost}", style="dim")
     return text
+
+
+def own_cost(snap: Snapshot) -> str:
+    """What memwatch itself costs: its CPU, and its eBPF programs' share of a CPU and cost per
+    traced call as last measured (empty until known)."""
+    parts = []
+    if snap.self_cpu_percent is not None:
+        parts.append(f"{snap.self_cpu_percent:.1f}% CPU")
+    t = snap.tracer
+    if t.kernel_cpu_percent is not None:
+        parts.append(f"+{t.kernel_cpu_percent:.2f}% in kernel")
+    if t.ns_per_call is not None:
+        parts.append(f"{t.ns_per_call:.0f} ns/call")
+    return "memwatch " + ", ".join(parts) if parts else ""
 
 
 def degraded_banner(snap: Snapshot) -> Text | None:
