@@ -183,8 +183,10 @@ def test_user_process_fields(fake_proc: Path) -> None:
         start_time=BTIME + 0.1, threads=1, rss_kb=8192, virt_kb=20480, peak_kb=9000, swap_kb=0,
         shared_kb=5192, anon_kb=3000, cgroup="/init.scope", kernel_thread=False, state="S",
         cpu_time_s=(3 + 1) / HZ,   # utime + stime, in ticks
+        uid=0, memory_cgroup="/init.scope",
     )
     assert init.key == (1, 10)
+    assert (got[100].uid, got[107].uid, got[2].uid) == (1000, 4_000_123, 0)
 
 
 @pytest.mark.parametrize(
@@ -245,6 +247,54 @@ def test_zombie_and_hybrid_cgroup(fake_proc: Path) -> None:
 )
 def test_cgroup_choice(text: bytes, expected: str) -> None:
     assert procfs._parse_cgroup(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "shown", "memory"),
+    [
+        (b"0::/system.slice/sshd.service\n", "/system.slice/sshd.service", b"/system.slice/sshd.service"),
+        # hybrid: the v1 memory controller's line governs memory, whatever v2 says
+        (b"12:pids:/a\n4:memory:/b\n0::/c\n", "/c", b"/b"),
+        (b"9:name=systemd:/\n4:cpu,memory:/b c\n0::/\n", "/b c", b"/b c"),
+        # v1 without a memory controller: the v2 line
+        (b"3:cpu:/first\n0::/v2\n", "/v2", b"/v2"),
+        (b"3:cpu:/first\n2:blkio:/second\n", "/first", b""),
+        # a name holding a newline (the kernel prints paths raw), and bytes that are not UTF-8
+        (b"4:memory:/odd\nname\n0::/\n", "/odd\nname", b"/odd\nname"),
+        (b"0::/x\xff\n5:y\n", "/x\\xff\n5:y", b"/x\xff\n5:y"),
+        (b"", "", b""),
+    ],
+)
+def test_memory_cgroup_choice(text: bytes, shown: str, memory: bytes) -> None:
+    assert procfs._cgroup_paths(text) == (shown, memory)
+
+
+def test_memory_cgroup_and_its_raw_path(fake_proc: Path) -> None:
+    write_pid(fake_proc, 100, {"cgroup": b"4:memory:/jobs/caf\xe9 1\n0::/\n"})
+    with fake_reader(fake_proc) as reader:
+        got = by_pid(reader.read_processes())
+        assert (got[100].cgroup, got[100].memory_cgroup) == ("/jobs/caf\\xe9 1", "/jobs/caf\\xe9 1")
+        assert (got[107].cgroup, got[107].memory_cgroup) == ("/jobs/42", "/jobs/42")
+        assert (got[2].memory_cgroup, got[1].memory_cgroup) == ("/", "/init.scope")
+        paths = reader.memory_cgroup_paths()
+        assert paths["/jobs/caf\\xe9 1"] == b"/jobs/caf\xe9 1"   # what finds its directory
+        assert paths["/user.slice"] == b"/user.slice"
+
+
+def test_cgroup_is_read_again_at_exec_and_when_asked(fake_proc: Path) -> None:
+    with fake_reader(fake_proc, slow_every=1000) as reader:
+        assert by_pid(reader.read_processes())[101].memory_cgroup == "/user.slice"
+        # moved by a runtime, then exec'd: the new name has its cgroup read again
+        (fake_proc / "101" / "cgroup").write_bytes(b"0::/system.slice/docker-0123.scope\n")
+        assert by_pid(reader.read_processes())[101].memory_cgroup == "/user.slice"   # cached
+        (fake_proc / "101" / "stat").write_bytes(stat_line(101, b"nginx", rss_pages=512, vsize=10485760))
+        assert by_pid(reader.read_processes())[101].memory_cgroup == "/system.slice/docker-0123.scope"
+        # moved without an exec: read again only when the collector asks (its cgroup vanished)
+        (fake_proc / "100" / "cgroup").write_bytes(b"0::/elsewhere\n")
+        assert by_pid(reader.read_processes())[100].memory_cgroup == "/user.slice"
+        assert reader.recheck_cgroups({"/user.slice"}) == 4   # 100, 102, 103, 108 (101 has moved)
+        got = by_pid(reader.read_processes())
+        assert (got[100].memory_cgroup, got[103].memory_cgroup) == ("/elsewhere", "/user.slice")
 
 
 def test_stat_parser_rejects_garbage() -> None:

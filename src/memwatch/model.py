@@ -182,6 +182,12 @@ class ProcessSample:
     state: str = "?"
     cpu_time_s: float = 0.0
     """User plus system CPU time so far (stat's utime + stime)."""
+    uid: int = -1
+    """Real uid (status's first Uid); -1 when unknown (data recorded before it was kept)."""
+    memory_cgroup: str = ""
+    """The memory hierarchy's path (the v1 line whose controllers include memory, else the v2
+    ``0::`` line): the cgroup whose accounting and limits govern the process's memory. ``cgroup``
+    is the one to show; this is the one to group by. Empty when unknown."""
 
     @property
     def key(self) -> ProcessKey:

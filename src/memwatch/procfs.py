@@ -26,7 +26,9 @@ reads as few files as it can and parses bytes by hand:
   kernel derives VmHWM from the approximate counters, so it can lag the exact RSS.
 * ``cmdline`` and ``cgroup`` once per process identity (pid, start ticks), then again when the
   name changes (an exec) or every ``slow_every`` ticks: reading ``cmdline`` takes the target's
-  mmap lock and can block, so it stays off the per-tick path.
+  mmap lock and can block, so it stays off the per-tick path. ``cgroup`` is also read again when
+  the collector says the process's memory cgroup vanished (:meth:`ProcReader.recheck_cgroups`):
+  a process moved between cgroups is otherwise seen in the old one for up to ``slow_every`` ticks.
 
 Processes vanish between listing and reading: that is normal and such pids are skipped silently.
 Other files we may not read degrade to zeros and empty strings; a process whose ``stat`` we may
@@ -43,9 +45,10 @@ import asyncio
 import contextlib
 import os
 import pwd
+import re
 import resource
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from memwatch.model import ProcessSample, SmapsRollup, SystemMemory
@@ -221,29 +224,57 @@ def _parse_cmdline(data: bytes) -> str:
     return _decode(data.rstrip(b"\0").replace(b"\0", b" "))
 
 
-def _parse_cgroup(data: bytes) -> str:
-    """The cgroup path of a process.
+_CGROUP_LINE = re.compile(rb"\d+:[^:\n]*:")
 
-    The unified (v2) ``0::/path`` line when it is the only hierarchy or says more than ``/``;
-    on hybrid hosts where v2 is just ``/``, the v1 memory controller's path (what governs
-    memory), else the first v1 line.
+
+def _cgroup_lines(data: bytes) -> list[tuple[bytes, bytes, bytes]]:
+    """(hierarchy id, controllers, path) of each line of /proc/PID/cgroup.
+
+    The kernel prints paths raw, and a cgroup's name may hold a newline: a line that does not
+    start like ``N:controllers:`` continues the path of the line before it.
     """
-    v2 = ""
-    memory = ""
-    first_v1 = ""
-    for line in data.splitlines():
-        hid, _, rest = line.partition(b":")
-        controllers, _, path = rest.partition(b":")
-        if hid == b"0" and controllers == b"":
-            v2 = _decode(path)
+    out: list[tuple[bytes, bytes, bytes]] = []
+    for line in data.removesuffix(b"\n").split(b"\n"):
+        if _CGROUP_LINE.match(line) or not out:
+            hid, _, rest = line.partition(b":")
+            controllers, _, path = rest.partition(b":")
+            out.append((hid, controllers, path))
         else:
-            if not first_v1:
-                first_v1 = _decode(path)
-            if b"memory" in controllers.split(b","):
-                memory = _decode(path)
-    if v2 and (v2 != "/" or not first_v1):
-        return v2
-    return memory or first_v1 or v2
+            hid, controllers, path = out[-1]
+            out[-1] = (hid, controllers, path + b"\n" + line)
+    return out
+
+
+def _cgroup_paths(data: bytes) -> tuple[str, bytes]:
+    """The cgroup to show, and the raw path of the memory hierarchy's cgroup.
+
+    Shown: the unified (v2) ``0::/path`` line when it is the only hierarchy or says more than
+    ``/``; on hybrid hosts where v2 is just ``/``, the v1 memory controller's path (what governs
+    memory), else the first v1 line. The memory cgroup: the v1 line whose controllers include
+    memory, else the v2 line (raw bytes, to find its directory whatever its name holds).
+    """
+    v2: bytes | None = None
+    memory: bytes | None = None
+    first_v1: bytes | None = None
+    for hid, controllers, path in _cgroup_lines(data):
+        if hid == b"0" and controllers == b"":
+            v2 = path
+        else:
+            if first_v1 is None:
+                first_v1 = path
+            if memory is None and b"memory" in controllers.split(b","):
+                memory = path
+    if v2 is not None and (v2 != b"/" or first_v1 is None):
+        shown = v2
+    else:
+        shown = memory if memory is not None else first_v1 if first_v1 is not None else v2 or b""
+    memcg = memory if memory is not None else v2 if v2 is not None else b""
+    return _decode(shown), memcg
+
+
+def _parse_cgroup(data: bytes) -> str:
+    """The cgroup path of a process, as shown (see :func:`_cgroup_paths`)."""
+    return _cgroup_paths(data)[0]
 
 
 def _parse_rollup(data: bytes) -> SmapsRollup | None:
@@ -265,9 +296,9 @@ class _Known:
     """What the reader remembers about one process identity between ticks."""
 
     __slots__ = (
-        "cgroup", "cmdline", "cmdline_comm", "comm", "fd", "kernel_thread", "name", "rss_kb", "sample",
-        "slow_tick", "start_ticks", "stat_raw", "status", "status_rss", "status_tick", "status_vsize",
-        "user",
+        "cgroup", "cgroup_due", "cmdline", "cmdline_comm", "comm", "fd", "kernel_thread", "memcg", "memcg_raw",
+        "name", "rss_kb", "sample", "slow_tick", "start_ticks", "stat_raw", "status", "status_rss", "status_tick",
+        "status_vsize", "uid", "user",
     )
 
     def __init__(self, start_ticks: int) -> None:
@@ -287,7 +318,11 @@ class _Known:
         self.cmdline = ""
         self.cmdline_comm = b""
         self.cgroup = ""
+        self.memcg = ""
+        self.memcg_raw = b""
+        self.cgroup_due = False
         self.slow_tick = 0
+        self.uid = -1
 
 
 def _default_keep_open() -> int:
@@ -370,17 +405,37 @@ class ProcReader:
         return self._open_fds
 
     def user_name(self, uid: int) -> str:
-        """Login name of a uid, looked up once per uid; the number when it has no name."""
+        """Login name of a uid, looked up once per uid; the number when it has no name.
+
+        Bytes of the name that are not UTF-8 show as ``\\xNN`` (as in process names): a name
+        from the password database is data like any other, and a lone surrogate would make
+        every output that encodes it fail.
+        """
         name = self._uid_names.get(uid)
         if name is None:
             if uid < 0:
                 return ""
             try:
-                name = pwd.getpwuid(uid).pw_name
-            except KeyError:
+                name = _decode(os.fsencode(pwd.getpwuid(uid).pw_name))
+            except (KeyError, UnicodeError):
                 name = str(uid)
             self._uid_names[uid] = name
         return name
+
+    def memory_cgroup_paths(self) -> dict[str, bytes]:
+        """The memory cgroup of every process read last tick, as samples show it, to the raw
+        path /proc named it by (which finds its directory, whatever bytes its name holds)."""
+        return {k.memcg: k.memcg_raw for k in self._known.values() if k.memcg_raw}
+
+    def recheck_cgroups(self, paths: Collection[str]) -> int:
+        """Read /proc/PID/cgroup again next tick for the processes said to be in ``paths`` (their
+        cgroup vanished: they were moved, or it was removed under them); returns how many."""
+        n = 0
+        for k in self._known.values():
+            if k.memcg in paths:
+                k.cgroup_due = True
+                n += 1
+        return n
 
     def _list_pids(self) -> list[int]:
         try:
@@ -452,6 +507,7 @@ class ProcReader:
                 and k.sample is not None
                 and tick - k.status_tick < self.status_every
                 and tick - k.slow_tick < self.slow_every
+                and not k.cgroup_due
             ):
                 seen[pid] = k  # nothing in stat moved and nothing is due: the same sample
                 return k.sample
@@ -490,13 +546,15 @@ class ProcReader:
         if k.kernel_thread:
             if not k.user:
                 k.user = self.user_name(0)
-            if fresh or tick - k.slow_tick >= self.slow_every:
-                k.cgroup = self._read_text(base + "cgroup", _parse_cgroup, k.cgroup)
+                k.uid = 0
+            if fresh or k.cgroup_due or tick - k.slow_tick >= self.slow_every:
+                self._read_cgroup(base, k)
                 k.slow_tick = tick
             k.status_tick = tick
             k.sample = ProcessSample(
                 pid, st.ppid, k.name, "", k.user, st.start_ticks, start_time,
                 st.threads, 0, 0, 0, 0, 0, 0, k.cgroup, True, st.state, st.cpu_ticks / self._hz,
+                uid=0, memory_cgroup=k.memcg,
             )
             return k.sample
 
@@ -526,6 +584,7 @@ class ProcReader:
                 k.status_vsize = virt_kb
                 if status.uid >= 0 or not k.user:
                     k.user = self.user_name(status.uid)
+                    k.uid = status.uid
         except _GONE:
             seen.pop(pid)
             self._forget_fd(k)
@@ -534,19 +593,35 @@ class ProcReader:
         status = k.status or _Status()
 
         slow_due = tick - k.slow_tick >= self.slow_every
-        if fresh or slow_due or k.cmdline_comm != st.comm:
+        # an exec (a new name) is when runtimes have just moved a process into its container's
+        # cgroup: its cgroup is read again then, with its command line
+        execed = k.cmdline_comm != st.comm
+        if fresh or slow_due or execed:
             k.cmdline = self._read_text(base + "cmdline", _parse_cmdline, k.cmdline)
             k.cmdline_comm = st.comm
-        if fresh or slow_due:
-            k.cgroup = self._read_text(base + "cgroup", _parse_cgroup, k.cgroup)
-            k.slow_tick = tick
+        if fresh or slow_due or execed or k.cgroup_due:
+            self._read_cgroup(base, k)
+            if fresh or slow_due:
+                k.slow_tick = tick
         k.sample = ProcessSample(
             pid, st.ppid, k.name, k.cmdline, k.user, st.start_ticks, start_time, st.threads,
             rss_kb, virt_kb, max(status.peak_kb, rss_kb) if status.peak_kb else 0, status.swap_kb,
             status.file_kb + status.shmem_kb, status.anon_kb, k.cgroup, False, st.state,
-            st.cpu_ticks / self._hz,
+            st.cpu_ticks / self._hz, uid=k.uid, memory_cgroup=k.memcg,
         )
         return k.sample
+
+    @staticmethod
+    def _read_cgroup(base: str, k: _Known) -> None:
+        """/proc/PID/cgroup into ``k``: the cgroup shown and the memory cgroup; on any error keep
+        what it had."""
+        k.cgroup_due = False
+        try:
+            data = _read(base + "cgroup")
+        except OSError:
+            return
+        k.cgroup, k.memcg_raw = _cgroup_paths(data)
+        k.memcg = _decode(k.memcg_raw)
 
     def _read_statm_kb(self, base: str) -> int | None:
         """Exact RSS from statm; None when unreadable or empty. Raises what a vanished pid raises."""
