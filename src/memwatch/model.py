@@ -230,6 +230,11 @@ class Event:
     start_ticks: int | None = None
     start_time: float | None = None
     """Wall-clock seconds when the process started (EXIT and OOM)."""
+    cgroup: str | None = None
+    """OOM: the victim's memory cgroup, as the memory hierarchy names it; None when unknown."""
+    cgroup_id: int = 0
+    """OOM: the kernel's id of that cgroup (its directory's inode number); 0 when the kernel did
+    not say (before 6.8 the OOM tracepoint gives no task to read it from)."""
 
     def describe(self) -> str:
         """One line for humans; never interpreted as markup by callers that use Text."""
@@ -329,6 +334,120 @@ class ProcessView:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupTotals:
+    """Sums over a group of processes (a subtree, a cgroup, a user): what their /proc figures and
+    kernel counters add up to. Kernel threads are left out (they have no user memory).
+
+    Unknown stays unknown: the kernel sums are None when eBPF is off, PSS is the sum over the
+    processes whose PSS was read (``pss_processes`` of them; None when none was), growth the sum
+    over those that have a rate.
+    """
+
+    processes: int = 0
+    rss_kb: int = 0
+    swap_kb: int = 0
+    pss_kb: int | None = None
+    pss_processes: int = 0
+    mmap_count: int | None = None
+    munmap_count: int | None = None
+    brk_count: int | None = None
+    mremap_count: int | None = None
+    outstanding_bytes: int | None = None
+    growth_kb_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupMemory:
+    """What the kernel accounts to one memory cgroup, which counts what process RSS misses (page
+    cache, kernel memory, tmpfs). In KB; None where this kernel (or cgroup version) has no such
+    file. Figures are hierarchical, as the kernel keeps them: a cgroup's include its children's.
+    """
+
+    current_kb: int | None = None
+    """v2 memory.current; v1 memory.usage_in_bytes."""
+    max_kb: int | None = None
+    """The limit: v2 memory.max, v1 memory.limit_in_bytes; None when there is none ("max", or a
+    v1 limit near 2^63) as well as when there is no such file."""
+    high_kb: int | None = None
+    """v2 memory.high (None: "max"); v1 has no such limit."""
+    peak_kb: int | None = None
+    """v2 memory.peak (5.19+); v1 memory.max_usage_in_bytes."""
+    swap_current_kb: int | None = None
+    """v2 memory.swap.current; v1 memory.memsw.usage_in_bytes minus the memory usage."""
+    oom: int | None = None
+    """Times the cgroup hit its limit and invoked the OOM killer (v2 memory.events "oom")."""
+    oom_kill: int | None = None
+    """Processes the OOM killer killed: v2 memory.events "oom_kill" (this cgroup and below), v1
+    memory.oom_control "oom_kill" (this cgroup alone). The kernel's count, from before memwatch
+    started too."""
+    high_events: int | None = None
+    """Times usage went over memory.high and was throttled (v2 memory.events "high")."""
+    max_events: int | None = None
+    """Times usage was about to go over the limit (v2 memory.events "max"; v1 memory.failcnt)."""
+    pressure_some_avg10: float | None = None
+    """v2 memory.pressure, % of the last 10 s in which some task stalled on memory."""
+    pressure_full_avg10: float | None = None
+    anon_kb: int | None = None
+    """From memory.stat, read every few ticks: v2 anon, file, kernel, shmem; v1 total_rss,
+    total_cache, total_shmem, and memory.kmem.usage_in_bytes as the kernel figure."""
+    file_kb: int | None = None
+    kernel_kb: int | None = None
+    shmem_kb: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupView:
+    """One memory cgroup: the kernel's accounting and its processes' sums.
+
+    A snapshot holds the cgroups that hold processes, their ancestors (a limit often sits on a
+    parent: a pod, a slice), and any that had an OOM kill while memwatch watched, for as long as
+    they exist.
+    """
+
+    path: str
+    """As the memory hierarchy names it (/proc/PID/cgroup): ``/system.slice/nginx.service``."""
+    name: str
+    """Readable, from the path alone: ``nginx.service``, ``docker 0123456789ab``, ``pod ...``."""
+    kind: str
+    """root, slice, service, scope, container, pod, qos, or cgroup (anything else)."""
+    version: int = 0
+    """1 or 2: the cgroup version of the memory hierarchy; 0 when memwatch found none."""
+    ino: int = 0
+    """Inode number of its directory, which is the kernel's cgroup id (the one OOM events carry)."""
+    memory: CgroupMemory | None = None
+    """None when its files could not be read (it vanished, or no hierarchy is mounted here)."""
+    totals: GroupTotals = field(default_factory=GroupTotals)
+    """Its processes and those of every cgroup below it (as ``memory`` counts them)."""
+    own: GroupTotals = field(default_factory=GroupTotals)
+    """Only the processes directly in it."""
+    oom_events: int = 0
+    """OOM kills of processes in it (or below) that the tracer reported since memwatch started."""
+
+    @property
+    def parent_path(self) -> str | None:
+        """The path of its parent; None for the root."""
+        if self.path in ("/", ""):
+            return None
+        head = self.path.rsplit("/", 1)[0]
+        return head or "/"
+
+    @property
+    def depth(self) -> int:
+        """0 for the root, 1 for its children, and so on."""
+        return 0 if self.path in ("/", "") else self.path.count("/")
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """The processes of one user (real uid)."""
+
+    uid: int
+    """-1 when unknown (data recorded before uids were kept)."""
+    name: str
+    totals: GroupTotals = field(default_factory=GroupTotals)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a reader needs for one frame; immutable, cheap to hand across threads."""
 
@@ -350,6 +469,10 @@ class Snapshot:
     """memwatch's own CPU (all its threads) over the last tick, % of one core."""
     replay_position: tuple[int, int] | None = None
     """(frame index, frame count) when the snapshot comes from a recording."""
+    cgroups: tuple[CgroupView, ...] = ()
+    """Memory cgroups in tree order: each right after its parent, siblings by name."""
+    users: tuple[UserView, ...] = ()
+    """Users with processes, by uid."""
     by_key: dict[ProcessKey, ProcessView] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

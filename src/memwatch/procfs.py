@@ -59,6 +59,7 @@ __all__ = [
     "boot_time",
     "clock_ticks",
     "page_size",
+    "parse_pressure_avg10",
     "read_process_sample",
     "read_processes",
     "read_smaps_rollup",
@@ -686,8 +687,9 @@ def _meminfo(data: bytes) -> dict[bytes, int]:
     return out
 
 
-def _pressure_avg10(data: bytes) -> tuple[float | None, float | None]:
-    """avg10 of the ``some`` and ``full`` lines of a PSI file."""
+def parse_pressure_avg10(data: bytes) -> tuple[float | None, float | None]:
+    """avg10 of the ``some`` and ``full`` lines of a PSI file (/proc/pressure/memory, or a v2
+    cgroup's memory.pressure, which has the same form)."""
     found: dict[bytes, float] = {}
     for line in data.splitlines():
         kind, _, rest = line.partition(b" ")
@@ -714,7 +716,7 @@ def read_system_memory(proc_root: str = "/proc") -> SystemMemory:
         available = free + info.get(b"Buffers", 0) + info.get(b"Cached", 0)
     swap_total = info.get(b"SwapTotal", 0)
     try:
-        some, full = _pressure_avg10(_read(f"{proc_root}/pressure/memory"))
+        some, full = parse_pressure_avg10(_read(f"{proc_root}/pressure/memory"))
     except OSError:  # no PSI (CONFIG_PSI off, psi=0) or not readable
         some = full = None
     return SystemMemory(

@@ -18,13 +18,17 @@ before the field existed); an unknown key is ignored (data written by a newer me
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from memwatch.fields import JSON_FIELDS
 from memwatch.model import (
+    CgroupMemory,
+    CgroupView,
     Event,
     EventKind,
+    GroupTotals,
     KernelCounts,
     ProcessSample,
     ProcessView,
@@ -32,6 +36,7 @@ from memwatch.model import (
     Snapshot,
     SystemMemory,
     TracerHealth,
+    UserView,
     decode_wait_status,
 )
 
@@ -156,18 +161,19 @@ def _numbers(d: dict[str, Any], name: str, *, integers: bool) -> tuple[Any, ...]
 
 _FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls))
-    for cls in (KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth)
+    for cls in (KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth, GroupTotals, CgroupMemory)
 }
 """Field names of the records made only of scalars: read once, so a frame costs a getattr a field."""
 _SPECS: dict[type, tuple[FieldSpec, ...]] = {cls: _spec(cls) for cls in _FIELDS}
 """Their checks; a field without a default is required, so a record written before a defaulted
 field existed still reads."""
 
-_Flat = TypeVar("_Flat", KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth)
+_Flat = TypeVar("_Flat", KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth, GroupTotals,
+                CgroupMemory)
 
 
-def flat_to_dict(record: KernelCounts | ProcessSample | SmapsRollup | SystemMemory | TracerHealth,
-                 ) -> dict[str, Any]:
+def flat_to_dict(record: KernelCounts | ProcessSample | SmapsRollup | SystemMemory | TracerHealth | GroupTotals
+                 | CgroupMemory) -> dict[str, Any]:
     """Every field of a record of scalars, by name."""
     return {name: getattr(record, name) for name in _FIELDS[type(record)]}
 
@@ -216,6 +222,8 @@ def event_to_dict(e: Event) -> dict[str, Any]:
         "total_vm_kb": e.total_vm_kb,
         "start_ticks": e.start_ticks,
         "start_time": e.start_time,
+        "cgroup": e.cgroup,
+        "cgroup_id": e.cgroup_id,
     }
 
 
@@ -309,6 +317,65 @@ def _process_view_from_dict(d: Any) -> ProcessView:
     return ProcessView(**kw)
 
 
+# --- Groups: cgroups and users --------------------------------------------------------------------
+
+def cgroup_view_to_dict(c: CgroupView) -> dict[str, Any]:
+    return {
+        "path": c.path,
+        "name": c.name,
+        "kind": c.kind,
+        "version": c.version,
+        "ino": c.ino,
+        "memory": flat_to_dict(c.memory) if c.memory is not None else None,
+        "totals": flat_to_dict(c.totals),
+        "own": flat_to_dict(c.own),
+        "oom_events": c.oom_events,
+    }
+
+
+_CGROUP_SPEC = _spec(CgroupView, skip=("memory", "totals", "own"))
+
+
+def _cgroup_view_from_dict(d: Any) -> CgroupView:
+    kw = _check_fields(_CGROUP_SPEC, d)
+    if "memory" in d:
+        kw["memory"] = _optional_flat(CgroupMemory, d, "memory")
+    for name in ("totals", "own"):
+        if name in d:
+            kw[name] = _flat(GroupTotals, d[name], name)
+    return CgroupView(**kw)
+
+
+def user_view_to_dict(u: UserView) -> dict[str, Any]:
+    return {"uid": u.uid, "name": u.name, "totals": flat_to_dict(u.totals)}
+
+
+_USER_SPEC = _spec(UserView, skip=("totals",))
+
+
+def _user_view_from_dict(d: Any) -> UserView:
+    kw = _check_fields(_USER_SPEC, d)
+    if "totals" in d:
+        kw["totals"] = _flat(GroupTotals, d["totals"], "totals")
+    return UserView(**kw)
+
+
+_G = TypeVar("_G", CgroupView, UserView)
+
+
+def _groups(d: dict[str, Any], name: str, read: Callable[[Any], _G]) -> tuple[_G, ...]:
+    """A list of cgroups or users; absent (a frame written before groups existed): none."""
+    if name not in d:
+        return ()
+    out = []
+    for i, item in enumerate(_list(d, name)):
+        try:
+            out.append(read(item))
+        except _Bad as exc:
+            raise exc.inside(f"{name}[{i}]") from None
+    return tuple(out)
+
+
 # --- Snapshot -------------------------------------------------------------------------------------
 
 def snapshot_to_dict(s: Snapshot, *, with_events: bool = True) -> dict[str, Any]:
@@ -330,6 +397,8 @@ def snapshot_to_dict(s: Snapshot, *, with_events: bool = True) -> dict[str, Any]
         "duration_s": s.duration_s,
         "paused": s.paused,
         "replay_position": list(s.replay_position) if s.replay_position is not None else None,
+        "cgroups": [cgroup_view_to_dict(c) for c in s.cgroups],
+        "users": [user_view_to_dict(u) for u in s.users],
     }
     if not with_events:
         del d["events"], d["new_events"]
@@ -337,7 +406,7 @@ def snapshot_to_dict(s: Snapshot, *, with_events: bool = True) -> dict[str, Any]
 
 
 _SNAPSHOT_SPEC = _spec(Snapshot, skip=("system", "tracer", "processes", "events", "new_events",
-                                       "system_history", "replay_position", "by_key"))
+                                       "system_history", "replay_position", "cgroups", "users", "by_key"))
 
 
 def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
@@ -375,6 +444,8 @@ def _snapshot_from_dict(d: Any) -> Snapshot:
         if type(position) is not list or len(position) != 2 or {*map(type, position)} != _INT_TYPES:
             raise _Bad("replay_position", f"should be two integers or null, not {_show(position)}")
         kw["replay_position"] = (position[0], position[1])
+    kw["cgroups"] = _groups(d, "cgroups", _cgroup_view_from_dict)
+    kw["users"] = _groups(d, "users", _user_view_from_dict)
     return Snapshot(**kw)
 
 
