@@ -11,7 +11,10 @@ What the frames hold (frame i, timestamp 1_700_000_000 + 3 i):
 - "short-job" (pid 5678) lives in frames 0-2; from frame 3 on an EXIT event with its final counts
   is in the snapshot's events;
 - "hog" (pid 6789) lives in every frame but the last; the last frame has an OOM event for it;
-- histories (rss, outstanding, event rate, system) hold one entry per frame so far.
+- histories (rss, outstanding, event rate, system) hold one entry per frame so far;
+- every process has a uid and a memory cgroup (systemd units, a docker container with a limit,
+  alice's session, where "hog" runs); the snapshot carries the cgroups (fixed kernel figures for
+  some) and users, and the hog's OOM event names its cgroup.
 ``degraded=True`` only changes what eBPF-off changes: TracerHealth(enabled=False, reason=...),
 kernel=None on every process, counts=None on exit events.
 """
@@ -20,7 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memwatch.cgroups import CgroupReading
+from memwatch.groups import build_cgroups, build_users
 from memwatch.model import (
+    CgroupMemory,
     Event,
     EventKind,
     KernelCounts,
@@ -48,6 +54,37 @@ MARKUP_NAME = "[red]x[/red]"
 PAREN_NAME = "we ird) (name"
 BACKSLASH_NAME = "caf\\xe9"
 KERNEL_THREAD_PID = 2
+CONTAINER_ID = "4f1c2d3e5a6b" + "7" * 52
+CONTAINER_CGROUP = f"/system.slice/docker-{CONTAINER_ID}.scope"
+SESSION_CGROUP = "/user.slice/user-1000.slice/session-2.scope"
+UIDS = {"root": 0, "alice": 1000, "bob": 1001, "carol": 1002, "postgres": 113, "www-data": 33}
+CGROUPS = {1: "/init.scope", KERNEL_THREAD_PID: "/", 812: "/system.slice/ssh.service",
+           3999: "/system.slice/postgresql.service", 4567: CONTAINER_CGROUP, 7001: CONTAINER_CGROUP}
+"""Memory cgroups by pid; every other process is in alice's (or bob's) session."""
+HOG_CGROUP_ID = 4242
+
+
+def _cgroup_of(pid: int, user: str) -> str:
+    if pid in CGROUPS:
+        return CGROUPS[pid]
+    return SESSION_CGROUP if user == "alice" else "/user.slice/user-1001.slice/session-5.scope"
+
+
+def _readings(i: int) -> dict[str, CgroupReading]:
+    """What the cgroup reader would have found: the container's limit and figures, the session's."""
+    mib = 1024
+    return {
+        CONTAINER_CGROUP: CgroupReading(7001, CgroupMemory(
+            current_kb=(180 + 3 * i) * mib, max_kb=512 * mib, peak_kb=(190 + 3 * i) * mib, swap_current_kb=0,
+            oom_kill=0, max_events=0, anon_kb=(120 + 2 * i) * mib, file_kb=50 * mib, kernel_kb=9 * mib,
+            shmem_kb=2 * mib)),
+        SESSION_CGROUP: CgroupReading(HOG_CGROUP_ID, CgroupMemory(
+            current_kb=(1100 + 100 * i) * mib, max_kb=None, peak_kb=(1100 + 100 * i) * mib, swap_current_kb=0,
+            oom_kill=1 if i == 4 else 0, anon_kb=(1000 + 100 * i) * mib, file_kb=80 * mib, kernel_kb=12 * mib,
+            shmem_kb=0)),
+        "/": CgroupReading(1, CgroupMemory(current_kb=(5800 + 110 * i) * mib, anon_kb=3000 * mib,
+                                           file_kb=2500 * mib, kernel_kb=300 * mib, shmem_kb=10 * mib)),
+    }
 
 
 @dataclass(frozen=True)
@@ -152,6 +189,7 @@ def _view(p: _Proc, i: int, degraded: bool) -> ProcessView:
         peak_kb=max(_rss(p, j) for j in range(i + 1)), swap_kb=p.pid % 7 * 128,
         shared_kb=rss // 5, anon_kb=rss - rss // 5, cgroup=f"/user.slice/{p.user}.slice",
         kernel_thread=p.kernel_thread, state="I" if p.kernel_thread else "S",
+        uid=UIDS[p.user], memory_cgroup=_cgroup_of(p.pid, p.user),
     )
     has_kernel = not degraded and not p.kernel_thread
     leaking = p.leaks_from_frame is not None and i >= p.leaks_from_frame
@@ -194,6 +232,7 @@ def _events(i: int, n: int, degraded: bool) -> tuple[Event, ...]:
         events.append(Event(
             timestamp=_timestamp(i) - 0.75, kind=EventKind.OOM, pid=hog.pid, tid=hog.pid, name=hog.name,
             rss_kb=rss, total_vm_kb=rss * 4 + 10_240, start_ticks=hog.start_ticks,
+            cgroup=SESSION_CGROUP, cgroup_id=HOG_CGROUP_ID,
         ))
     return tuple(events)
 
@@ -207,13 +246,17 @@ def _tracer(i: int, degraded: bool) -> TracerHealth:
 
 def make_frame(i: int, n: int, *, degraded: bool = False) -> Snapshot:
     """Frame ``i`` of an ``n``-frame run (the last frame differs: the OOM kill)."""
+    views = tuple(_view(p, i, degraded) for p in _PROCS if _alive(p, i, n))
+    ooms = {SESSION_CGROUP: 1, "/user.slice/user-1000.slice": 1, "/user.slice": 1, "/": 1} if i == n - 1 else {}
     return Snapshot(
         timestamp=_timestamp(i),
         interval_s=FRAME_GAP_S,
         hostname=HOSTNAME,
         system=_system(i),
         tracer=_tracer(i, degraded),
-        processes=tuple(_view(p, i, degraded) for p in _PROCS if _alive(p, i, n)),
+        processes=views,
+        cgroups=build_cgroups(views, _readings(i), version=1, oom_events=ooms),
+        users=build_users(views),
         events=_events(i, n, degraded),
         new_events=tuple(e for e in _events(i, n, degraded) if i == 0 or e not in _events(i - 1, n, degraded)),
         system_history=tuple(_system(j) for j in range(i + 1)),

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memwatch.cgroups import CgroupReading
+from memwatch.groups import ancestors, build_cgroups, build_users
 from memwatch.leak import DEFAULT_WARMUP_S, LeakPolicy, LeakVerdict, assess
 from memwatch.model import (
     Event,
@@ -116,10 +118,18 @@ class Store:
     spike of short-lived processes allocates stays with the allocator after they are gone.
     """
 
+    MAX_OOM_CGROUPS = 4096
+    """Cgroups whose OOM kills are remembered; the oldest is forgotten first."""
+
     def __init__(self, *, history_len: int = 120, events_len: int = 1000, recent_len: int = 32,
                  max_new_events: int = 100_000, leak_policy: LeakPolicy | None = None,
-                 hostname: str | None = None) -> None:
+                 hostname: str | None = None, groups: bool = True) -> None:
         self.history_len = history_len
+        self.groups = groups
+        """Whether snapshots carry cgroups and users (their sums cost a pass over the processes)."""
+        self._cgroup_ooms: dict[str, int] = {}
+        """OOM kills the tracer reported, by cgroup (and each of its ancestors)."""
+        self._cgroup_names: dict[str, tuple[str, str]] = {}
         self.recent_len = recent_len
         self.leak_policy = leak_policy or LeakPolicy()
         self.hostname = hostname or socket.gethostname()
@@ -162,11 +172,38 @@ class Store:
                 else:
                     self._remember(proc, ev)
             else:
+                if ev.kind is EventKind.OOM:
+                    ev = self._oom_cgroup(ev)
                 self._log.append(ev)
                 if len(self._new) < self.max_new_events:
                     self._new.append(ev)
                 else:
                     self.new_events_dropped += 1
+
+    def _oom_cgroup(self, ev: Event) -> Event:
+        """Count an OOM kill for its cgroup and the cgroup's ancestors. When the kernel did not say
+        which cgroup (an older kernel), or its id no longer names one, the victim's memory cgroup
+        as memwatch last read it stands in (it lived at least until the last tick)."""
+        if ev.cgroup is None:
+            key = self._by_pid.get(ev.pid)
+            proc = self._procs.get(key) if key is not None else None
+            if proc is None or not proc.sample.memory_cgroup or (
+                    ev.start_ticks is not None and proc.sample.start_ticks != ev.start_ticks):
+                return ev
+            ev = dataclasses.replace(ev, cgroup=proc.sample.memory_cgroup)
+        assert ev.cgroup is not None
+        tally = self._cgroup_ooms
+        for path in (ev.cgroup, *ancestors(ev.cgroup)):
+            count = tally.pop(path, 0) + 1
+            tally[path] = count
+        while len(tally) > self.MAX_OOM_CGROUPS:
+            del tally[next(iter(tally))]
+        return ev
+
+    def oom_kills(self, cgroup: str) -> int:
+        """OOM kills the tracer reported in ``cgroup`` or below it since the store began."""
+        with self._lock:
+            return self._cgroup_ooms.get(cgroup, 0)
 
     def _remember(self, proc: _Proc, ev: Event) -> None:
         if proc.recent is None:
@@ -183,17 +220,20 @@ class Store:
                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
                tracer: TracerHealth, duration_s: float = 0.0,
                rollups: Mapping[ProcessKey, SmapsRollup] | None = None,
-               self_cpu_percent: float | None = None) -> Snapshot:
-        """Merge one tick (and any PSS/USS read for it) and return the snapshot for it."""
+               self_cpu_percent: float | None = None,
+               cgroups: Mapping[str, CgroupReading] | None = None, cgroup_version: int = 0) -> Snapshot:
+        """Merge one tick (and any PSS/USS read for it, and what the cgroup reader found) and
+        return the snapshot for it."""
         with self._lock:
             return self._update(now, interval_s, samples, kernel, system, tracer, duration_s, rollups,
-                                self_cpu_percent)
+                                self_cpu_percent, cgroups, cgroup_version)
 
     def _update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                 kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
                 tracer: TracerHealth, duration_s: float,
                 rollups: Mapping[ProcessKey, SmapsRollup] | None,
-                self_cpu_percent: float | None = None) -> Snapshot:
+                self_cpu_percent: float | None = None,
+                cgroups: Mapping[str, CgroupReading] | None = None, cgroup_version: int = 0) -> Snapshot:
         cap = self.history_len
         self._times.append(now)
         tick_times = self._times.values()
@@ -231,18 +271,22 @@ class Store:
         new, self._new = tuple(self._new), []
         if self.new_events_dropped:
             tracer = dataclasses.replace(tracer, exits_dropped=tracer.exits_dropped + self.new_events_dropped)
+        views = tuple(self._view(p) for p in seen.values())
         snap = Snapshot(
             timestamp=now,
             interval_s=interval_s,
             hostname=self.hostname,
             system=system,
             tracer=tracer,
-            processes=tuple(self._view(p) for p in seen.values()),
+            processes=views,
             events=tuple(self._log),
             new_events=new,
             system_history=tuple(self._system),
             duration_s=duration_s,
             self_cpu_percent=self_cpu_percent,
+            cgroups=build_cgroups(views, cgroups, version=cgroup_version, oom_events=self._cgroup_ooms,
+                                  names=self._cgroup_names) if self.groups else (),
+            users=build_users(views) if self.groups else (),
         )
         return snap
 

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from memwatch.cgroups import CgroupReader, CgroupReading
 from memwatch.ebpf import (
     BpfUnavailable,
     RawCall,
@@ -117,7 +118,7 @@ class LiveSource:
                  tracer_config: TracerConfig | None = None, store: Store | None = None,
                  proc_root: str = "/proc", drain_every_s: float = 0.25, drain_budget: int = 4096,
                  parse_chunk: int = 512, events_budget: int = DEFAULT_EVENTS_BUDGET, rollup_timeout_s: float = 0.5,
-                 rollup_top: int = 0) -> None:
+                 rollup_top: int = 0, groups: bool = True, cgroup_reader: CgroupReader | None = None) -> None:
         self._interval = max(MIN_INTERVAL_S, interval_s)
         self.use_bpf = use_bpf
         self.tracer_config = tracer_config or TracerConfig()
@@ -132,6 +133,12 @@ class LiveSource:
         self.tracer: Tracer | None = None
         self.bpf_reason: str | None = None if use_bpf else "eBPF is off (--no-bpf): showing /proc figures only."
         self._reader = ProcReader(proc_root)
+        self._cgroups: CgroupReader | None = None
+        """Memory cgroups of the processes (None: no groups in the snapshots)."""
+        if groups:
+            self._cgroups = cgroup_reader if cgroup_reader is not None else CgroupReader()
+        else:
+            self.store.groups = False
         self._converter: EventConverter | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._abandoned_load: asyncio.Future[Tracer] | None = None
@@ -231,6 +238,8 @@ class LiveSource:
                 tracer.close()
                 log.info("tracer detached")
             self._reader.close()
+            if self._cgroups is not None:
+                self._cgroups.close()
 
     # -- the ring buffer -------------------------------------------------------------------------
 
@@ -359,23 +368,33 @@ class LiveSource:
     async def _tick(self) -> Snapshot:
         """One tick, all of its work in a worker thread: the event loop (and a dashboard running on
         it) stays free to answer keys while /proc is read and the store merges."""
-        samples, system = await asyncio.to_thread(self._read_proc)
+        samples, system, cgroups = await asyncio.to_thread(self._read_proc)
         if self.tracer is not None:
             self._drain_for_tick()
         rollups = await self._top_rollups(samples) if self.rollup_top > 0 else None
-        return await asyncio.to_thread(self._merge, samples, system, rollups)
+        return await asyncio.to_thread(self._merge, samples, system, rollups, cgroups)
 
-    def _read_proc(self) -> tuple[list[ProcessSample], SystemMemory]:
+    def _read_proc(self) -> tuple[list[ProcessSample], SystemMemory, dict[str, CgroupReading] | None]:
         with self._work:
-            return self._reader.read_processes(), read_system_memory(self.proc_root)
+            samples = self._reader.read_processes()
+            system = read_system_memory(self.proc_root)
+            cgroups = None
+            if self._cgroups is not None:
+                cgroups = self._cgroups.read(self._reader.memory_cgroup_paths())
+                if self._cgroups.vanished:
+                    # its processes were moved (or it was removed under them): look where they are
+                    self._reader.recheck_cgroups(self._cgroups.vanished)
+            return samples, system, cgroups
 
     def _merge(self, samples: list[ProcessSample], system: SystemMemory,
-               rollups: dict[ProcessKey, SmapsRollup] | None) -> Snapshot:
+               rollups: dict[ProcessKey, SmapsRollup] | None,
+               cgroups: dict[str, CgroupReading] | None = None) -> Snapshot:
         with self._work:
-            return self._merge_locked(samples, system, rollups)
+            return self._merge_locked(samples, system, rollups, cgroups)
 
     def _merge_locked(self, samples: list[ProcessSample], system: SystemMemory,
-                      rollups: dict[ProcessKey, SmapsRollup] | None) -> Snapshot:
+                      rollups: dict[ProcessKey, SmapsRollup] | None,
+                      cgroups: dict[str, CgroupReading] | None = None) -> Snapshot:
         kernel: dict[ProcessKey, KernelCounts] | None = None
         if self.tracer is not None:
             kernel, health = self._read_kernel()
@@ -386,7 +405,8 @@ class LiveSource:
             health = TracerHealth(enabled=False, reason=self.bpf_reason)
         return self.store.update(time.time(), self._interval, samples, kernel, system, health,
                                  duration_s=time.monotonic() - self._started, rollups=rollups,
-                                 self_cpu_percent=self._own_cpu())
+                                 self_cpu_percent=self._own_cpu(), cgroups=cgroups,
+                                 cgroup_version=self._cgroups.version if self._cgroups is not None else 0)
 
     async def _top_rollups(self, samples: Sequence[ProcessSample]) -> dict[ProcessKey, SmapsRollup]:
         """PSS/USS of the ``rollup_top`` largest processes, each read with its own time cap.

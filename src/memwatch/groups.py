@@ -1,0 +1,358 @@
+"""Groups of processes: sums over a subtree, a memory cgroup or a user, and the process tree.
+
+Everything here is a pure function of processes (and of what the cgroup reader found), so a view
+can ask for it of any snapshot, live or replayed: :func:`process_tree` builds the parent/child
+tree by ppid with subtree sums; :func:`build_cgroups` and :func:`build_users` make what the store
+puts in each snapshot; :func:`rank` orders any of them by a figure.
+
+Kernel threads are left out of every sum: they have no user memory (what the kernel uses for them
+is in a cgroup's kernel figure), and counting them would make the root cgroup and root's processes
+look like hundreds of processes using nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TypeVar
+
+from memwatch.cgroups import CgroupReading, describe
+from memwatch.model import CgroupView, GroupTotals, ProcessKey, ProcessView, UserView
+
+__all__ = [
+    "GROUP_SORTS",
+    "ProcessTree",
+    "TreeNode",
+    "ancestors",
+    "build_cgroups",
+    "build_users",
+    "process_tree",
+    "rank",
+    "totals_of",
+]
+
+
+class _Sums:
+    """A GroupTotals being added up (mutable; frozen once complete)."""
+
+    __slots__ = ("brk", "growth", "kernel", "mmap", "mremap", "munmap", "n", "outstanding", "pss", "pss_n",
+                 "rss", "swap")
+
+    def __init__(self) -> None:
+        self.n = self.rss = self.swap = self.pss = self.pss_n = 0
+        self.kernel = False
+        self.mmap = self.munmap = self.brk = self.mremap = self.outstanding = 0
+        self.growth: float | None = None
+
+    def add(self, v: ProcessView) -> None:
+        s = v.sample
+        if s.kernel_thread:
+            return
+        self.n += 1
+        self.rss += s.rss_kb
+        self.swap += s.swap_kb
+        if v.rollup is not None:
+            self.pss += v.rollup.pss_kb
+            self.pss_n += 1
+        k = v.kernel
+        if k is not None:
+            self.kernel = True
+            self.mmap += k.mmap_count
+            self.munmap += k.munmap_count
+            self.brk += k.brk_count
+            self.mremap += k.mremap_count
+            self.outstanding += k.outstanding_bytes
+        if v.growth_kb_s is not None:
+            self.growth = (self.growth or 0.0) + v.growth_kb_s
+
+    def merge(self, o: _Sums) -> None:
+        self.n += o.n
+        self.rss += o.rss
+        self.swap += o.swap
+        self.pss += o.pss
+        self.pss_n += o.pss_n
+        if o.kernel:
+            self.kernel = True
+            self.mmap += o.mmap
+            self.munmap += o.munmap
+            self.brk += o.brk
+            self.mremap += o.mremap
+            self.outstanding += o.outstanding
+        if o.growth is not None:
+            self.growth = (self.growth or 0.0) + o.growth
+
+    def frozen(self) -> GroupTotals:
+        k = self.kernel
+        return GroupTotals(
+            processes=self.n, rss_kb=self.rss, swap_kb=self.swap,
+            pss_kb=self.pss if self.pss_n else None, pss_processes=self.pss_n,
+            mmap_count=self.mmap if k else None, munmap_count=self.munmap if k else None,
+            brk_count=self.brk if k else None, mremap_count=self.mremap if k else None,
+            outstanding_bytes=self.outstanding if k else None, growth_kb_s=self.growth,
+        )
+
+
+_EMPTY = GroupTotals()
+
+
+def totals_of(views: Iterable[ProcessView]) -> GroupTotals:
+    """The sums of these processes (kernel threads left out)."""
+    sums = _Sums()
+    for v in views:
+        sums.add(v)
+    return sums.frozen()
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking.
+
+GROUP_SORTS: dict[str, str] = {
+    "rss": "rss_kb", "swap": "swap_kb", "pss": "pss_kb", "outstanding": "outstanding_bytes",
+    "growth": "growth_kb_s", "mmap": "mmap_count", "munmap": "munmap_count", "brk": "brk_count",
+    "mremap": "mremap_count", "processes": "processes",
+}
+"""The figures groups rank by (``--sort`` with ``--group``): their processes' sums, plus ``name``,
+and for cgroups ``memory``, the kernel's usage."""
+GROUP_SORT_KEYS: tuple[str, ...] = (*GROUP_SORTS, "name", "memory")
+
+_G = TypeVar("_G", CgroupView, UserView)
+
+
+def _figure(totals: GroupTotals, key: str) -> float:
+    value = getattr(totals, GROUP_SORTS[key])
+    return float("-inf") if value is None else float(value)
+
+
+def rank(groups: Sequence[_G], sort: str) -> list[_G]:
+    """Groups largest first by ``sort`` (a key of :data:`GROUP_SORT_KEYS`; ``name`` A-Z); ``memory``
+    ranks cgroups by the kernel's usage, those without it after, by their processes' RSS."""
+    if sort == "name":
+        return sorted(groups, key=lambda g: (g.name.lower(), _key(g)))
+    if sort == "memory":
+        def usage(g: _G) -> tuple[float, float]:
+            m = g.memory if isinstance(g, CgroupView) else None
+            cur = m.current_kb if m is not None else None
+            return (float("-inf") if cur is None else float(cur), float(g.totals.rss_kb))
+        return sorted(groups, key=lambda g: (usage(g), _neg(g)), reverse=True)
+    if sort not in GROUP_SORTS:
+        raise ValueError(f"groups cannot be sorted by {sort!r}; choose one of {', '.join(GROUP_SORT_KEYS)}")
+    return sorted(groups, key=lambda g: (_figure(g.totals, sort), _neg(g)), reverse=True)
+
+
+def _key(g: CgroupView | UserView) -> str:
+    return g.path if isinstance(g, CgroupView) else f"{g.uid:012d}"
+
+
+def _neg(g: CgroupView | UserView) -> tuple[int, ...]:
+    """Equal figures: the smaller path or uid first, in a sort that is reversed."""
+    return tuple(-ord(c) for c in _key(g))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cgroups and users, as the store puts them in a snapshot.
+
+
+def ancestors(path: str) -> list[str]:
+    """``/a/b/c`` -> ``["/a/b", "/a", "/"]``; the root and an empty path have none."""
+    out = []
+    while path not in ("/", ""):
+        path = path.rsplit("/", 1)[0] or "/"
+        out.append(path)
+    return out
+
+
+def _tree_key(path: str) -> tuple[str, ...]:
+    return tuple(c for c in path.split("/") if c)
+
+
+def build_cgroups(views: Iterable[ProcessView], readings: Mapping[str, CgroupReading] | None = None, *,
+                  version: int = 0, oom_events: Mapping[str, int] | None = None,
+                  names: dict[str, tuple[str, str]] | None = None) -> tuple[CgroupView, ...]:
+    """One view per memory cgroup that holds processes, per ancestor of one, and per cgroup the
+    reader read (``readings``), in tree order. ``names`` caches :func:`~memwatch.cgroups.describe`
+    between calls (it is replaced by the names of this call's cgroups)."""
+    own: dict[str, _Sums] = {}
+    for v in views:
+        path = v.sample.memory_cgroup
+        if not path:
+            continue
+        sums = own.get(path)
+        if sums is None:
+            sums = own[path] = _Sums()
+        sums.add(v)
+    paths: set[str] = set(own)
+    if readings:
+        paths.update(readings)
+    for p in list(paths):
+        paths.update(ancestors(p))
+    total: dict[str, _Sums] = {p: _Sums() for p in paths}
+    for p, sums in own.items():
+        total[p].merge(sums)
+        for a in ancestors(p):
+            total[a].merge(sums)
+    cache = names if names is not None else {}
+    fresh: dict[str, tuple[str, str]] = {}
+    out = []
+    oom = oom_events or {}
+    for p in sorted(paths, key=_tree_key):
+        named = cache.get(p)
+        if named is None:
+            ident = describe(p)
+            named = (ident.name, ident.kind)
+        fresh[p] = named
+        r = readings.get(p) if readings else None
+        out.append(CgroupView(
+            path=p, name=named[0], kind=named[1], version=version, ino=r.ino if r is not None else 0,
+            memory=r.memory if r is not None else None, totals=total[p].frozen(),
+            own=own[p].frozen() if p in own else _EMPTY, oom_events=oom.get(p, 0),
+        ))
+    if names is not None:
+        names.clear()
+        names.update(fresh)
+    return tuple(out)
+
+
+def build_users(views: Iterable[ProcessView]) -> tuple[UserView, ...]:
+    """One view per user with processes (kernel threads left out), by uid; a process of unknown
+    uid (recorded before uids were kept) is grouped by its user name."""
+    sums: dict[tuple[int, str], _Sums] = {}
+    names: dict[tuple[int, str], str] = {}
+    for v in views:
+        s = v.sample
+        if s.kernel_thread:
+            continue
+        key = (s.uid, "" if s.uid >= 0 else s.user)
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = _Sums()
+            names[key] = s.user or str(s.uid)
+        acc.add(v)
+    return tuple(UserView(uid=key[0], name=names[key], totals=acc.frozen()) for key, acc in sorted(sums.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The process tree.
+
+
+@dataclass(frozen=True, slots=True)
+class TreeNode:
+    """A process in the tree."""
+
+    view: ProcessView
+    parent: ProcessKey | None
+    """None for a root: no parent in the snapshot (pid 1, kthreadd, an orphan of another pid
+    namespace, or a parent that exited)."""
+    children: tuple[ProcessKey, ...]
+    depth: int
+    subtree: GroupTotals
+    """The process and everything below it (kernel threads left out)."""
+
+    @property
+    def key(self) -> ProcessKey:
+        return self.view.key
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTree:
+    """Processes by parent (ppid), with subtree sums; immutable, a pure function of a snapshot."""
+
+    nodes: Mapping[ProcessKey, TreeNode]
+    roots: tuple[ProcessKey, ...]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def rows(self, sort: str = "rss") -> list[TreeNode]:
+        """Every node depth first, each parent before its children and siblings ranked by their
+        subtree's ``sort`` figure (a key of :data:`GROUP_SORTS`, ``name`` or ``pid``)."""
+        if sort == "name":
+            def order(key: ProcessKey) -> tuple[object, ...]:
+                return (self.nodes[key].view.sample.name.lower(), key)
+            descending = False
+        elif sort == "pid":
+            def order(key: ProcessKey) -> tuple[object, ...]:
+                return (key,)
+            descending = False
+        elif sort in GROUP_SORTS:
+            def order(key: ProcessKey) -> tuple[object, ...]:
+                return (_figure(self.nodes[key].subtree, sort), -key[0])
+            descending = True
+        else:
+            raise ValueError(f"the tree cannot be sorted by {sort!r}; choose one of "
+                             f"{', '.join((*GROUP_SORTS, 'name', 'pid'))}")
+        out: list[TreeNode] = []
+        stack = sorted(self.roots, key=order, reverse=not descending)
+        while stack:
+            node = self.nodes[stack.pop()]
+            out.append(node)
+            stack.extend(sorted(node.children, key=order, reverse=not descending))
+        return out
+
+    def path_to(self, key: ProcessKey) -> list[TreeNode]:
+        """The node's ancestors, its root first, and the node itself last."""
+        out = []
+        node: TreeNode | None = self.nodes.get(key)
+        while node is not None:
+            out.append(node)
+            node = self.nodes.get(node.parent) if node.parent is not None else None
+        out.reverse()
+        return out
+
+
+def process_tree(processes: Iterable[ProcessView]) -> ProcessTree:
+    """The tree of ``processes`` (a snapshot's) by ppid.
+
+    A process's parent is the process with its ppid that started no later than it did (a pid
+    reused by a younger process is not its parent). Data from a damaged recording may hold a
+    loop; a process in one becomes a root. Built without recursion: a chain of thousands of
+    processes is fine.
+    """
+    views = {v.key: v for v in processes}
+    by_pid: dict[int, ProcessKey] = {}
+    for key in views:
+        by_pid[key[0]] = key
+    parent: dict[ProcessKey, ProcessKey | None] = {}
+    for key, v in views.items():
+        pk = by_pid.get(v.sample.ppid)
+        if pk is None or pk == key or views[pk].sample.start_ticks > v.sample.start_ticks:
+            pk = None
+        parent[key] = pk
+    # break loops: walk up from each process; a walk that comes back to a process on its own
+    # path found a loop, and the process where it closed becomes a root
+    state: dict[ProcessKey, int] = {}   # 1: on the current walk, 2: done
+    for start in views:
+        walk = []
+        up: ProcessKey | None = start
+        while up is not None and state.get(up) is None:
+            state[up] = 1
+            walk.append(up)
+            up = parent[up]
+        if up is not None and state.get(up) == 1:
+            parent[up] = None
+        for k in walk:
+            state[k] = 2
+    children: dict[ProcessKey, list[ProcessKey]] = {k: [] for k in views}
+    roots = []
+    for key, pk in parent.items():
+        if pk is None:
+            roots.append(key)
+        else:
+            children[pk].append(key)
+    # depth first from the roots (parents before children), then sums from the leaves up
+    order: list[ProcessKey] = []
+    depth: dict[ProcessKey, int] = {}
+    stack = [(r, 0) for r in roots]
+    while stack:
+        key, d = stack.pop()
+        depth[key] = d
+        order.append(key)
+        stack.extend((c, d + 1) for c in children[key])
+    sums = {k: _Sums() for k in views}
+    for key in reversed(order):
+        sums[key].add(views[key])
+        pk = parent[key]
+        if pk is not None:
+            sums[pk].merge(sums[key])
+    nodes = {k: TreeNode(views[k], parent[k], tuple(children[k]), depth[k], sums[k].frozen()) for k in order}
+    return ProcessTree(MappingProxyType(nodes), tuple(roots))
