@@ -150,6 +150,9 @@ struct mw_oom_event {
 	__u32 uid;
 	__s32 oom_score_adj;
 	char comm[MW_COMM_LEN];
+	__u64 cgroup_id;           /* the victim's memory cgroup: its kernfs id, which is its directory's
+	                            * inode number; 0 when the kernel gave no task (before 6.8) or has no
+	                            * memory controller */
 };
 
 struct mw_alloc_key {

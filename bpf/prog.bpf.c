@@ -824,6 +824,51 @@ static __always_inline __u64 rss_pages(struct mm_struct *mm, int member)
 	return v > 0 ? v : 0;
 }
 
+/* Kernels before 5.5 kept a kernfs node's id in a union whose low 32 bits were the inode number;
+ * since 5.5 it is a u64 that is the inode number itself on 64-bit machines. memwatch needs 5.15
+ * for other reasons, so only the new layout is met; the old one is read right all the same. */
+union kernfs_node_id___old {
+	struct {
+		__u32 ino;
+		__u32 generation;
+	};
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node___old {
+	union kernfs_node_id___old id;
+} __attribute__((preserve_access_index));
+
+/*
+ * The id of a task's memory cgroup: task->cgroups->subsys[memory_cgrp_id]->cgroup->kn->id, the
+ * inode number of the cgroup's directory, which user space maps back to a path. memory_cgrp_id
+ * is an enum value that depends on which controllers the kernel was built with: CO-RE reads it
+ * from the running kernel's BTF (0 when CONFIG_MEMCG is off). On a v1 memory hierarchy this is
+ * the v1 cgroup; on v2, the nearest cgroup that has the memory controller enabled.
+ */
+static __always_inline __u64 memcg_id(struct task_struct *task)
+{
+	struct cgroup_subsys_state *css = NULL;
+	struct kernfs_node *kn;
+	struct css_set *cset;
+	int memory;
+
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return 0;
+	memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (memory < 0 || memory >= bpf_core_field_size(struct css_set, subsys) / sizeof(void *))
+		return 0;
+	cset = BPF_CORE_READ(task, cgroups);
+	if (!cset || bpf_core_read(&css, sizeof(css), &cset->subsys[memory]) || !css)
+		return 0;
+	kn = BPF_CORE_READ(css, cgroup, kn);
+	if (!kn)
+		return 0;
+	if (bpf_core_type_exists(union kernfs_node_id___old))
+		return BPF_CORE_READ((struct kernfs_node___old *)kn, id.ino);
+	return BPF_CORE_READ(kn, id);
+}
+
 static __always_inline struct mw_oom_event *reserve_oom(void)
 {
 	struct mw_oom_event *e = bpf_ringbuf_reserve(&life_events, sizeof(*e), 0);
@@ -860,6 +905,7 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 		e->hdr.tid = tid;
 		e->start_boottime_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 		e->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
+		e->cgroup_id = memcg_id(task);
 		BPF_CORE_READ_STR_INTO(&e->comm, task, group_leader, comm);
 		mm = BPF_CORE_READ(task, mm);
 		if (mm) {
@@ -869,7 +915,8 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 			e->shmem_rss_pages = rss_pages(mm, 3);  /* MM_SHMEMPAGES */
 		}
 	} else {
-		/* older kernels: mark_victim(int pid), a pid of the initial namespace */
+		/* older kernels: mark_victim(int pid), a pid of the initial namespace; no task to read
+		 * the cgroup from (cgroup_id 0: user space uses the victim's last known cgroup) */
 		if (cfg.pidns_ino)
 			return 0;   /* no task to translate it with */
 		e = reserve_oom();

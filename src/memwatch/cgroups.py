@@ -34,7 +34,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -426,7 +426,7 @@ class CgroupReader:
         self._open = 0
         self._tick = 0
         self._lock = threading.Lock()
-        self._by_ino: dict[int, str] = {}
+        self._by_ino: dict[int, tuple[str, bytes]] = {}
         """Every cgroup seen, by its directory's inode (the kernel's cgroup id)."""
         self._walked_at: dict[int, float] = {}
         self._watched: dict[str, bytes] = {}
@@ -528,7 +528,7 @@ class CgroupReader:
                 if not stat.S_ISDIR(st.st_mode):
                     return CgroupReading(0, None), None
                 g = _Group(directory, st.st_ino)
-                self._remember(st.st_ino, _decode(raw))
+                self._remember(st.st_ino, (_decode(raw), raw))
             try:
                 return CgroupReading(g.ino, self._figures(g)), g
             except _Gone:
@@ -594,7 +594,7 @@ class CgroupReader:
     """Cgroups remembered by inode; beyond it the oldest half is forgotten (a busy Kubernetes
     node makes thousands a day; kernfs ids are never reused, so a stale entry is only memory)."""
 
-    def _remember(self, ino: int, path: str) -> None:
+    def _remember(self, ino: int, path: tuple[str, bytes]) -> None:
         with self._lock:
             self._by_ino.pop(ino, None)
             self._by_ino[ino] = path
@@ -602,31 +602,36 @@ class CgroupReader:
                 for old in list(self._by_ino)[: self.MAX_KNOWN // 2]:
                     del self._by_ino[old]
 
-    def resolve(self, ino: int) -> str | None:
+    def resolve(self, ino: int, *, watch: bool = False) -> str | None:
         """The path of the cgroup whose id (directory inode) is ``ino``: from the cgroups read so
         far, else by walking the hierarchy once (the OOM-killed cgroup may be new, and may be
-        removed soon after: call this when the event arrives). None when it is gone already."""
+        removed soon after: call this when the event arrives). None when it is gone already.
+        ``watch``: read it from now on while it exists (:meth:`watch`)."""
         if not ino:
             return None
         with self._lock:
             found = self._by_ino.get(ino)
-            if found is not None or self.hierarchy is None:
-                return found
-            now = time.monotonic()
-            if now - self._walked_at.get(ino, -10.0) < 1.0:
-                return None   # looked for it a moment ago: a burst of kills in one cgroup
-            self._walked_at = {i: t for i, t in self._walked_at.items() if now - t < 1.0}
-            self._walked_at[ino] = now
-        walked = self._walk(self.hierarchy)
-        found = walked.get(ino)
-        if found is not None:
-            self._remember(ino, found)
-        return found
+            if found is None and self.hierarchy is not None:
+                now = time.monotonic()
+                if now - self._walked_at.get(ino, -10.0) < 1.0:
+                    return None   # looked for it a moment ago: a burst of kills in one cgroup
+                self._walked_at = {i: t for i, t in self._walked_at.items() if now - t < 1.0}
+                self._walked_at[ino] = now
+        if found is None and self.hierarchy is not None:
+            found = self._walk(self.hierarchy).get(ino)
+            if found is not None:
+                self._remember(ino, found)
+        if found is None:
+            return None
+        if watch:
+            self.watch(found[0], found[1])
+        return found[0]
 
     @staticmethod
-    def _walk(h: Hierarchy, limit: int = 100_000) -> dict[int, str]:
-        """Every cgroup directory of the hierarchy by inode (at most ``limit`` of them)."""
-        out: dict[int, str] = {}
+    def _walk(h: Hierarchy, limit: int = 100_000) -> dict[int, tuple[str, bytes]]:
+        """Every cgroup directory of the hierarchy by inode, with its path shown and raw (at most
+        ``limit`` of them)."""
+        out: dict[int, tuple[str, bytes]] = {}
         base = h.mount.rstrip(b"/")
         root = h.root.rstrip(b"/")
         stack = [b""]
@@ -639,18 +644,18 @@ class CgroupReader:
             with entries:
                 if not rel:
                     with contextlib.suppress(OSError):
-                        out[os.stat(base or b"/").st_ino] = _decode(root or b"/")
+                        out[os.stat(base or b"/").st_ino] = (_decode(root or b"/"), root or b"/")
                 for e in entries:
                     try:
                         if e.is_dir(follow_symlinks=False):
                             sub = rel + b"/" + e.name
-                            out[e.inode()] = _decode(root + sub)
+                            out[e.inode()] = (_decode(root + sub), root + sub)
                             stack.append(sub)
                     except OSError:
                         continue
         return out
 
-    def known(self) -> Iterable[tuple[int, str]]:
+    def known(self) -> list[tuple[int, str]]:
         """(inode, path) of every cgroup seen so far, for tests."""
         with self._lock:
-            return list(self._by_ino.items())
+            return [(ino, shown) for ino, (shown, _) in self._by_ino.items()]

@@ -251,7 +251,8 @@ class Event:
         if k is EventKind.EXIT:
             peak = f", peak RSS {self.peak_rss_kb} KB" if self.peak_rss_kb is not None else ""
             return f"{self.ending}{peak}"
-        return f"OOM kill, RSS {self.rss_kb} KB, VIRT {self.total_vm_kb} KB"
+        where = f" in cgroup {self.cgroup}" if self.cgroup is not None else ""
+        return f"OOM kill, RSS {self.rss_kb} KB, VIRT {self.total_vm_kb} KB{where}"
 
 
     @property

@@ -132,6 +132,7 @@ class MwOomEvent(ctypes.Structure):
         ("uid", c_uint32),
         ("oom_score_adj", c_int32),
         ("comm", c_char * COMM_LEN),
+        ("cgroup_id", c_uint64),
     ]
 
 
@@ -239,6 +240,8 @@ class RawOom:
     uid: int
     oom_score_adj: int
     comm: str
+    cgroup_id: int = 0
+    """The victim's memory cgroup (its directory's inode number); 0: the kernel did not say."""
 
 
 RawEvent = RawCall | RawExit | RawOom
@@ -318,5 +321,5 @@ def parse_record(data: bytes) -> RawEvent | None:
         o = MwOomEvent.from_buffer_copy(data)
         return RawOom(o.hdr.tgid, o.hdr.tid, o.hdr.ts_ns, o.start_boottime_ns, o.total_vm_pages,
                       o.anon_rss_pages, o.file_rss_pages, o.shmem_rss_pages, o.uid, o.oom_score_adj,
-                      decode_comm(bytes(o.comm)))
+                      decode_comm(bytes(o.comm)), o.cgroup_id)
     return None

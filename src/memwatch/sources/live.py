@@ -20,7 +20,7 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from memwatch.cgroups import CgroupReader, CgroupReading
 from memwatch.ebpf import (
@@ -63,11 +63,15 @@ DEFAULT_EVENTS_BUDGET = 5000
 
 
 class EventConverter:
-    """Kernel records (boot clock, pages) to model events (wall clock, KB)."""
+    """Kernel records (boot clock, pages) to model events (wall clock, KB).
 
-    def __init__(self, tracer: Tracer) -> None:
+    ``cgroup_path`` maps an OOM victim's cgroup id to its path; it is called as each event is
+    converted, while the cgroup most likely still exists (a runtime removes it soon after)."""
+
+    def __init__(self, tracer: Tracer, cgroup_path: Callable[[int], str | None] | None = None) -> None:
         self.tracer = tracer
         self.page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+        self.cgroup_path = cgroup_path
 
     def counts(self, s: RawStats) -> KernelCounts:
         wall = self.tracer.boot_ns_to_wall
@@ -99,11 +103,13 @@ class EventConverter:
                          start_ticks=t.start_ticks(raw.start_boottime_ns),
                          start_time=t.boot_ns_to_wall(raw.start_boottime_ns))
         assert isinstance(raw, RawOom)
+        cgroup = self.cgroup_path(raw.cgroup_id) if self.cgroup_path is not None and raw.cgroup_id else None
         return Event(t.boot_ns_to_wall(raw.ts_ns), EventKind.OOM, raw.tgid, raw.tid, raw.comm,
                      rss_kb=(raw.anon_rss_pages + raw.file_rss_pages + raw.shmem_rss_pages) * self.page_kb,
                      total_vm_kb=raw.total_vm_pages * self.page_kb,
                      start_ticks=t.start_ticks(raw.start_boottime_ns) if raw.start_boottime_ns else None,
-                     start_time=t.boot_ns_to_wall(raw.start_boottime_ns) if raw.start_boottime_ns else None)
+                     start_time=t.boot_ns_to_wall(raw.start_boottime_ns) if raw.start_boottime_ns else None,
+                     cgroup=cgroup, cgroup_id=raw.cgroup_id)
 
 
 def _close_if_opened(done: asyncio.Future[Tracer]) -> None:
@@ -199,7 +205,7 @@ class LiveSource:
                 self.bpf_reason = str(exc)
                 log.info("%s", exc)
             else:
-                self._converter = EventConverter(self.tracer)
+                self._converter = EventConverter(self.tracer, self._oom_cgroup)
                 self._drainer = asyncio.create_task(self._drain_forever(), name="memwatch-ring-drain")
         self._started = time.monotonic()
         snap = await self._tick()
@@ -310,6 +316,13 @@ class LiveSource:
             if self.tracer is not None and self.tracer.calls_paused:
                 self.tracer.pause_calls(False)
         return max(0, min(4 * self.drain_budget - len(self._copied), self.events_budget - self._budget_used))
+
+    def _oom_cgroup(self, cgroup_id: int) -> str | None:
+        """The path of an OOM-killed process's cgroup, which is read from now on while it exists
+        (a cgroup whose last process was killed would otherwise drop out at once, with its count)."""
+        if self._cgroups is None:
+            return None
+        return self._cgroups.resolve(cgroup_id, watch=True)
 
     # -- ticks -----------------------------------------------------------------------------------
 
