@@ -11,8 +11,10 @@ import pytest
 from frames import BACKSLASH_NAME, DEGRADED_REASON, MARKUP_NAME, PAREN_NAME, make_frames
 from memwatch.model import Event, EventKind, KernelCounts, ProcessView, Snapshot
 from memwatch.serialize import (
+    CGROUP_COLUMNS,
     EVENT_COUNTERS,
     HEADLESS_COLUMNS,
+    USER_COLUMNS,
     SerializationError,
     event_from_dict,
     event_to_dict,
@@ -101,7 +103,7 @@ def _is_int(x: object) -> bool:
 
 def _check_shape(doc: dict[str, Any]) -> None:
     assert list(doc) == ["timestamp", "duration_s", "hostname", "bpf", "memwatch_cpu_percent", "system",
-                         "processes", "events"]
+                         "processes", "events", "cgroups", "users"]
     assert doc["memwatch_cpu_percent"] is None or isinstance(doc["memwatch_cpu_percent"], float)
     assert isinstance(doc["timestamp"], float)
     assert isinstance(doc["duration_s"], float)
@@ -114,8 +116,9 @@ def _check_shape(doc: dict[str, Any]) -> None:
     assert all(_is_int(bpf[k]) for k in counters)
     for e in doc["events"]:
         assert list(e) == ["time", "kind", "pid", "start_time", "name", "exit_code", "signal", "peak_rss_kb",
-                           "rss_kb", *EVENT_COUNTERS]
+                           "rss_kb", *EVENT_COUNTERS, "cgroup"]
         assert e["kind"] in ("exit", "oom") and _is_int(e["pid"]) and isinstance(e["name"], str)
+        assert e["cgroup"] is None or (e["kind"] == "oom" and isinstance(e["cgroup"], str))
         assert (e["exit_code"] is None) != (e["signal"] is None) or e["kind"] == "oom"
     assert list(doc["system"]) == ["total_kb", "available_kb", "used_kb", "swap_total_kb", "swap_used_kb"]
     assert all(_is_int(v) for v in doc["system"].values())
@@ -128,6 +131,20 @@ def _check_shape(doc: dict[str, Any]) -> None:
         assert (p["outstanding_complete"] is None) == (p["outstanding_bytes"] is None)
         assert p["growth_kb_s"] is None or isinstance(p["growth_kb_s"], float)
         assert isinstance(p["leak_suspect"], bool)
+    totals_ints = ("pids", "rss_kb", "swap_kb")
+    totals_nullable = ("pss_kb", "mmap_count", "munmap_count", "brk_count", "mremap_count", "outstanding_bytes")
+    for c in doc["cgroups"]:
+        assert tuple(c) == CGROUP_COLUMNS
+        assert all(isinstance(c[k], str) for k in ("path", "name", "kind"))
+        assert all(_is_int(c[k]) for k in (*totals_ints, "oom_events"))
+        assert all(c[k] is None or _is_int(c[k]) for k in (*totals_nullable, "memory_current_kb", "memory_max_kb",
+                                                          "memory_high_kb", "swap_current_kb", "oom_kills",
+                                                          "anon_kb", "file_kb", "kernel_kb"))
+        assert c["pressure_some_avg10"] is None or isinstance(c["pressure_some_avg10"], float)
+    for u in doc["users"]:
+        assert tuple(u) == USER_COLUMNS and _is_int(u["uid"]) and isinstance(u["name"], str)
+        assert all(_is_int(u[k]) for k in totals_ints)
+        assert all(u[k] is None or _is_int(u[k]) for k in totals_nullable)
 
 
 def _document(frame: Snapshot) -> dict[str, Any]:

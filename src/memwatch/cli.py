@@ -127,8 +127,10 @@ def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) ->
 def _add_selection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=_count, default=None, metavar="N",
                    help="show the top N processes (default 100; 0: all)")
-    p.add_argument("--sort", choices=SORT_KEYS, default="rss", metavar="FIELD",
-                   help=f"figure to rank by (default rss): {', '.join(SORT_KEYS)}")
+    p.add_argument("--sort", choices=SORT_KEYS, default=None, metavar="FIELD",
+                   help=f"figure to rank by (default rss): {', '.join(SORT_KEYS)}; with --group, the "
+                        "groups' sums of rss swap pss outstanding growth mmap munmap brk mremap, or name "
+                        "(cgroups rank by the kernel's usage unless told)")
     p.add_argument("--pid", type=_pid, action="append", default=[], metavar="PID",
                    help="always include this process (repeatable); alone, show only these")
 
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="with --once: JSON")
     fmt.add_argument("--csv", action="store_true", help="with --once: CSV")
+    p.add_argument("--group", choices=("tree", "cgroup", "user"), default=None,
+                   help="with --once, as a table or CSV: the process tree with subtree sums, memory "
+                        "cgroups with the kernel's accounting, or users (JSON always has cgroups and users)")
     p.add_argument("--duration", type=_seconds, default=None, metavar="S",
                    help="with --once: trace this long before printing (default one interval)")
     p.add_argument("--at", metavar="TIME", help="with --once --replay: the frame at this time "
@@ -247,6 +252,21 @@ def _check_theme(parser: argparse.ArgumentParser, theme: str) -> None:
         parser.error(unknown_theme(theme, names))
 
 
+def _check_group(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--group and the sort keys only groups have, where they can work."""
+    from memwatch.headless import group_sort_keys
+
+    if args.group is None:
+        return
+    if not args.once:
+        parser.error("--group goes with --once")
+    if args.json:
+        parser.error("--group is for the table and CSV; --json always has \"cgroups\" and \"users\"")
+    if args.sort is not None and args.sort not in group_sort_keys(args.group):
+        parser.error(f"--group {args.group} ranks by one of {', '.join(group_sort_keys(args.group))}, "
+                     f"not {args.sort}")
+
+
 def run_once(args: argparse.Namespace) -> int:
     from memwatch.headless import absent_pids, collect_once, parse_time, render
 
@@ -267,8 +287,9 @@ def run_once(args: argparse.Namespace) -> int:
     if not args.replay:
         say_if_tracer_off(snap)
     fmt = "json" if args.json else "csv" if args.csv else "table"
-    top = args.top if args.top is not None else (-1 if args.pid else 100)
-    sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid, events=collected.events))
+    top = args.top if args.top is not None else (-1 if args.pid and not args.group else 100)
+    sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid, events=collected.events,
+                            group=args.group))
     sys.stdout.flush()
     missing = absent_pids(snap, args.pid, collected.events)
     for line in missing:
@@ -304,7 +325,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     from memwatch.ui.app import run_dashboard as run_app
 
     source = _replay_source(args.replay) if args.replay else _live_source(args)
-    kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort}
+    kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort or "rss"}
     if args.theme is not None:
         kw["theme"] = args.theme
     return run_app(source, **kw)
@@ -369,7 +390,7 @@ def run_serve(argv: Sequence[str]) -> int:
     _setup_logging(args.verbose, dashboard=False)
     source = _live_source(args, recent_events=False)
     top = args.top if args.top is not None else 100
-    return asyncio.run(serve(source, listen=args.listen, top=top, pids=tuple(args.pid), sort=args.sort,
+    return asyncio.run(serve(source, listen=args.listen, top=top, pids=tuple(args.pid), sort=args.sort or "rss",
                              on_first=say_if_tracer_off))
 
 
@@ -389,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--at and --since go with --replay")
         if args.since and not args.once:
             parser.error("--since goes with --once")
+        _check_group(parser, args)
         if args.theme is not None and not args.once:
             _check_theme(parser, args.theme)
         _setup_logging(args.verbose, dashboard=not args.once)

@@ -15,10 +15,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from memwatch.fields import BY_KEY, HEADLESS_TABLE, Field, Unit, field, header, plain_text
-from memwatch.model import Event, EventKind, ProcessView, Snapshot
-from memwatch.serialize import HEADLESS_COLUMNS, headless_document, headless_process_dict
+from memwatch.groups import GROUP_SORT_KEYS, GROUP_SORTS, TreeNode, ancestors, process_tree, rank
+from memwatch.model import CgroupView, Event, EventKind, GroupTotals, ProcessView, Snapshot, UserView
+from memwatch.serialize import (
+    CGROUP_COLUMNS,
+    HEADLESS_COLUMNS,
+    TOTALS_COLUMNS,
+    USER_COLUMNS,
+    headless_cgroup_dict,
+    headless_document,
+    headless_process_dict,
+    headless_totals,
+    headless_user_dict,
+)
 from memwatch.sources.base import SeekableSource, SnapshotSource
 from memwatch.text import printable
 
@@ -103,9 +115,8 @@ def _plain_width(f: Field) -> int:
     return max(len(header(f)), _PLAIN_WIDTH.get(f.unit, f.width))
 
 
-def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
-    """The original monitor's columns plus memwatch's (fields.HEADLESS_TABLE), sizes in KB, '-'
-    where a figure is unknown (kernel figures without eBPF), '>=' before a lower bound."""
+def _headline(snapshot: Snapshot) -> list[str]:
+    """The lines above every table: host, time, the tracer's state, system memory."""
     t, sysm = snapshot.tracer, snapshot.system
     when = datetime.fromtimestamp(snapshot.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if t.enabled:
@@ -114,6 +125,17 @@ def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
                   f"{t.map_full} map-full")
     else:
         tracer = printable(t.reason or "eBPF is off")
+    return [
+        f"memwatch on {printable(snapshot.hostname)} at {when}, traced {snapshot.duration_s:.1f} s; {tracer}",
+        f"memory: {sysm.used_kb} KB used, {sysm.available_kb} KB available of {sysm.total_kb} KB; "
+        f"swap {sysm.swap_used_kb} of {sysm.swap_total_kb} KB",
+        "",
+    ]
+
+
+def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
+    """The original monitor's columns plus memwatch's (fields.HEADLESS_TABLE), sizes in KB, '-'
+    where a figure is unknown (kernel figures without eBPF), '>=' before a lower bound."""
     columns = [(f, _plain_width(f)) for f in (BY_KEY[k] for k in HEADLESS_TABLE)]
 
     def line(cells: Sequence[str]) -> str:
@@ -122,13 +144,7 @@ def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
             out.append(cell[:width].ljust(width) if f.unit is Unit.TEXT else cell.rjust(width))
         return " ".join(out).rstrip()
 
-    lines = [
-        f"memwatch on {printable(snapshot.hostname)} at {when}, traced {snapshot.duration_s:.1f} s; {tracer}",
-        f"memory: {sysm.used_kb} KB used, {sysm.available_kb} KB available of {sysm.total_kb} KB; "
-        f"swap {sysm.swap_used_kb} of {sysm.swap_total_kb} KB",
-        "",
-        line([header(f) for f, _ in columns]),
-    ]
+    lines = [*_headline(snapshot), line([header(f) for f, _ in columns])]
     lines.extend(line([plain_text(f, v) for f, _ in columns]) for v in views)
     return "\n".join(lines) + "\n"
 
@@ -197,13 +213,17 @@ async def collect_once(source: SnapshotSource, duration_s: float | None, at: flo
         await source.close()
 
 
-def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str, pids: Sequence[int],
-           events: Sequence[Event] = ()) -> str:
-    """The chosen processes in the chosen format (``table``, ``json`` or ``csv``).
+def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str | None, pids: Sequence[int],
+           events: Sequence[Event] = (), group: str | None = None) -> str:
+    """The chosen processes in the chosen format (``table``, ``json`` or ``csv``), or with
+    ``group`` the chosen groups (:func:`render_groups`).
 
-    ``top`` ranks by ``sort`` (0: all); the ``pids`` are added regardless of rank; a negative
-    ``top`` shows the ``pids`` alone.
+    ``top`` ranks by ``sort`` (0: all; default rss); the ``pids`` are added regardless of rank; a
+    negative ``top`` shows the ``pids`` alone.
     """
+    if group is not None:
+        return render_groups(snapshot, group, fmt, top=max(top, 0), sort=sort, pids=pids)
+    sort = sort or "rss"
     if top < 0:  # only the --pid processes
         wanted = set(pids)
         views = [v for v in snapshot.top(0, sort, descending=field(sort).descending) if v.pid in wanted]
@@ -214,3 +234,167 @@ def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str, pids: Sequence[
     if fmt == "csv":
         return render_csv(views)
     return render_table(snapshot, views)
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups: --group tree|cgroup|user, as a table or CSV (JSON always has cgroups and users).
+
+GROUP_KINDS: tuple[str, ...] = ("tree", "cgroup", "user")
+GROUP_DEFAULT_SORT = {"tree": "rss", "cgroup": "memory", "user": "rss"}
+"""How groups rank when --sort is not given: cgroups by the kernel's usage (what a limit acts on)."""
+
+
+def group_sort_keys(group: str) -> tuple[str, ...]:
+    """The figures ``--group`` output can rank by."""
+    if group == "cgroup":
+        return GROUP_SORT_KEYS
+    return (*GROUP_SORTS, "name", "pid") if group == "tree" else (*GROUP_SORTS, "name")
+
+
+def _cell(value: object, *, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if unit == "bytes" and isinstance(value, int):
+        return str(value // 1024)
+    return printable(str(value))
+
+
+def _pss_cell(t: GroupTotals) -> str:
+    """PSS summed over the processes whose PSS was read: a lower bound when not all were."""
+    if t.pss_kb is None:
+        return "-"
+    return (">=" if t.pss_processes < t.processes else "") + str(t.pss_kb)
+
+
+Column = tuple[str, int, bool]
+"""(header, width, text: left-aligned and never cut but the last)."""
+
+
+def _plain_rows(headers: Sequence[Column], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for (_, width, text), cell in zip(headers, cells, strict=True):
+            out.append(cell.ljust(width) if text else cell.rjust(width))
+        return " ".join(out).rstrip()
+
+    return [line([h for h, _, _ in headers]), *(line(r) for r in rows)]
+
+
+def _csv(columns: Sequence[str], rows: Sequence[dict[str, object]]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow([_csv_cell(row[c]) for c in columns])
+    return out.getvalue()
+
+
+TREE_CSV_COLUMNS: tuple[str, ...] = (
+    "pid", "ppid", "depth", "name", "rss_kb", *(f"subtree_{k}" for k, _ in TOTALS_COLUMNS),
+)
+"""The CSV header of ``--group tree``: the process, then its subtree's sums (itself included)."""
+
+
+def _tree_rows(snapshot: Snapshot, sort: str, pids: Sequence[int]) -> list[TreeNode]:
+    tree = process_tree(snapshot.processes)
+    rows = tree.rows(sort)
+    if pids:
+        wanted = set(pids)
+        rows = [n for n in rows if any(a.view.pid in wanted for a in tree.path_to(n.key))]
+    return rows
+
+
+def _cgroup_rows(snapshot: Snapshot, sort: str, pids: Sequence[int]) -> list[CgroupView]:
+    """Tree order: each cgroup right after its parent, siblings ranked by ``sort``."""
+    groups = list(snapshot.cgroups)
+    if pids:
+        wanted = set(pids)
+        paths = {v.sample.memory_cgroup for v in snapshot.processes if v.pid in wanted and v.sample.memory_cgroup}
+        keep = paths | {a for p in paths for a in ancestors(p)}
+        groups = [c for c in groups if c.path in keep]
+    present = {c.path for c in groups}
+    children: dict[str | None, list[CgroupView]] = {}
+    for c in groups:
+        parent = c.parent_path if c.parent_path in present else None
+        children.setdefault(parent, []).append(c)
+    out: list[CgroupView] = []
+    stack = list(reversed(rank(children.get(None, []), sort)))
+    while stack:
+        c = stack.pop()
+        out.append(c)
+        stack.extend(reversed(rank(children.get(c.path, []), sort)))
+    return out
+
+
+def _user_rows(snapshot: Snapshot, sort: str, pids: Sequence[int]) -> list[UserView]:
+    users = list(snapshot.users)
+    if pids:
+        wanted = set(pids)
+        uids = {v.sample.uid for v in snapshot.processes if v.pid in wanted}
+        users = [u for u in users if u.uid in uids]
+    return rank(users, sort)
+
+
+_R = TypeVar("_R")
+
+
+def _first(rows: list[_R], top: int) -> list[_R]:
+    return rows[:top] if top > 0 else rows
+
+
+def render_groups(snapshot: Snapshot, group: str, fmt: str, *, top: int, sort: str | None,
+                  pids: Sequence[int] = ()) -> str:
+    """``--group``: the process tree, the memory cgroups or the users, as a table or CSV.
+
+    ``top`` keeps the first N rows (0: all); the tree and cgroups come parents first with
+    siblings ranked by ``sort`` (the largest subtrees and cgroups first), users ranked by it.
+    ``pids`` keeps the subtrees of those processes, their cgroups (with their ancestors) or their
+    users. Sizes in KB, '-' where unknown, '>=' before a lower bound.
+    """
+    key = sort or GROUP_DEFAULT_SORT[group]
+    if key not in group_sort_keys(group):
+        raise ValueError(f"--group {group} cannot be sorted by {key!r}; choose one of "
+                         f"{', '.join(group_sort_keys(group))}")
+    if group == "tree":
+        nodes = _first(_tree_rows(snapshot, key, pids), top)
+        if fmt == "csv":
+            return _csv(TREE_CSV_COLUMNS, [
+                {"pid": n.view.pid, "ppid": n.view.sample.ppid, "depth": n.depth, "name": n.view.sample.name,
+                 "rss_kb": n.view.sample.rss_kb, **headless_totals(n.subtree, "subtree_")} for n in nodes])
+        headers: list[Column] = [("PID", 7, False), ("PROCS", 6, False), ("RSS(KB)", 10, False),
+                                 ("TREE_RSS(KB)", 12, False), ("TREE_SWAP(KB)", 13, False),
+                                 ("TREE_PSS(KB)", 12, False), ("TREE_OUTST(KB)", 14, False),
+                                 ("TREE_GROWTH(KB/s)", 17, False), ("NAME", 0, True)]
+        rows = [[str(n.view.pid), str(n.subtree.processes), str(n.view.sample.rss_kb), str(n.subtree.rss_kb),
+                 str(n.subtree.swap_kb), _pss_cell(n.subtree), _cell(n.subtree.outstanding_bytes, unit="bytes"),
+                 _cell(n.subtree.growth_kb_s), "  " * n.depth + printable(n.view.sample.name)] for n in nodes]
+    elif group == "cgroup":
+        cgroups = _first(_cgroup_rows(snapshot, key, pids), top)
+        if fmt == "csv":
+            return _csv(CGROUP_COLUMNS, [headless_cgroup_dict(c) for c in cgroups])
+        headers = [("USAGE(KB)", 10, False), ("LIMIT(KB)", 10, False), ("ANON(KB)", 10, False),
+                   ("FILE(KB)", 10, False), ("KERNEL(KB)", 10, False), ("SWAP(KB)", 9, False), ("OOM", 4, False),
+                   ("OOM_SEEN", 8, False), ("PSI10", 6, False), ("PROCS", 6, False), ("RSS(KB)", 10, False),
+                   ("NAME", 30, True), ("PATH", 0, True)]
+        rows = []
+        for c in cgroups:
+            m = c.memory
+            limit = "-" if m is None or m.current_kb is None else ("max" if m.max_kb is None else str(m.max_kb))
+            rows.append([_cell(m.current_kb if m else None), limit, _cell(m.anon_kb if m else None),
+                         _cell(m.file_kb if m else None), _cell(m.kernel_kb if m else None),
+                         _cell(m.swap_current_kb if m else None), _cell(m.oom_kill if m else None),
+                         str(c.oom_events), _cell(m.pressure_some_avg10 if m else None), str(c.totals.processes),
+                         str(c.totals.rss_kb), ("  " * c.depth + printable(c.name))[:30], printable(c.path)])
+    else:
+        users = _first(_user_rows(snapshot, key, pids), top)
+        if fmt == "csv":
+            return _csv(USER_COLUMNS, [headless_user_dict(u) for u in users])
+        headers = [("UID", 7, False), ("PROCS", 6, False), ("RSS(KB)", 10, False), ("SWAP(KB)", 10, False),
+                   ("PSS(KB)", 10, False), ("OUTST(KB)", 10, False), ("GROWTH(KB/s)", 12, False),
+                   ("USER", 0, True)]
+        rows = [[str(u.uid), str(u.totals.processes), str(u.totals.rss_kb), str(u.totals.swap_kb),
+                 _pss_cell(u.totals), _cell(u.totals.outstanding_bytes, unit="bytes"),
+                 _cell(u.totals.growth_kb_s), printable(u.name)] for u in users]
+    return "\n".join([*_headline(snapshot), *_plain_rows(headers, rows)]) + "\n"

@@ -470,7 +470,7 @@ EVENT_COUNTERS: tuple[str, ...] = (
 
 def headless_event_dict(e: Event) -> dict[str, Any]:
     """An exit or OOM kill for headless output; counters are null when the process made no traced
-    call (or eBPF was off)."""
+    call (or eBPF was off); ``cgroup`` is an OOM victim's memory cgroup (null when unknown)."""
     c = e.counts
     out: dict[str, Any] = {
         "time": e.timestamp,
@@ -485,6 +485,56 @@ def headless_event_dict(e: Event) -> dict[str, Any]:
     }
     for name in EVENT_COUNTERS:
         out[name] = None if c is None else (c.brk_bytes if name == "brk_bytes" else getattr(c, name))
+    out["cgroup"] = e.cgroup
+    return out
+
+
+TOTALS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("pids", "processes"), ("rss_kb", "rss_kb"), ("swap_kb", "swap_kb"), ("pss_kb", "pss_kb"),
+    ("mmap_count", "mmap_count"), ("munmap_count", "munmap_count"), ("brk_count", "brk_count"),
+    ("mremap_count", "mremap_count"), ("outstanding_bytes", "outstanding_bytes"), ("growth_kb_s", "growth_kb_s"),
+)
+"""(headless key, GroupTotals field) of a group's process sums: processes in it, their RSS, ...;
+PSS over those whose PSS was read, kernel sums null without eBPF."""
+
+
+def headless_totals(t: GroupTotals, prefix: str = "") -> dict[str, Any]:
+    return {prefix + key: getattr(t, name) for key, name in TOTALS_COLUMNS}
+
+
+_CGROUP_MEMORY: tuple[tuple[str, str], ...] = (
+    ("memory_current_kb", "current_kb"), ("memory_max_kb", "max_kb"), ("memory_high_kb", "high_kb"),
+    ("memory_peak_kb", "peak_kb"), ("swap_current_kb", "swap_current_kb"), ("oom_kills", "oom_kill"),
+    ("pressure_some_avg10", "pressure_some_avg10"), ("anon_kb", "anon_kb"), ("file_kb", "file_kb"),
+    ("kernel_kb", "kernel_kb"), ("shmem_kb", "shmem_kb"),
+)
+"""(headless key, CgroupMemory field): the kernel's figures; null where it has no such file."""
+
+CGROUP_COLUMNS: tuple[str, ...] = (
+    "path", "name", "kind", *(k for k, _ in _CGROUP_MEMORY), "oom_events", *(k for k, _ in TOTALS_COLUMNS),
+)
+"""Keys of a cgroup in headless JSON, and the CSV header of ``--group cgroup``."""
+USER_COLUMNS: tuple[str, ...] = ("uid", "name", *(k for k, _ in TOTALS_COLUMNS))
+"""Keys of a user in headless JSON, and the CSV header of ``--group user``."""
+
+
+def headless_cgroup_dict(c: CgroupView) -> dict[str, Any]:
+    """A cgroup for headless output: ``path`` as the memory hierarchy names it, the kernel's figures
+    (null where it has no such file; ``memory_max_kb`` null also when there is no limit),
+    ``oom_kills`` the kernel's count, ``oom_events`` the kills the tracer reported, and its
+    processes' sums (those of the cgroups below it included, as the kernel's figures are)."""
+    m = c.memory
+    out: dict[str, Any] = {"path": c.path, "name": c.name, "kind": c.kind}
+    for key, name in _CGROUP_MEMORY:
+        out[key] = None if m is None else getattr(m, name)
+    out["oom_events"] = c.oom_events
+    out.update(headless_totals(c.totals))
+    return out
+
+
+def headless_user_dict(u: UserView) -> dict[str, Any]:
+    out: dict[str, Any] = {"uid": u.uid, "name": u.name}
+    out.update(headless_totals(u.totals))
     return out
 
 
@@ -519,4 +569,6 @@ def headless_document(snapshot: Snapshot, views: list[ProcessView], duration_s: 
         },
         "processes": [headless_process_dict(v) for v in views],
         "events": [headless_event_dict(e) for e in events or ()],
+        "cgroups": [headless_cgroup_dict(c) for c in snapshot.cgroups],
+        "users": [headless_user_dict(u) for u in snapshot.users],
     }
