@@ -14,7 +14,7 @@ What the frames hold (frame i, timestamp 1_700_000_000 + 3 i):
 - histories (rss, outstanding, event rate, system) hold one entry per frame so far;
 - every process has a uid and a memory cgroup (systemd units, a docker container with a limit,
   alice's session, where "hog" runs); the snapshot carries the cgroups (fixed kernel figures for
-  some) and users, and the hog's OOM event names its cgroup.
+  some, as cgroup v2 has them) and users, and the hog's OOM event names its cgroup.
 ``degraded=True`` only changes what eBPF-off changes: TracerHealth(enabled=False, reason=...),
 kernel=None on every process, counts=None on exit events.
 """
@@ -75,8 +75,9 @@ def _readings(i: int) -> dict[str, CgroupReading]:
     mib = 1024
     return {
         CONTAINER_CGROUP: CgroupReading(7001, CgroupMemory(
-            current_kb=(180 + 3 * i) * mib, max_kb=512 * mib, peak_kb=(190 + 3 * i) * mib, swap_current_kb=0,
-            oom_kill=0, max_events=0, anon_kb=(120 + 2 * i) * mib, file_kb=50 * mib, kernel_kb=9 * mib,
+            current_kb=(180 + 3 * i) * mib, max_kb=512 * mib, high_kb=448 * mib, peak_kb=(190 + 3 * i) * mib,
+            swap_current_kb=0, oom=0, oom_kill=0, high_events=0, max_events=0, pressure_some_avg10=0.5 * i,
+            pressure_full_avg10=0.0, anon_kb=(120 + 2 * i) * mib, file_kb=50 * mib, kernel_kb=9 * mib,
             shmem_kb=2 * mib)),
         SESSION_CGROUP: CgroupReading(HOG_CGROUP_ID, CgroupMemory(
             current_kb=(1100 + 100 * i) * mib, max_kb=None, peak_kb=(1100 + 100 * i) * mib, swap_current_kb=0,
@@ -255,7 +256,7 @@ def make_frame(i: int, n: int, *, degraded: bool = False) -> Snapshot:
         system=_system(i),
         tracer=_tracer(i, degraded),
         processes=views,
-        cgroups=build_cgroups(views, _readings(i), version=1, oom_events=ooms),
+        cgroups=build_cgroups(views, _readings(i), version=2, oom_events=ooms),
         users=build_users(views),
         events=_events(i, n, degraded),
         new_events=tuple(e for e in _events(i, n, degraded) if i == 0 or e not in _events(i - 1, n, degraded)),

@@ -44,8 +44,10 @@ def test_json_has_cgroups_and_users() -> None:
     by_path = {c["path"]: c for c in doc["cgroups"]}
     box = by_path[CONTAINER_CGROUP]
     assert box["name"] == f"docker {CONTAINER_ID[:12]}" and box["kind"] == "container"
-    assert (box["memory_current_kb"], box["memory_max_kb"], box["memory_high_kb"]) == (192 * 1024, 512 * 1024, None)
-    assert (box["pressure_some_avg10"], box["oom_kills"]) == (None, 0)   # v1: no pressure file
+    assert (box["memory_current_kb"], box["memory_max_kb"], box["memory_high_kb"]) == (192 * 1024, 512 * 1024,
+                                                                                     448 * 1024)
+    assert (box["pressure_some_avg10"], box["oom_kills"]) == (2.0, 0)
+    assert by_path["/"]["memory_high_kb"] is None and by_path["/"]["pressure_some_avg10"] is None
     assert box["pids"] == 2 and box["rss_kb"] == sum(v.sample.rss_kb for v in snap.processes
                                                      if v.sample.memory_cgroup == CONTAINER_CGROUP)
     assert by_path[SESSION_CGROUP]["oom_kills"] == 1 and by_path[SESSION_CGROUP]["oom_events"] == 1

@@ -181,6 +181,10 @@ def build_serve_parser() -> argparse.ArgumentParser:
                    help="address to bind (default 127.0.0.1:9464; other addresses must be asked for)")
     _add_source_options(p)
     _add_selection_options(p)
+    p.add_argument("--top-cgroups", type=_count, default=20, metavar="N",
+                   help="per-cgroup series for the N cgroups using the most memory (default 20; 0: only --cgroup)")
+    p.add_argument("--cgroup", action="append", default=[], metavar="PATH",
+                   help="also export this memory cgroup, as /proc/PID/cgroup names it (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -391,7 +395,7 @@ def run_serve(argv: Sequence[str]) -> int:
     source = _live_source(args, recent_events=False)
     top = args.top if args.top is not None else 100
     return asyncio.run(serve(source, listen=args.listen, top=top, pids=tuple(args.pid), sort=args.sort or "rss",
-                             on_first=say_if_tracer_off))
+                             top_cgroups=args.top_cgroups, cgroups=tuple(args.cgroup), on_first=say_if_tracer_off))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 
 from prometheus_client.exposition import choose_encoder
@@ -32,9 +32,11 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from memwatch import __version__
+from memwatch.cgroups import describe
 from memwatch.exporter_http import HttpRequest, HttpResponse, start_http_server
 from memwatch.fields import METRIC_FIELDS, SORT_KEYS, Field
-from memwatch.model import Event, EventKind, ProcessView, Snapshot
+from memwatch.groups import rank
+from memwatch.model import CgroupView, Event, EventKind, ProcessView, Snapshot, UserView
 from memwatch.sources.base import SnapshotSource
 from memwatch.text import printable
 
@@ -107,11 +109,16 @@ def start_time_label(view: ProcessView) -> str:
 
 class EventTally:
     """Counts exits and OOM kills, each once: every snapshot carries those that arrived since the
-    previous one (``Snapshot.new_events``), however many there were."""
+    previous one (``Snapshot.new_events``), however many there were. OOM kills are also counted by
+    the victim's memory cgroup, kept after the cgroup is gone (a counter must not vanish with the
+    container it counts), for the ``max_cgroups`` cgroups whose last kill is the most recent."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_cgroups: int = 500) -> None:
         self.exits = 0
         self.oom_kills = 0
+        self.max_cgroups = max_cgroups
+        self.cgroup_oom_kills: dict[str, int] = {}
+        """By the victim's cgroup path; kills of an unknown cgroup are in ``oom_kills`` only."""
 
     def observe(self, new_events: Iterable[Event]) -> None:
         for event in new_events:
@@ -119,6 +126,11 @@ class EventTally:
                 self.exits += 1
             elif event.kind is EventKind.OOM:
                 self.oom_kills += 1
+                if event.cgroup is not None:
+                    tally = self.cgroup_oom_kills
+                    tally[event.cgroup] = tally.pop(event.cgroup, 0) + 1
+                    while len(tally) > self.max_cgroups:
+                        del tally[next(iter(tally))]
 
 
 def _gauge(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> GaugeMetricFamily:
@@ -236,13 +248,107 @@ def process_families(views: Iterable[ProcessView]) -> list[Metric]:
     return families.families()
 
 
+CGROUP_LABELS = ("path", "name")
+USER_LABELS = ("uid", "user")
+
+_CGROUP_GAUGES: tuple[tuple[str, str, str, str], ...] = (
+    ("memwatch_cgroup_memory_usage_bytes", "current_kb",
+     "Memory the kernel charges to the cgroup and those below it (v2 memory.current, v1 "
+     "memory.usage_in_bytes): page cache, tmpfs and kernel memory included.", "bytes"),
+    ("memwatch_cgroup_memory_limit_bytes", "max_kb",
+     "The cgroup's memory limit (memory.max, v1 memory.limit_in_bytes); absent when it has none.", "bytes"),
+    ("memwatch_cgroup_memory_high_bytes", "high_kb",
+     "The cgroup's throttling threshold (v2 memory.high); absent when it has none.", "bytes"),
+    ("memwatch_cgroup_memory_peak_bytes", "peak_kb",
+     "The most memory the cgroup was charged at once (v2 memory.peak, v1 max_usage_in_bytes).", "bytes"),
+    ("memwatch_cgroup_swap_usage_bytes", "swap_current_kb",
+     "Swap the cgroup uses (v2 memory.swap.current, v1 memsw minus memory usage).", "bytes"),
+    ("memwatch_cgroup_anon_bytes", "anon_kb", "Anonymous memory of the cgroup (memory.stat).", "bytes"),
+    ("memwatch_cgroup_file_bytes", "file_kb", "Page cache of the cgroup, tmpfs included (memory.stat).",
+     "bytes"),
+    ("memwatch_cgroup_kernel_bytes", "kernel_kb",
+     "Kernel memory charged to the cgroup: slab, stacks, page tables, sockets (memory.stat).", "bytes"),
+    ("memwatch_cgroup_shmem_bytes", "shmem_kb", "Shared memory and tmpfs of the cgroup (memory.stat).", "bytes"),
+)
+"""(metric, CgroupMemory field in KB, help, unit) of the per-cgroup gauges."""
+
+
+def exported_cgroups(snapshot: Snapshot, *, top: int, paths: tuple[str, ...] = ()) -> list[CgroupView]:
+    """The cgroups a scrape exports: the ``top`` largest by the kernel's usage (then their processes'
+    RSS) plus any asked for by path."""
+    chosen = rank(list(snapshot.cgroups), "memory")[:top] if top > 0 else []
+    if paths:
+        have = {c.path for c in chosen}
+        wanted = set(paths)
+        chosen += [c for c in snapshot.cgroups if c.path in wanted and c.path not in have]
+    return chosen
+
+
+def cgroup_families(cgroups: Iterable[CgroupView], oom_kills: Mapping[str, int] | None = None) -> list[Metric]:
+    """Per-cgroup series labelled path and name (control characters escaped); a figure the kernel
+    does not have is left out. ``oom_kills`` (by the victim's cgroup, seen since memwatch started)
+    are exported whether or not the cgroup is still among the exported ones, or still exists."""
+    gauges = [(field_name, _gauge(name, doc, CGROUP_LABELS, unit)) for name, field_name, doc, unit in _CGROUP_GAUGES]
+    pressure = _gauge("memwatch_cgroup_memory_pressure_some_avg10_ratio",
+                      "Share of the last 10 s in which some task of the cgroup stalled on memory (v2 "
+                      "memory.pressure 'some' avg10 / 100); absent on v1.", CGROUP_LABELS)
+    kernel_ooms = _counter("memwatch_cgroup_kernel_oom_kills",
+                           "Processes the OOM killer killed, as the kernel counts them (v2 memory.events "
+                           "oom_kill: the cgroup and below; v1 memory.oom_control: the cgroup alone), also "
+                           "before memwatch started.", CGROUP_LABELS)
+    processes = _gauge("memwatch_cgroup_processes", "Processes in the cgroup and those below it (kernel "
+                       "threads left out).", CGROUP_LABELS)
+    rss = _gauge("memwatch_cgroup_process_rss_bytes", "The RSS of the cgroup's processes (and those below "
+                 "it) added up; the usage counts what it misses.", CGROUP_LABELS, "bytes")
+    for c in cgroups:
+        labels = {"path": label_text(c.path), "name": label_text(c.name)}
+        values = list(labels.values())
+        processes.add_metric(values, c.totals.processes)
+        rss.add_metric(values, c.totals.rss_kb * KIB)
+        m = c.memory
+        if m is None:
+            continue
+        for field_name, family in gauges:
+            value = getattr(m, field_name)
+            if value is not None:
+                family.add_metric(values, value * KIB)
+        if m.pressure_some_avg10 is not None:
+            pressure.add_metric(values, m.pressure_some_avg10 / 100.0)
+        if m.oom_kill is not None:
+            kernel_ooms.add_metric(values, m.oom_kill)
+    families: list[Metric] = [processes, rss, *(f for _, f in gauges), pressure, kernel_ooms]
+    if oom_kills is not None:
+        seen = _counter("memwatch_cgroup_oom_kills",
+                        "OOM kills memwatch's tracer reported since memwatch started, by the victim's memory "
+                        "cgroup (kept after the cgroup is gone).", CGROUP_LABELS)
+        for path, count in sorted(oom_kills.items()):
+            seen.add_metric([label_text(path), label_text(describe(path).name)], count)
+        families.append(seen)
+    return [f for f in families if f.samples]
+
+
+def user_families(users: Iterable[UserView]) -> list[Metric]:
+    """Per-user sums of processes, labelled uid and user name (control characters escaped)."""
+    count = _gauge("memwatch_user_processes", "Processes of the user (real uid; kernel threads left out).",
+                   USER_LABELS)
+    rss = _gauge("memwatch_user_rss_bytes", "The RSS of the user's processes added up.", USER_LABELS, "bytes")
+    swap = _gauge("memwatch_user_swap_bytes", "The swap of the user's processes added up.", USER_LABELS, "bytes")
+    for u in users:
+        values = [str(u.uid), label_text(u.name)]
+        count.add_metric(values, u.totals.processes)
+        rss.add_metric(values, u.totals.rss_kb * KIB)
+        swap.add_metric(values, u.totals.swap_kb * KIB)
+    return [f for f in (count, rss, swap) if f.samples]
+
+
 def exported_views(snapshot: Snapshot, *, top: int, pids: tuple[int, ...], sort: str) -> list[ProcessView]:
     """The processes a scrape exports: the top N by ``sort`` plus any explicitly requested pids."""
     return snapshot.top(top, sort, pids=pids)
 
 
 def build_metric_families(snapshot: Snapshot | None, *, top: int = 100, pids: tuple[int, ...] = (),
-                          sort: str = "rss", tally: EventTally | None = None) -> list[Metric]:
+                          sort: str = "rss", tally: EventTally | None = None, top_cgroups: int = 20,
+                          cgroups: tuple[str, ...] = ()) -> list[Metric]:
     """Every metric family for one scrape of ``snapshot`` (pure: no I/O, no hidden state)."""
     families: list[Metric] = []
     info = InfoMetricFamily("memwatch_build", "memwatch version that produced these metrics.")
@@ -254,6 +360,9 @@ def build_metric_families(snapshot: Snapshot | None, *, top: int = 100, pids: tu
     families.extend(system_families(snapshot))
     families.extend(tracer_families(snapshot))
     families.extend(process_families(views))
+    chosen = exported_cgroups(snapshot, top=top_cgroups, paths=cgroups)
+    families.extend(cgroup_families(chosen, tally.cgroup_oom_kills if tally is not None else None))
+    families.extend(user_families(snapshot.users))
     if tally is not None:
         families.append(_single(_counter("memwatch_process_exits",
                                          "Process exits seen in the event log since memwatch started."),
@@ -273,6 +382,9 @@ def build_metric_families(snapshot: Snapshot | None, *, top: int = 100, pids: tu
     families.append(_single(_gauge("memwatch_exported_processes",
                                    "Processes with per-process series in this scrape (top N plus --pid)."),
                             len(views)))
+    families.append(_single(_gauge("memwatch_exported_cgroups",
+                                   "Cgroups with per-cgroup series in this scrape (top N by usage plus --cgroup)."),
+                            len(chosen)))
     return families
 
 
@@ -286,12 +398,17 @@ def check_sort(sort: str) -> str:
 class SnapshotCollector(Collector):
     """Builds the exposition from the latest snapshot at every scrape; the serve loop feeds it."""
 
-    def __init__(self, *, top: int = 100, pids: tuple[int, ...] = (), sort: str = "rss") -> None:
+    def __init__(self, *, top: int = 100, pids: tuple[int, ...] = (), sort: str = "rss", top_cgroups: int = 20,
+                 cgroups: tuple[str, ...] = ()) -> None:
         if top < 0:
             raise ValueError(f"--top must be 0 (all processes) or more, not {top}")
+        if top_cgroups < 0:
+            raise ValueError(f"--top-cgroups must be 0 (only --cgroup) or more, not {top_cgroups}")
         self.top = top
         self.pids = tuple(pids)
         self.sort = check_sort(sort)
+        self.top_cgroups = top_cgroups
+        self.cgroups = tuple(cgroups)
         self.tally = EventTally()
         self._latest: Snapshot | None = None
         self._updated_monotonic: float | None = None
@@ -312,7 +429,7 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return build_metric_families(self._latest, top=self.top, pids=self.pids, sort=self.sort,
-                                     tally=self.tally)
+                                     tally=self.tally, top_cgroups=self.top_cgroups, cgroups=self.cgroups)
 
 
 def health_document(collector: SnapshotCollector) -> tuple[int, dict[str, object]]:
@@ -399,7 +516,7 @@ def _install_stop_signals(stop: asyncio.Event) -> list[signal.Signals]:
 
 
 async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: int = 100,
-                pids: tuple[int, ...] = (), sort: str = "rss",
+                pids: tuple[int, ...] = (), sort: str = "rss", top_cgroups: int = 20, cgroups: tuple[str, ...] = (),
                 on_first: Callable[[Snapshot], None] | None = None) -> int:
     """Serve /metrics and /healthz until SIGTERM, SIGINT or SIGHUP; return the process exit code.
 
@@ -408,7 +525,7 @@ async def serve(source: SnapshotSource, *, listen: str = DEFAULT_LISTEN, top: in
     """
     try:
         host, port = parse_listen(listen)
-        collector = SnapshotCollector(top=top, pids=pids, sort=sort)
+        collector = SnapshotCollector(top=top, pids=pids, sort=sort, top_cgroups=top_cgroups, cgroups=cgroups)
     except ValueError as exc:
         print(f"memwatch serve: {exc}", file=sys.stderr)
         await source.close()
