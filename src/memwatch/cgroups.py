@@ -10,11 +10,12 @@ container runtimes, Kubernetes pods), without asking any daemon.
   memory controller when /proc/self/cgroup has a v1 memory line (hybrid hosts), else the
   ``cgroup2`` mount. A v2 hierarchy without the memory controller still groups processes; its
   memory files are then simply absent (None).
-* :class:`CgroupReader` reads, each tick, the cheap files (usage, limits, peak, swap, events,
-  pressure) of the cgroups that hold processes, of their ancestors, and of those that had an OOM
-  kill while memwatch watched; ``memory.stat`` (dearer: it sums per-CPU statistics) every
-  ``stat_every`` ticks. Files are kept open and re-read with ``pread`` (a seq_file re-generates at
-  offset 0): 1-2 us a file instead of about 10 us for open+read+close.
+* :class:`CgroupReader` reads, each tick, the cheap files that move (usage, swap, OOM and limit
+  events, pressure) of the cgroups that hold processes, of their ancestors, and of those that had
+  an OOM kill while memwatch watched; limits, the peak and ``memory.stat`` (dearer: it sums
+  per-CPU statistics) every ``stat_every`` ticks. Files are kept open and re-read with ``pread``
+  (a seq_file re-generates at offset 0): 1-3 us a file instead of about 10 us for
+  open+read+close.
 * Ancestors are read too, because limits sit on them (a Kubernetes pod, a systemd slice), and
   because their figures include their children's, which is what makes a tree of cgroups add up;
   they are few beside the cgroups that hold processes (the tree is shallow).
@@ -58,15 +59,18 @@ V1_UNLIMITED = 1 << 62
 
 _READ_SIZE = 16384
 
-V1_FAST = ("memory.usage_in_bytes", "memory.limit_in_bytes", "memory.max_usage_in_bytes",
-           "memory.memsw.usage_in_bytes", "memory.oom_control", "memory.failcnt")
-V1_SLOW = ("memory.stat", "memory.kmem.usage_in_bytes")
-V2_FAST = ("memory.current", "memory.max", "memory.high", "memory.peak", "memory.swap.current",
-           "memory.events", "memory.pressure")
-V2_SLOW = ("memory.stat",)
+V1_FAST = ("memory.usage_in_bytes", "memory.memsw.usage_in_bytes", "memory.oom_control")
+V1_SLOW = ("memory.limit_in_bytes", "memory.max_usage_in_bytes", "memory.failcnt", "memory.stat",
+           "memory.kmem.usage_in_bytes")
+V2_FAST = ("memory.current", "memory.swap.current", "memory.events", "memory.pressure")
+V2_SLOW = ("memory.max", "memory.high", "memory.peak", "memory.stat")
+"""Read every tick: what moves (usage, swap, OOM and limit events, pressure); every ``stat_every``
+ticks: limits, which are rarely changed, the peak, and memory.stat, which is dearer to read and
+parse. Half the files a tick (bench/bench_groups.py)."""
 V2_KERNEL_PARTS = (b"kernel_stack", b"pagetables", b"sec_pagetables", b"percpu", b"sock", b"vmalloc",
                    b"slab")
-"""What memory.stat's "kernel" (6.? and later) is the sum of, for kernels that lack it."""
+"""Before 5.18, v2 memory.stat had no "kernel" line: its parts' sum stands in, a little below
+it (other accounted kernel allocations, io_uring or pipe buffers, have no line of their own)."""
 
 
 def _decode(raw: bytes) -> str:
@@ -193,15 +197,22 @@ def _limit(data: bytes | None) -> int | None:
     return _number(data)
 
 
-def _keyed(data: bytes | None) -> dict[bytes, int]:
-    """``key value`` lines (memory.stat, memory.events, memory.oom_control)."""
+def _keyed(data: bytes | None, keys: tuple[bytes, ...]) -> dict[bytes, int]:
+    """The values of ``keys`` among ``key value`` lines (memory.stat, memory.events,
+    memory.oom_control): each found with one search, not by splitting every line (memory.stat has
+    dozens, and this runs for every cgroup)."""
     out: dict[bytes, int] = {}
-    if data is None:
+    if not data:
         return out
-    for line in data.splitlines():
-        key, _, value = line.partition(b" ")
+    text = b"\n" + data
+    for key in keys:
+        i = text.find(b"\n" + key + b" ")
+        if i < 0:
+            continue
+        i += len(key) + 2
+        end = text.find(b"\n", i)
         try:
-            out[key] = int(value)
+            out[key] = int(text[i:end if end >= 0 else len(text)])
         except ValueError:
             continue
     return out
@@ -211,59 +222,79 @@ def _kb(value: int | None) -> int | None:
     return None if value is None else max(0, value) // 1024
 
 
-def parse_v2(files: Mapping[str, bytes | None]) -> CgroupMemory:
-    """A v2 cgroup's figures from its files' bytes (a missing file: absent or None)."""
-    events = _keyed(files.get("memory.events"))
-    stat_ = _keyed(files.get("memory.stat"))
+Figures = dict[str, int | float | None]
+"""Some of CgroupMemory's fields, by name."""
+
+
+def _v2_fast(files: Mapping[str, bytes | None]) -> Figures:
+    events = _keyed(files.get("memory.events"), (b"oom", b"oom_kill", b"high", b"max"))
     pressure = files.get("memory.pressure")
     some, full = parse_pressure_avg10(pressure) if pressure is not None else (None, None)
+    return {
+        "current_kb": _kb(_number(files.get("memory.current"))),
+        "swap_current_kb": _kb(_number(files.get("memory.swap.current"))),
+        "oom": events.get(b"oom"), "oom_kill": events.get(b"oom_kill"),
+        "high_events": events.get(b"high"), "max_events": events.get(b"max"),
+        "pressure_some_avg10": some, "pressure_full_avg10": full,
+    }
+
+
+_V2_STAT = (b"anon", b"file", b"kernel", b"shmem", *V2_KERNEL_PARTS)
+
+
+def _v2_slow(files: Mapping[str, bytes | None]) -> Figures:
+    stat_ = _keyed(files.get("memory.stat"), _V2_STAT)
     kernel = stat_.get(b"kernel")
     if kernel is None and stat_:
         parts = [stat_[k] for k in V2_KERNEL_PARTS if k in stat_]
         kernel = sum(parts) if parts else None
-    return CgroupMemory(
-        current_kb=_kb(_number(files.get("memory.current"))),
-        max_kb=_kb(_limit(files.get("memory.max"))),
-        high_kb=_kb(_limit(files.get("memory.high"))),
-        peak_kb=_kb(_number(files.get("memory.peak"))),
-        swap_current_kb=_kb(_number(files.get("memory.swap.current"))),
-        oom=events.get(b"oom"),
-        oom_kill=events.get(b"oom_kill"),
-        high_events=events.get(b"high"),
-        max_events=events.get(b"max"),
-        pressure_some_avg10=some,
-        pressure_full_avg10=full,
-        anon_kb=_kb(stat_.get(b"anon")),
-        file_kb=_kb(stat_.get(b"file")),
-        kernel_kb=_kb(kernel),
-        shmem_kb=_kb(stat_.get(b"shmem")),
-    )
+    return {
+        "max_kb": _kb(_limit(files.get("memory.max"))),
+        "high_kb": _kb(_limit(files.get("memory.high"))),
+        "peak_kb": _kb(_number(files.get("memory.peak"))),
+        "anon_kb": _kb(stat_.get(b"anon")), "file_kb": _kb(stat_.get(b"file")),
+        "kernel_kb": _kb(kernel), "shmem_kb": _kb(stat_.get(b"shmem")),
+    }
 
 
-def parse_v1(files: Mapping[str, bytes | None]) -> CgroupMemory:
-    """A v1 cgroup's figures from its files' bytes (a missing file: absent or None). memory.stat's
-    ``total_*`` lines are hierarchical, as usage_in_bytes is."""
+def _v1_fast(files: Mapping[str, bytes | None]) -> Figures:
     usage = _number(files.get("memory.usage_in_bytes"))
-    limit = _number(files.get("memory.limit_in_bytes"))
     memsw = _number(files.get("memory.memsw.usage_in_bytes"))
-    stat_ = _keyed(files.get("memory.stat"))
-    oom = _keyed(files.get("memory.oom_control"))
+    return {
+        "current_kb": _kb(usage),
+        "swap_current_kb": _kb(memsw - usage) if memsw is not None and usage is not None else None,
+        "oom_kill": _keyed(files.get("memory.oom_control"), (b"oom_kill",)).get(b"oom_kill"),
+    }
+
+
+_V1_STAT = (b"total_rss", b"total_cache", b"total_shmem", b"rss", b"cache", b"shmem")
+
+
+def _v1_slow(files: Mapping[str, bytes | None]) -> Figures:
+    """memory.stat's ``total_*`` lines are hierarchical, as usage_in_bytes is."""
+    limit = _number(files.get("memory.limit_in_bytes"))
+    stat_ = _keyed(files.get("memory.stat"), _V1_STAT)
 
     def total(key: bytes) -> int | None:
         return stat_.get(b"total_" + key, stat_.get(key))
 
-    return CgroupMemory(
-        current_kb=_kb(usage),
-        max_kb=None if limit is None or limit >= V1_UNLIMITED else _kb(limit),
-        peak_kb=_kb(_number(files.get("memory.max_usage_in_bytes"))),
-        swap_current_kb=_kb(memsw - usage) if memsw is not None and usage is not None else None,
-        oom_kill=oom.get(b"oom_kill"),
-        max_events=_number(files.get("memory.failcnt")),
-        anon_kb=_kb(total(b"rss")),
-        file_kb=_kb(total(b"cache")),
-        kernel_kb=_kb(_number(files.get("memory.kmem.usage_in_bytes"))),
-        shmem_kb=_kb(total(b"shmem")),
-    )
+    return {
+        "max_kb": None if limit is None or limit >= V1_UNLIMITED else _kb(limit),
+        "peak_kb": _kb(_number(files.get("memory.max_usage_in_bytes"))),
+        "max_events": _number(files.get("memory.failcnt")),
+        "anon_kb": _kb(total(b"rss")), "file_kb": _kb(total(b"cache")),
+        "kernel_kb": _kb(_number(files.get("memory.kmem.usage_in_bytes"))), "shmem_kb": _kb(total(b"shmem")),
+    }
+
+
+def parse_v2(files: Mapping[str, bytes | None]) -> CgroupMemory:
+    """A v2 cgroup's figures from its files' bytes (a missing file: absent or None)."""
+    return CgroupMemory(**_v2_fast(files), **_v2_slow(files))  # type: ignore[arg-type]
+
+
+def parse_v1(files: Mapping[str, bytes | None]) -> CgroupMemory:
+    """A v1 cgroup's figures from its files' bytes (a missing file: absent or None)."""
+    return CgroupMemory(**_v1_fast(files), **_v1_slow(files))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +423,8 @@ class _Group:
         self.fds: dict[str, int] = {}
         self.missing: set[str] = set()
         """Files this kernel does not have here: looked for again with the slow files."""
-        self.slow: dict[str, bytes | None] = {}
+        self.slow: Figures = {}
+        """The figures of the slow files, as last read."""
         self.slow_tick = -(1 << 30)
 
 
@@ -539,16 +571,15 @@ class CgroupReader:
         return None, None
 
     def _figures(self, g: _Group) -> CgroupMemory:
-        fast, slow, parse = ((V2_FAST, V2_SLOW, parse_v2) if self.version == 2 else (V1_FAST, V1_SLOW, parse_v1))
-        slow_due = self._tick - g.slow_tick >= self.stat_every
-        if slow_due:
+        v2 = self.version == 2
+        if self._tick - g.slow_tick >= self.stat_every:
             g.missing.clear()
-        files: dict[str, bytes | None] = {name: self._file(g, name) for name in fast}
-        if slow_due:
-            g.slow = {name: self._file(g, name) for name in slow}
+            slow: tuple[str, ...] = V2_SLOW if v2 else V1_SLOW
+            g.slow = (_v2_slow if v2 else _v1_slow)({name: self._file(g, name) for name in slow})
             g.slow_tick = self._tick
-        files.update(g.slow)
-        return parse(files)
+        fast: tuple[str, ...] = V2_FAST if v2 else V1_FAST
+        figures = (_v2_fast if v2 else _v1_fast)({name: self._file(g, name) for name in fast})
+        return CgroupMemory(**figures, **g.slow)  # type: ignore[arg-type]
 
     def _file(self, g: _Group, name: str) -> bytes | None:
         """A file of the cgroup; None when this kernel has no such file; raises _Gone when the

@@ -12,6 +12,7 @@ look like hundreds of processes using nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -162,6 +163,13 @@ def ancestors(path: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=8192)
+def _ancestors(path: str) -> tuple[str, ...]:
+    """:func:`ancestors`, remembered: the same few hundred paths come back every tick."""
+    return tuple(ancestors(path))
+
+
+@functools.lru_cache(maxsize=8192)
 def _tree_key(path: str) -> tuple[str, ...]:
     return tuple(c for c in path.split("/") if c)
 
@@ -185,12 +193,16 @@ def build_cgroups(views: Iterable[ProcessView], readings: Mapping[str, CgroupRea
     if readings:
         paths.update(readings)
     for p in list(paths):
-        paths.update(ancestors(p))
-    total: dict[str, _Sums] = {p: _Sums() for p in paths}
+        paths.update(_ancestors(p))
+    # a cgroup's totals: its own processes' sums, plus those of every cgroup below it; most hold
+    # processes and have no child that does, and their totals are their own sums
+    below: dict[str, _Sums] = {}
     for p, sums in own.items():
-        total[p].merge(sums)
-        for a in ancestors(p):
-            total[a].merge(sums)
+        for a in _ancestors(p):
+            acc = below.get(a)
+            if acc is None:
+                acc = below[a] = _Sums()
+            acc.merge(sums)
     cache = names if names is not None else {}
     fresh: dict[str, tuple[str, str]] = {}
     out = []
@@ -202,10 +214,18 @@ def build_cgroups(views: Iterable[ProcessView], readings: Mapping[str, CgroupRea
             named = (ident.name, ident.kind)
         fresh[p] = named
         r = readings.get(p) if readings else None
+        mine = own.get(p)
+        own_totals = mine.frozen() if mine is not None else _EMPTY
+        rest = below.get(p)
+        if rest is None:
+            totals = own_totals
+        else:
+            if mine is not None:
+                rest.merge(mine)
+            totals = rest.frozen()
         out.append(CgroupView(
             path=p, name=named[0], kind=named[1], version=version, ino=r.ino if r is not None else 0,
-            memory=r.memory if r is not None else None, totals=total[p].frozen(),
-            own=own[p].frozen() if p in own else _EMPTY, oom_events=oom.get(p, 0),
+            memory=r.memory if r is not None else None, totals=totals, own=own_totals, oom_events=oom.get(p, 0),
         ))
     if names is not None:
         names.clear()
