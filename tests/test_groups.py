@@ -46,7 +46,8 @@ def proc(pid: int, ppid: int, *, rss: int = 100, start: int = 10, cgroup: str = 
 
 def test_tree_of_the_frames_has_subtree_sums() -> None:
     snap = make_frames(5)[1]
-    tree = process_tree(snap.processes)
+    tree = process_tree(snap)
+    assert tree == process_tree(snap.processes), "of a snapshot or of its processes"
     assert len(tree) == len(snap.processes)
     by_pid = {k[0]: n for k, n in tree.nodes.items()}
     assert {k[0] for k in tree.roots} == {1, 2}                 # init and kthreadd

@@ -185,6 +185,27 @@ def test_a_user_whose_name_is_not_utf8_is_shown_escaped(tmp_path: Path) -> None:
         sleeper.wait()
 
 
+def test_a_recording_keeps_groups_and_a_replay_shows_them(tmp_path: Path,
+                                                          cgroups: CgroupFactory) -> None:  # noqa: F811
+    group = cgroups.make(b"recorded")
+    holder = group.hold(8 * MiB)
+    rec = tmp_path / "groups.db"
+    try:
+        res = run("record", str(rec), "--no-bpf", "--interval", "0.3", "--duration", "0.5")
+        assert res.returncode == 0, res.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    doc = json.loads(run("--once", "--json", "--replay", str(rec)).stdout)
+    (c,) = [c for c in doc["cgroups"] if c["path"] == group.path]
+    assert c["pids"] == 1 and c["memory_current_kb"] >= 8 * 1024
+    assert any(u["uid"] == 0 for u in doc["users"])
+    table = run("--once", "--group", "cgroup", "--replay", str(rec))
+    assert table.returncode == 0 and any(line.endswith(group.path) for line in table.stdout.splitlines())
+    tree = rows(run("--once", "--group", "tree", "--csv", "--replay", str(rec), "--pid", str(holder.pid)).stdout)
+    assert [r["pid"] for r in tree] == [str(holder.pid)]
+
+
 def test_the_readme_command() -> None:
     """``memwatch --once --group cgroup``, as the README gives it (one 3 s interval)."""
     res = run("--once", "--group", "cgroup")

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from memwatch.cgroups import CgroupReading, describe
-from memwatch.model import CgroupView, GroupTotals, ProcessKey, ProcessView, UserView
+from memwatch.model import CgroupView, GroupTotals, ProcessKey, ProcessView, Snapshot, UserView
 
 __all__ = [
     "GROUP_SORTS",
@@ -320,15 +320,15 @@ class ProcessTree:
         return out
 
 
-def process_tree(processes: Iterable[ProcessView]) -> ProcessTree:
-    """The tree of ``processes`` (a snapshot's) by ppid.
+def process_tree(processes: Snapshot | Iterable[ProcessView]) -> ProcessTree:
+    """The tree of a snapshot's processes (or of any processes) by ppid.
 
     A process's parent is the process with its ppid that started no later than it did (a pid
     reused by a younger process is not its parent). Data from a damaged recording may hold a
     loop; a process in one becomes a root. Built without recursion: a chain of thousands of
     processes is fine.
     """
-    views = {v.key: v for v in processes}
+    views = {v.key: v for v in (processes.processes if isinstance(processes, Snapshot) else processes)}
     by_pid: dict[int, ProcessKey] = {}
     for key in views:
         by_pid[key[0]] = key
