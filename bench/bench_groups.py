@@ -9,6 +9,9 @@ wall and CPU; the mean is reported too, as one tick in five also reads limits an
 It also times the parts alone: the cgroup reader's pass and the sums. Everything made is removed.
 
     sudo python bench/bench_groups.py [--cgroups 200] [--processes 1000] [--ticks 25] [--rounds 5] [--bpf]
+
+MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command):
+20 cgroups, 100 processes, 3 ticks in one round.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from memwatch.cli import _raise_file_limit  # noqa: E402
 from memwatch.groups import build_cgroups, build_users  # noqa: E402
 from memwatch.procfs import ProcReader  # noqa: E402
 from memwatch.sources.live import LiveSource  # noqa: E402
+from smoke import smoke_defaults  # noqa: E402
 
 
 async def paired_ticks(bpf: bool, ticks: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -87,6 +91,7 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=25)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--bpf", action="store_true", help="time with the tracer attached too")
+    smoke_defaults(ap, cgroups=20, processes=100, ticks=3, rounds=1)
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_groups: run as root (it makes cgroups)")

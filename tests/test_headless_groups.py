@@ -206,17 +206,6 @@ def test_a_recording_keeps_groups_and_a_replay_shows_them(tmp_path: Path,
     assert [r["pid"] for r in tree] == [str(holder.pid)]
 
 
-def test_the_readme_command() -> None:
-    """``memwatch --once --group cgroup``, as the README gives it (one 3 s interval)."""
-    res = run("--once", "--group", "cgroup")
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
-    header = next(line for line in lines if "USAGE(KB)" in line)
-    assert header.split()[:2] == ["USAGE(KB)", "LIMIT(KB)"] and header.split()[-2:] == ["NAME", "PATH"]
-    first = lines[lines.index(header) + 1]
-    assert first.endswith(" /"), "the root first, parents before their children"
-
-
 @pytest.mark.parametrize(("args", "needle"), [
     (["--group", "tree"], "--group goes with --once"),
     (["--once", "--json", "--group", "user"], "always has"),

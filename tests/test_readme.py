@@ -434,6 +434,28 @@ def check_csv_every_process(command: str, ctx: Ctx) -> str:
     return f"{len(pids)} processes"
 
 
+def check_once_group_cgroup(command: str, ctx: Ctx) -> str:
+    # "memory cgroups: the kernel's usage, limit, OOM kills; their processes' sums"
+    cwd = ctx.fresh_dir("once-group")
+    res = run(command, cwd, timeout=90)
+    assert res.returncode == 0, res.stderr
+    no_traceback(res.stderr)
+    lines = res.stdout.splitlines()
+    head = TABLE_HEAD.fullmatch(lines[0])
+    assert head, lines[:2]
+    columns = lines[3].split()
+    assert columns[:3] == ["USAGE(KB)", "LIMIT(KB)", "ANON(KB)"] and columns[-2:] == ["NAME", "PATH"], lines[3]
+    paths = [line.rsplit(" ", 1)[-1] for line in lines[4:]]
+    assert paths and paths[0] == "/", "the root first"
+    for i, path in enumerate(paths[1:], 1):   # parents before their children
+        parent = path.rsplit("/", 1)[0] or "/"
+        assert parent in paths[:i], f"{path} before its parent"
+    root = lines[4].split()
+    assert root[0].isdigit() and int(root[9]) >= 1, "the kernel's usage, and the processes in it"
+    must_trace(re.match(r"eBPF (tracepoint|raw) mode: ", head.group(3)) is not None, command, head.group(3))
+    return f"{len(paths)} cgroups"
+
+
 def check_record(command: str, ctx: Ctx) -> str:
     # "append snapshots and events until Ctrl+C (or SIGTERM/SIGHUP)"
     cwd = ctx.fresh_dir("record")
@@ -781,6 +803,25 @@ check_bench_dashboard = bench(
     (rf"^    ratio memwatch/htop: +{RATIO}$", 1),
     (rf"^    p50 [\d.]+ ms   p95 [\d.]+ ms   max [\d.]+ ms   \(target p95 <= 50 ms: {RATIO} of it\)$", 1),
 )
+_check_bench_groups = bench(
+    (r"^20 cgroups \(v[12]\), 60 processes in them, 100 extra in all", 1),
+    (rf"^  /proc only, (wall|CPU): tick without groups .* with groups .*: {RATIO} \(median\)", 2),
+    (r"^  parts: the cgroup reader's pass over \d+ cgroups", 1),
+)
+
+
+def check_bench_groups(command: str, ctx: Ctx) -> str:
+    """bench_groups makes cgroups under the memory hierarchy: none may be left behind."""
+    from memwatch.cgroups import find_memory_hierarchy
+
+    said = _check_bench_groups(command, ctx)
+    h = find_memory_hierarchy()
+    assert h is not None
+    left = [d for d in os.listdir(os.fsdecode(h.mount)) if d.startswith("memwatch-bench-")]
+    assert not left, f"cgroups left behind: {left}"
+    return said
+
+
 check_bench_storm = bench(
     (r"^\(a\) dashboard", 1),
     (r"^\(b\) memwatch serve", 1),
@@ -809,6 +850,7 @@ COMMANDS: dict[str, Way] = {
     "memwatch --once": Way(check_once),
     "memwatch --once --json --duration 60 --pid 1": Way(check_once_json_pid_1, "minute"),
     "memwatch --once --csv --top 0": Way(check_csv_every_process),
+    "memwatch --once --group cgroup": Way(check_once_group_cgroup),
     "memwatch record today.db --interval 5": Way(check_record, "record"),
     "memwatch --replay today.db": Way(check_replay_dashboard),
     "memwatch --once --replay today.db --at 2026-11-26T10:15:00": Way(check_once_replay_at),
@@ -828,6 +870,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_spike.py": Way(check_bench_spike, "bench"),
     ".venv/bin/python bench/bench_dashboard.py --live": Way(check_bench_dashboard, "bench"),
     ".venv/bin/python bench/bench_storm.py": Way(check_bench_storm, "storm"),
+    ".venv/bin/python bench/bench_groups.py": Way(check_bench_groups, "bench"),
     # docs/fleet.md: Run it as a service
     "sudo cp deploy/memwatch.service /etc/systemd/system/": Way(check_systemd_install),
     "sudo systemctl daemon-reload && sudo systemctl enable --now memwatch": Way(check_systemd_install),
