@@ -7,7 +7,6 @@ everything: only the modules' .eh_frame can unwind it.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERE, Workload
+from conftest import Workload
 from memwatch.ebpf import RawStack, Tracer, parse_stack_record
 from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP, EV_STACK, EV_STACK_CALL, STACK_REGS
 from memwatch.stacks.elf import ElfFile
@@ -26,26 +25,6 @@ from memwatch.stacks.unwind import ElfCache
 pytestmark = pytest.mark.bpf
 
 K = 1024
-
-
-@pytest.fixture(scope="session")
-def stacks_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/stacks_workload.c built as a distribution builds: -O2, no frame pointers."""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.fail("no C compiler: the README's test command installs gcc")
-    out = tmp_path_factory.mktemp("stacks") / "stacks_workload"
-    subprocess.run([cc, "-O2", "-fomit-frame-pointer", "-Wall", "-o", str(out), str(HERE / "stacks_workload.c")],
-                   check=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def stripped_bin(stacks_bin: Path) -> Path:
-    out = stacks_bin.with_name("stacks_workload_stripped")
-    shutil.copy(stacks_bin, out)
-    subprocess.run(["strip", "--strip-all", str(out)], check=True)
-    return out
 
 
 @pytest.fixture
