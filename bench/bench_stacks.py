@@ -16,6 +16,8 @@ opening libc and symbolizing its frames cold and warm; beside it, where pyelftoo
 what parsing libc's .eh_frame with it costs (the reason memwatch reads ELF and CFI itself).
 
     sudo python bench/bench_stacks.py [--pairs 100000] [--rounds 9]
+
+MEMWATCH_BENCH_SMOKE=1 (bench/smoke.py) makes it one short round, for tests/test_readme.py.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from memwatch.ebpf import Tracer, TracerConfig, parse_stack_record
 from memwatch.ebpf.errors import tracefs_dir
 from memwatch.stacks.elf import ElfFile
 from memwatch.stacks.unwind import ElfCache, ProcessModules, unwind
+from smoke import smoke_defaults
 
 HERE = Path(__file__).parent
 LOOP_CPU = max(os.sched_getaffinity(0))
@@ -229,6 +232,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--skip-kernel", action="store_true")
+    smoke_defaults(ap, pairs=20_000, rounds=2)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("this benchmark loads eBPF programs: run it as root", file=sys.stderr)

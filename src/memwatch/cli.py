@@ -304,7 +304,7 @@ def run_once(args: argparse.Namespace) -> int:
     for line in (*collected.looked.problems, *missing):
         print(f"memwatch: {line}", file=sys.stderr)
     stacks_off = args.stacks and not snap.tracer.enabled
-    return 1 if missing or stacks_off else 0
+    return 1 if missing or stacks_off or collected.looked.missing else 0
 
 
 def _outside_replay(source: SnapshotSource, text: str, at: float) -> str | None:

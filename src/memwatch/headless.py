@@ -212,6 +212,8 @@ class Looked:
     maps: MappingOf[int, MemoryMap] = dataclass_field(default_factory=dict)
     problems: tuple[str, ...] = ()
     """Sentences for stderr: what could not be looked at, and why."""
+    missing: tuple[int, ...] = ()
+    """Processes asked for that are there but could not be looked at (exit status 1)."""
 
 
 def render_json(snapshot: Snapshot, views: Sequence[ProcessView], events: Sequence[Event] = (),
@@ -287,10 +289,16 @@ async def look_at(source: SnapshotSource, stacks_for: Sequence[int], maps_for: S
     stacks: dict[int, Sequence[AllocationStack]] = {}
     maps: dict[int, MemoryMap] = {}
     problems: list[str] = []
+    missing: list[int] = []
     for pid in stacks_for:
         found = source.allocation_stacks(pid)
         if found is not None:
             stacks[pid] = found
+        elif source.tracer is not None and os.path.exists(f"{source.proc_root}/{pid}"):
+            # gone ones are said by absent_pids; this one is there, but the tracer did not find it
+            missing.append(pid)
+            problems.append(f"process {pid}: no allocation stacks: the tracer could not make it a stack target "
+                            "(it started after memwatch, or is not in memwatch's pid namespace)")
         for module, why in sorted(source.unreadable_modules(pid).items()):
             problems.append(f"process {pid}: cannot read {printable(module)} ({printable(why)}): its frames show "
                             "as module+offset and the stacks stop there")
@@ -305,8 +313,9 @@ async def look_at(source: SnapshotSource, stacks_for: Sequence[int], maps_for: S
         except ProcessLookupError:
             pass   # absent_pids says it
         except OSError as exc:
+            missing.append(pid)
             problems.append(f"process {pid}: cannot read its memory map ({exc.strerror or exc})")
-    return Looked(stacks, maps, tuple(problems))
+    return Looked(stacks, maps, tuple(problems), tuple(dict.fromkeys(missing)))
 
 
 async def collect_once(source: SnapshotSource, duration_s: float | None, at: float | None = None,
