@@ -11,6 +11,9 @@
 
 #define MW_COMM_LEN 16
 #define MW_LIVE_SLOTS 8
+#define MW_STACK_BYTES 16384   /* user stack copied with each call of a stack target (perf's dwarf mode: 8192) */
+#define MW_STACK_REGS 17       /* user registers at the call, in DWARF numbering (x86-64: 0-15, 16 = rip) */
+#define MW_STACK_PAGE 4096     /* the stack is copied a page at a time */
 
 /* Kinds of ring-buffer records; every record starts with struct mw_event_header. */
 enum mw_event_kind {
@@ -20,6 +23,9 @@ enum mw_event_kind {
 	MW_EV_MREMAP = 4,
 	MW_EV_EXIT = 5,
 	MW_EV_OOM = 6,
+	MW_EV_STACK = 7,        /* stack_events: a call of a stack target with its user stack (mw_stack_event) */
+	MW_EV_STACK_CALL = 8,   /* stack_events: such a call without its stack (rate limit, full ring) */
+	MW_EV_STACK_EXEC = 9,   /* stack_events: a stack target exec'd: its address space starts again */
 };
 
 /* Indexes into struct mw_counters: losses and work nobody would otherwise see. */
@@ -49,7 +55,7 @@ struct mw_config {
 	__u32 events_per_sec;    /* per-process call-event budget per second; 0 = unlimited */
 	__u32 pidns_ino;         /* pid namespace of memwatch's /proc; 0: the initial one (no translation) */
 	__u32 map_quota;         /* active_allocs entries one process may hold */
-	__u32 _pad;
+	__u32 stacks_per_sec;    /* per-process budget of captured stacks per second; 0 = unlimited */
 };
 
 struct mw_counters {
@@ -93,7 +99,7 @@ struct mw_proc_stats {
 	__u64 live_next;           /* the slot the next mapping takes */
 	__u64 brk_last;            /* the break after the last brk (seeded at fork, exec, attach); 0: unknown */
 	__u32 ns_tgid;             /* the tgid in memwatch's pid namespace; 0: none, the process is not traced */
-	__u32 _pad;
+	__u32 stacks;              /* 1: a stack target (stack_targets); its calls carry their user stack */
 	char comm[MW_COMM_LEN];    /* group leader's name */
 };
 
@@ -165,6 +171,46 @@ struct mw_alloc_key {
 struct mw_alloc {
 	__u64 len;
 	__u64 mm;                  /* owning mm_struct: entries of an older mm are stale */
+};
+
+/* stack_events records. Only the processes memwatch was asked to look at (stack_targets) send
+ * them: every mmap, munmap, brk and mremap they make that succeeds, so that user space can follow
+ * their address ranges exactly, each with the user stack of the call unless the process is over
+ * its budget (cfg.stacks_per_sec) or the ring is full. The call fields are those of
+ * mw_call_event; MW_EV_STACK_EXEC has none. */
+struct mw_stack_call {
+	struct mw_event_header hdr;
+	__u32 call;                /* MW_EV_MMAP ... MW_EV_MREMAP; 0 for MW_EV_STACK_EXEC */
+	__u32 flags;
+	__u64 addr;
+	__u64 len;
+	__u64 new_addr;
+	__u64 new_len;
+};
+
+/* MW_EV_STACK: the call, the user registers saved at the system call, and the user stack from
+ * the start of the stack pointer's page up: what user space unwinds with each module's .eh_frame
+ * (no frame pointers needed). The stack pointer is stack_skip bytes into stack; stack_len bytes
+ * were read, fewer than MW_STACK_BYTES where the stack's mapping (or what was ever touched of it)
+ * ends sooner. */
+struct mw_stack_event {
+	struct mw_stack_call c;
+	__u64 regs[MW_STACK_REGS];
+	__u32 stack_len;
+	__u32 stack_skip;
+	__u8 stack[MW_STACK_BYTES];
+};
+
+/* stack_targets value, keyed by the tgid memwatch shows. Written by user space with
+ * start_boottime_ns 0 ("the process that has this pid now"); mark_stacks fills it in, and the
+ * handlers then ignore a later process that reuses the pid. */
+struct mw_stack_target {
+	__u64 start_boottime_ns;
+	__u64 rl_window_ns;        /* rate limiter: start of the current one-second window */
+	__u64 rl_count;            /* stacks captured in that window */
+	__u64 captured;            /* MW_EV_STACK records sent */
+	__u64 throttled;           /* calls sent without their stack: over stacks_per_sec */
+	__u64 dropped;             /* records lost: stack_events full */
 };
 
 #endif /* MEMWATCH_H */

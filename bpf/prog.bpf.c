@@ -46,6 +46,7 @@ const volatile struct mw_config cfg = {
 	.events_per_sec = 1000,
 	.pidns_ino = 0,
 	.map_quota = 32768,
+	.stacks_per_sec = 1000,
 };
 
 /* Set by memwatch's consumer while it is over its global budget of call events per second: call
@@ -92,12 +93,32 @@ struct {
 	__uint(max_entries, 1 << 20);
 } life_events SEC(".maps");
 
+/* Calls of the stack targets with their user stacks (see struct mw_stack_event). A ring of its own:
+ * records are large, and neither the call events' budget nor their losses may touch them. Sized
+ * by memwatch before load: one page unless stacks were asked for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 23);
+} stack_events SEC(".maps");
+
+/* The processes whose calls carry their stacks, by the tgid memwatch shows. Looked up only for
+ * processes flagged in their counters (mw_proc_stats.stacks): every other process pays one load
+ * and a branch on a value the handler has already loaded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct mw_stack_target);
+} stack_targets SEC(".maps");
+
 /* Keep the shared types in the object's BTF even where no map names them, for the layout check. */
 struct mw_call_event _mw_call_event = {};
 struct mw_exit_event _mw_exit_event = {};
 struct mw_oom_event _mw_oom_event = {};
 struct mw_config _mw_config = {};
 struct mw_stats_record _mw_stats_record = {};
+struct mw_stack_event _mw_stack_event = {};
 
 static __always_inline void count(__u32 idx)
 {
@@ -474,6 +495,127 @@ static __always_inline __u64 untrack(struct mw_proc_stats *st, __u32 tgid, __u64
 	return removed;
 }
 
+/* ---- stacks of the processes memwatch was asked to look at (stack_targets) ---- */
+
+/* Copy the user registers at the system call and the user stack around the stack pointer into the
+ * ring record: MW_STACK_BYTES from the start of the stack pointer's page, a page at a time, up to
+ * the first page that cannot be read (the end of the stack's mapping, or a page never touched: the
+ * kernel leaves a random gap of up to 8 KB below the strings at the top of a main thread's stack).
+ * Page-sized reads at fixed offsets need no bound checks the verifier cannot follow, and no VMA
+ * lookup. */
+static __always_inline void copy_user_stack(struct mw_stack_event *e, struct task_struct *task)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	__u64 base;
+	__u32 len = 0;
+
+	/* DWARF register numbers: rax rdx rcx rbx rsi rdi rbp rsp r8-r15, then the return address */
+	e->regs[0] = regs->ax;
+	e->regs[1] = regs->dx;
+	e->regs[2] = regs->cx;
+	e->regs[3] = regs->bx;
+	e->regs[4] = regs->si;
+	e->regs[5] = regs->di;
+	e->regs[6] = regs->bp;
+	e->regs[7] = regs->sp;
+	e->regs[8] = regs->r8;
+	e->regs[9] = regs->r9;
+	e->regs[10] = regs->r10;
+	e->regs[11] = regs->r11;
+	e->regs[12] = regs->r12;
+	e->regs[13] = regs->r13;
+	e->regs[14] = regs->r14;
+	e->regs[15] = regs->r15;
+	e->regs[16] = regs->ip;
+	base = regs->sp & ~(__u64)(MW_STACK_PAGE - 1);
+	e->stack_skip = regs->sp - base;
+#pragma unroll
+	for (int i = 0; i < MW_STACK_BYTES / MW_STACK_PAGE; i++) {
+		if (bpf_probe_read_user(e->stack + i * MW_STACK_PAGE, MW_STACK_PAGE, (void *)(base + i * MW_STACK_PAGE)))
+			break;
+		len += MW_STACK_PAGE;
+	}
+	e->stack_len = len;
+#else
+	e->stack_len = 0;   /* unwinding is implemented for x86-64 only */
+	e->stack_skip = 0;
+#endif
+}
+
+/* A call as emit_stack takes it (a BPF function has at most five arguments). */
+struct stack_call_args {
+	__u64 addr, len, new_addr, new_len;
+	__u32 call, flags;
+};
+
+static __always_inline void fill_stack_call(struct mw_stack_call *c, __u32 rec, struct mw_proc_stats *st,
+					    struct task_struct *task, struct stack_call_args *a)
+{
+	__u32 tid = cfg.pidns_ino ? ns_pid(task->thread_pid) : task->pid;
+
+	fill_header(&c->hdr, rec, st->ns_tgid, tid, bpf_ktime_get_boot_ns());
+	c->call = a->call;
+	c->flags = a->flags;
+	c->addr = a->addr;
+	c->len = a->len;
+	c->new_addr = a->new_addr;
+	c->new_len = a->new_len;
+}
+
+/*
+ * A call of a stack target: with its stack within the target's budget, without it beyond (user
+ * space still follows the address ranges exactly). Not inlined: the four call sites share one
+ * copy, and the handlers of every other process carry none of it. A flagged process that is no
+ * longer a target (user space removed it, or the pid was reused) is unflagged here.
+ */
+static __noinline void emit_stack(struct mw_proc_stats *st, struct stack_call_args *a)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 key = st->ns_tgid;
+	struct mw_stack_target *t = bpf_map_lookup_elem(&stack_targets, &key);
+	struct mw_stack_call *c;
+	bool allowed = true;
+
+	if (!t || t->start_boottime_ns != st->start_boottime_ns) {
+		st->stacks = 0;
+		return;
+	}
+	if (cfg.stacks_per_sec) {
+		__u64 now = bpf_ktime_get_boot_ns();
+
+		if (now - t->rl_window_ns >= 1000000000ULL) {
+			t->rl_window_ns = now;
+			t->rl_count = 0;
+		}
+		allowed = t->rl_count < cfg.stacks_per_sec;
+		if (allowed)
+			__sync_fetch_and_add(&t->rl_count, 1);
+	}
+	if (allowed) {
+		struct mw_stack_event *e = bpf_ringbuf_reserve(&stack_events, sizeof(*e), 0);
+
+		if (e) {
+			fill_stack_call(&e->c, MW_EV_STACK, st, task, a);
+			copy_user_stack(e, task);
+			__sync_fetch_and_add(&t->captured, 1);
+			bpf_ringbuf_submit(e, wakeup_flags(&stack_events, MW_CNT_WAKEUPS, sizeof(*e)));
+			return;
+		}
+	} else {
+		__sync_fetch_and_add(&t->throttled, 1);
+	}
+	c = bpf_ringbuf_reserve(&stack_events, sizeof(*c), 0);
+	if (!c) {
+		__sync_fetch_and_add(&t->dropped, 1);
+		return;
+	}
+	if (allowed)   /* the ring had no room for the stack, but has for the call */
+		__sync_fetch_and_add(&t->dropped, 1);
+	fill_stack_call(c, MW_EV_STACK_CALL, st, task, a);
+	bpf_ringbuf_submit(c, 0);
+}
+
 /*
  * The arguments of the syscall that is returning. The saved user registers still hold them at
  * syscall exit (only the return value register is written; arm64 keeps the first argument in
@@ -546,6 +688,11 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 			__sync_fetch_and_add(&st->brk_shrink_bytes, ob - nb);
 		if (event_allowed(st, now, nb > ob ? nb - ob : ob - nb))
 			emit_call(st, kind, task, ob, 0, nb, 0, 0, 0);
+		if (st->stacks) {
+			struct stack_call_args a = { .call = kind, .addr = ob, .new_addr = nb };
+
+			emit_stack(st, &a);
+		}
 		return 0;
 	}
 
@@ -570,6 +717,11 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 			add_outstanding(st, len);
 		if (event_allowed(st, now, len))
 			emit_call(st, kind, task, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
+		if (st->stacks) {
+			struct stack_call_args a = { .call = kind, .addr = addr, .len = len, .flags = in.a3 };
+
+			emit_stack(st, &a);
+		}
 		return 0;
 	}
 
@@ -585,6 +737,11 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 			__sync_fetch_and_add(&st->untracked_unmap_bytes, len - gone);
 		if (event_allowed(st, now, len))
 			emit_call(st, kind, task, addr, len, 0, 0, 0, 0);
+		if (st->stacks) {
+			struct stack_call_args a = { .call = kind, .addr = addr, .len = len };
+
+			emit_stack(st, &a);
+		}
 		return 0;
 	}
 
@@ -615,6 +772,12 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 		}
 		if (event_allowed(st, now, new_len > old_len ? new_len : old_len))
 			emit_call(st, kind, task, old_addr, old_len, new_addr, new_len, (__u32)in.a3, 0);
+		if (st->stacks) {
+			struct stack_call_args a = { .call = kind, .addr = old_addr, .len = old_len,
+						     .new_addr = new_addr, .new_len = new_len, .flags = in.a3 };
+
+			emit_stack(st, &a);
+		}
 	}
 	return 0;
 }
@@ -706,6 +869,16 @@ int handle_exec(struct bpf_raw_tracepoint_args *ctx)
 	for (int i = 0; i < MW_LIVE_SLOTS; i++)
 		st->live[i] = 0;
 	BPF_CORE_READ_STR_INTO(&st->comm, task, comm);
+	if (st->stacks) {
+		struct mw_stack_call *c = bpf_ringbuf_reserve(&stack_events, sizeof(*c), 0);
+
+		struct stack_call_args a = {};
+
+		if (c) {
+			fill_stack_call(c, MW_EV_STACK_EXEC, st, task, &a);
+			bpf_ringbuf_submit(c, 0);
+		}
+	}
 	return 0;
 }
 
@@ -779,6 +952,35 @@ int seed_stats(struct bpf_iter__task *ctx)
 		return 0;
 	if (!bpf_task_storage_get(&proc_stats, task, 0, 0))
 		create_stats(task, true);
+	return 0;
+}
+
+/* Run by memwatch when its stack targets change: flag the counters of every process in
+ * stack_targets (creating them if the process made no call yet) and record which process it is;
+ * unflag the others. The handlers look at the flag alone. */
+SEC("iter/task")
+int mark_stacks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct mw_stack_target *t;
+	struct mw_proc_stats *st;
+	__u32 key;
+
+	if (!task || task->pid != task->tgid || !task->mm)
+		return 0;
+	key = cfg.pidns_ino ? ns_pid(task->thread_pid) : task->tgid;
+	t = key ? bpf_map_lookup_elem(&stack_targets, &key) : NULL;
+	st = bpf_task_storage_get(&proc_stats, task, 0, 0);
+	if (t && (!t->start_boottime_ns || t->start_boottime_ns == task->start_boottime)) {
+		if (!st)
+			st = create_stats(task, true);
+		if (!st)
+			return 0;
+		t->start_boottime_ns = task->start_boottime;
+		st->stacks = 1;
+	} else if (st && st->stacks) {
+		st->stacks = 0;
+	}
 	return 0;
 }
 

@@ -92,6 +92,26 @@ def workload_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def stacks_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/stacks_workload.c built as a distribution builds: -O2, no frame pointers."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.fail("no C compiler: the README's test command installs gcc")
+    out = tmp_path_factory.mktemp("stacks") / "stacks_workload"
+    subprocess.run([cc, "-O2", "-fomit-frame-pointer", "-Wall", "-o", str(out), str(HERE / "stacks_workload.c")],
+                   check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def stripped_bin(stacks_bin: Path) -> Path:
+    out = stacks_bin.with_name("stacks_workload_stripped")
+    shutil.copy(stacks_bin, out)
+    subprocess.run(["strip", "--strip-all", str(out)], check=True)
+    return out
+
+
 class Workload:
     """A running tests/workload.c, driven one command at a time."""
 

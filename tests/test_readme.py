@@ -411,6 +411,44 @@ def check_once_json_pid_1(command: str, ctx: Ctx) -> str:
     return f"{took:.0f} s, {len(doc['events'])} exits and OOM kills in the window"
 
 
+def check_once_json_stacks_maps(command: str, ctx: Ctx) -> str:
+    # "where its memory goes": a Python program maps 1 MiB every 0.25 s for 10 s and keeps it all
+    cwd = ctx.fresh_dir("once-stacks")
+    started = time.monotonic()
+    res = run(command, cwd, timeout=90)
+    took = time.monotonic() - started
+    no_traceback(res.stderr)
+    doc = json.loads(res.stdout)
+    must_trace(doc["bpf"]["enabled"], command, doc["bpf"]["reason"] or "")
+    if not AS_ROOT:   # README: "--stacks with eBPF off: prints what there is, then why eBPF is off, exit 1"
+        assert res.returncode == 1 and "--stacks needs the eBPF tracer" in res.stderr, res.stderr
+        return "eBPF off, said so"
+    assert res.returncode == 0, res.stderr
+    (row,) = doc["processes"]
+    assert 4.5 <= doc["duration_s"] <= 10, doc["duration_s"]
+    stacks = row["allocation_stacks"]
+    assert isinstance(stacks, list) and len(stacks) <= 100
+    for st in stacks:
+        assert set(st) == {"kind", "frames", "calls", "bytes", "unmapped_bytes", "outstanding_bytes", "truncated"}
+        assert st["kind"] in ("mmap", "munmap", "brk", "mremap") and st["calls"] >= 1
+        assert 0 <= st["outstanding_bytes"] <= st["bytes"]
+        assert all(set(f) == {"symbol", "module", "offset"} for f in st["frames"])
+    outstanding = [st["outstanding_bytes"] for st in stacks]
+    assert outstanding == sorted(outstanding, reverse=True), "not ranked by outstanding bytes"
+    # its mmap.mmap calls: through the mmap module and the interpreter, every byte still mapped
+    (kept,) = [st for st in stacks if st["kind"] == "mmap" and any(
+        "mmap" in os.path.basename(f["module"] or "") and f["module"] != "libc" for f in st["frames"][1:2])]
+    symbols = [f["symbol"] for f in kept["frames"]]
+    assert "_PyEval_EvalFrameDefault" in symbols and symbols[-1] == "_start", symbols
+    assert kept["calls"] >= 10 and kept["bytes"] == kept["outstanding_bytes"] == kept["calls"] << 20, kept
+    maps = row["mappings"]
+    assert "file" in {g["kind"] for g in maps["by_kind"]}, maps["by_kind"]
+    for total in ("count", "size_kb", "rss_kb", "pss_kb", "swap_kb", "anon_kb"):
+        assert maps[total] == sum(g[total] for g in maps["by_kind"]), total
+    assert maps["largest"] and maps["largest"][0]["rss_kb"] == max(m["rss_kb"] for m in maps["largest"])
+    return f"{took:.0f} s, {len(stacks)} stacks, {kept['calls']} MiB kept by mmap.mmap, {maps['count']} mappings"
+
+
 def proc_pids() -> set[int]:
     return {int(name) for name in os.listdir("/proc") if name.isdigit()}
 
@@ -822,6 +860,15 @@ def check_bench_groups(command: str, ctx: Ctx) -> str:
     return said
 
 
+check_bench_stacks = bench(
+    (r"^kernel: mmap\+munmap pairs, .* ratio against the baseline runs", 1),
+    *((rf"^  {name}\s+\d+ ns\s+\d+\.\d{{3}}", 1)
+      for name in ("baseline \\(no tracer\\)", "tracer, no stack target", "another process a target",
+                   "the loop a target, every call", "the loop a target, budget 1000/s")),
+    (r"^  another process a target / no target, paired per round: median \d+\.\d{3}$", 1),
+    (r"^  warm \(modules and rules cached\) +[\d.]+ us +warm/cold \d+\.\d{3}$", 1),
+    (r"^  cold +[\d.]+ ms +warm +[\d.]+ ms +warm/cold \d+\.\d{3}$", 1),
+)
 check_bench_storm = bench(
     (r"^\(a\) dashboard", 1),
     (r"^\(b\) memwatch serve", 1),
@@ -849,6 +896,8 @@ COMMANDS: dict[str, Way] = {
     "memwatch --interval 1 --sort growth": Way(check_dashboard_growth),
     "memwatch --once": Way(check_once),
     "memwatch --once --json --duration 60 --pid 1": Way(check_once_json_pid_1, "minute"),
+    "python3 -c 'import mmap, time; m = [mmap.mmap(-1, 1 << 20) for _ in range(40) if not time.sleep(0.25)]' & "
+    "memwatch --once --json --stacks --maps --duration 5 --pid $!": Way(check_once_json_stacks_maps),
     "memwatch --once --csv --top 0": Way(check_csv_every_process),
     "memwatch --once --group cgroup": Way(check_once_group_cgroup),
     "memwatch record today.db --interval 5": Way(check_record, "record"),
@@ -871,6 +920,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_dashboard.py --live": Way(check_bench_dashboard, "bench"),
     ".venv/bin/python bench/bench_storm.py": Way(check_bench_storm, "storm"),
     ".venv/bin/python bench/bench_groups.py": Way(check_bench_groups, "bench"),
+    ".venv/bin/python bench/bench_stacks.py": Way(check_bench_stacks, "bench"),
     # docs/fleet.md: Run it as a service
     "sudo cp deploy/memwatch.service /etc/systemd/system/": Way(check_systemd_install),
     "sudo systemctl daemon-reload && sudo systemctl enable --now memwatch": Way(check_systemd_install),

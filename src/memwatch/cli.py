@@ -159,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(epoch seconds or ISO 8601; default the last frame)")
     p.add_argument("--since", metavar="TIME", help="with --once --replay: JSON 'events' from this time "
                    "(default the start of the recording) to --at")
+    p.add_argument("--stacks", action="store_true",
+                   help="with --once --pid: capture the user call stack of every mmap, munmap, brk and mremap of "
+                        "those processes (no restart, no frame pointers needed) and report, per stack, the calls, "
+                        "bytes and bytes still mapped")
+    p.add_argument("--maps", action="store_true",
+                   help="with --once --pid: those processes' memory maps (smaps): sums by kind and path, and the "
+                        "largest mappings")
     p.add_argument("--theme", default=None, help="dashboard theme (default textual-dark)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what the tracer does to stderr")
     return p
@@ -199,15 +206,18 @@ def _live_source(args: argparse.Namespace, *, recent_events: bool = True) -> Sna
     from memwatch.sources.live import DEFAULT_EVENTS_BUDGET, LiveSource
     from memwatch.store import Store
 
+    stacks = bool(getattr(args, "stacks", False))
+    maps = bool(getattr(args, "maps", False))
     cfg = TracerConfig(mode=args.bpf_mode, event_threshold=args.event_threshold,
-                       events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota)
+                       events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota, stacks=stacks)
     if args.bpf_map_size is not None:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
     budget = DEFAULT_EVENTS_BUDGET if args.events_budget is None else args.events_budget
     policy = LeakPolicy(warmup_s=args.leak_warmup)
     store = Store(leak_policy=policy) if recent_events else Store(leak_policy=policy, recent_len=0)
     return LiveSource(args.interval, use_bpf=not args.no_bpf, tracer_config=cfg, rollup_top=args.pss_top,
-                      events_budget=budget, store=store)
+                      events_budget=budget, store=store, stack_pids=args.pid if stacks else (),
+                      map_pids=args.pid if maps else ())
 
 
 def _raise_file_limit() -> None:
@@ -271,6 +281,23 @@ def _check_group(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
                      f"not {args.sort}")
 
 
+def _check_looking(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--stacks and --maps look at chosen processes of this machine, now."""
+    for flag in ("stacks", "maps"):
+        if not getattr(args, flag):
+            continue
+        if not args.once:
+            parser.error(f"--{flag} goes with --once (e.g. memwatch --once --json --{flag} --pid PID)")
+        if not args.pid:
+            parser.error(f"--{flag} needs --pid: the processes to look at (e.g. --{flag} --pid 1234)")
+        if args.replay:
+            parser.error(f"--{flag} looks at running processes: it does not go with --replay")
+        if args.csv:
+            parser.error(f"--{flag} goes with --json or the table, not --csv")
+    if args.stacks and args.no_bpf:
+        parser.error("--stacks needs the eBPF tracer: it does not go with --no-bpf")
+
+
 def run_once(args: argparse.Namespace) -> int:
     from memwatch.headless import absent_pids, collect_once, parse_time, render
 
@@ -286,19 +313,22 @@ def run_once(args: argparse.Namespace) -> int:
     if at is not None and (outside := _outside_replay(source, args.at, at)) is not None:
         asyncio.run(source.close())
         return _fail(outside)
-    collected = asyncio.run(collect_once(source, args.duration, at, since))
+    collected = asyncio.run(collect_once(source, args.duration, at, since,
+                                         stacks_for=args.pid if args.stacks else (),
+                                         maps_for=args.pid if args.maps else ()))
     snap = collected.snapshot
     if not args.replay:
         say_if_tracer_off(snap)
     fmt = "json" if args.json else "csv" if args.csv else "table"
     top = args.top if args.top is not None else (-1 if args.pid and not args.group else 100)
     sys.stdout.write(render(snap, fmt, top=top, sort=args.sort, pids=args.pid, events=collected.events,
-                            group=args.group))
+                            group=args.group, looked=collected.looked))
     sys.stdout.flush()
     missing = absent_pids(snap, args.pid, collected.events)
-    for line in missing:
+    for line in (*collected.looked.problems, *missing):
         print(f"memwatch: {line}", file=sys.stderr)
-    return 1 if missing else 0
+    stacks_off = args.stacks and not snap.tracer.enabled
+    return 1 if missing or stacks_off or collected.looked.missing else 0
 
 
 def _outside_replay(source: SnapshotSource, text: str, at: float) -> str | None:
@@ -415,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.since and not args.once:
             parser.error("--since goes with --once")
         _check_group(parser, args)
+        _check_looking(parser, args)
         if args.theme is not None and not args.once:
             _check_theme(parser, args.theme)
         _setup_logging(args.verbose, dashboard=not args.once)

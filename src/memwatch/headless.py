@@ -10,15 +10,20 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import time
+from collections.abc import Mapping as MappingOf
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from memwatch.fields import BY_KEY, HEADLESS_TABLE, Field, Unit, field, header, plain_text
 from memwatch.groups import GROUP_SORT_KEYS, GROUP_SORTS, TreeNode, ancestors, process_tree, rank
+from memwatch.maps import Group, MemoryMap
+from memwatch.maps import Mapping as MapEntry
 from memwatch.model import CgroupView, Event, EventKind, GroupTotals, ProcessView, Snapshot, UserView
 from memwatch.serialize import (
     CGROUP_COLUMNS,
@@ -32,7 +37,13 @@ from memwatch.serialize import (
     headless_user_dict,
 )
 from memwatch.sources.base import SeekableSource, SnapshotSource
+from memwatch.stacks.table import AllocationStack
 from memwatch.text import printable
+
+STACKS_TOP = 100
+"""Allocation stacks per process in the output, the first by outstanding bytes."""
+MAPS_TOP = 20
+"""Largest mappings, and paths, per process in the output."""
 
 
 def parse_time(text: str) -> float:
@@ -172,23 +183,159 @@ _JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066
 0x9b, bidirectional overrides, line separators); C0 controls it escapes itself."""
 
 
-def render_json(snapshot: Snapshot, views: Sequence[ProcessView], events: Sequence[Event] = ()) -> str:
+def stack_dict(s: AllocationStack) -> dict[str, Any]:
+    """One allocation stack in headless JSON, innermost frame first."""
+    return {
+        "kind": s.kind,
+        "frames": [{"symbol": f.symbol, "module": f.module, "offset": f.offset} for f in s.frames],
+        "calls": s.calls,
+        "bytes": s.bytes,
+        "unmapped_bytes": s.unmapped_bytes,
+        "outstanding_bytes": s.outstanding_bytes,
+        "truncated": s.truncated,
+    }
+
+
+def _group_dict(g: Group, name_key: str) -> dict[str, Any]:
+    return {name_key: g.name if name_key == "path" else g.kind, "kind": g.kind, "count": g.count,
+            "size_kb": g.size_kb, "rss_kb": g.rss_kb, "pss_kb": g.pss_kb, "swap_kb": g.swap_kb,
+            "anon_kb": g.anon_kb}
+
+
+def _mapping_dict(m: MapEntry) -> dict[str, Any]:
+    return {"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset, "path": m.path,
+            "kind": m.kind, "size_kb": m.size_kb, "rss_kb": m.rss_kb, "pss_kb": m.pss_kb,
+            "swap_kb": m.swap_kb, "anon_kb": m.anon_kb, "mapped_at": m.mapped_at, "mapped_by": m.mapped_by}
+
+
+def mappings_dict(mm: MemoryMap) -> dict[str, Any]:
+    """A process's memory map in headless JSON: totals, sums by kind and by path, the largest."""
+    kinds = mm.by_kind()
+    total = {k: sum(getattr(g, k) for g in kinds) for k in ("count", "size_kb", "rss_kb", "pss_kb", "swap_kb",
+                                                           "anon_kb")}
+    return {**total,
+            "by_kind": [_group_dict(g, "kind") for g in kinds],
+            "by_path": [_group_dict(g, "path") for g in mm.by_path()[:MAPS_TOP]],
+            "largest": [_mapping_dict(m) for m in mm.largest(MAPS_TOP)]}
+
+
+@dataclass(frozen=True, slots=True)
+class Looked:
+    """What --stacks and --maps found for the processes looked at."""
+
+    stacks: MappingOf[int, Sequence[AllocationStack]] = dataclass_field(default_factory=dict)
+    maps: MappingOf[int, MemoryMap] = dataclass_field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    """Sentences for stderr: what could not be looked at, and why."""
+    missing: tuple[int, ...] = ()
+    """Processes asked for that are there but could not be looked at (exit status 1)."""
+
+
+def render_json(snapshot: Snapshot, views: Sequence[ProcessView], events: Sequence[Event] = (),
+                looked: Looked | None = None) -> str:
     """The document with every text kept as data, but nothing in it a terminal could act on."""
-    text = json.dumps(headless_document(snapshot, list(views), snapshot.duration_s, list(events)),
-                      ensure_ascii=False)
+    doc = headless_document(snapshot, list(views), snapshot.duration_s, list(events))
+    if looked is not None:
+        for row in doc["processes"]:
+            pid = row["pid"]
+            if pid in looked.stacks:
+                row["allocation_stacks"] = [stack_dict(s) for s in looked.stacks[pid][:STACKS_TOP]]
+            if pid in looked.maps:
+                row["mappings"] = mappings_dict(looked.maps[pid])
+    text = json.dumps(doc, ensure_ascii=False)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:,.0f} KB" if n >= 1024 or n == 0 else f"{n} B"
+
+
+def render_looked(snapshot: Snapshot, views: Sequence[ProcessView], looked: Looked, stacks_top: int = 10) -> str:
+    """--stacks and --maps for the table format: each process's stacks (the first ``stacks_top``
+    by outstanding bytes) and its memory map by kind with the largest mappings."""
+    lines: list[str] = []
+    for v in views:
+        name = printable(v.sample.name)
+        if v.pid in looked.stacks:
+            stacks = looked.stacks[v.pid]
+            lines += ["", f"allocation stacks of {v.pid} ({name}), by outstanding bytes ({len(stacks)} stacks):"]
+            for st in stacks[:stacks_top]:
+                lines.append(f"  {st.kind} x{st.calls}: {_kb(st.bytes)} mapped, {_kb(st.unmapped_bytes)} unmapped, "
+                             f"{_kb(st.outstanding_bytes)} outstanding" + ("  (truncated)" if st.truncated else ""))
+                if not st.frames:
+                    lines.append("      (stacks not captured: over the budget, or the ring was full)")
+                for f in st.frames:
+                    where = f"{os.path.basename(f.module)}+{f.offset:#x}" if f.module else f"{f.offset:#x}"
+                    lines.append(f"      {printable(f.symbol) if f.symbol else '??'} ({printable(where)})")
+        if v.pid in looked.maps:
+            mm = looked.maps[v.pid]
+            lines += ["", f"memory map of {v.pid} ({name}): {len(mm.mappings)} mappings",
+                      f"  {'kind':14s} {'count':>6s} {'size KB':>10s} {'RSS KB':>10s} {'PSS KB':>10s} "
+                      f"{'swap KB':>9s} {'anon KB':>9s}"]
+            for g in mm.by_kind():
+                lines.append(f"  {g.kind:14s} {g.count:6d} {g.size_kb:10d} {g.rss_kb:10d} {g.pss_kb:10d} "
+                             f"{g.swap_kb:9d} {g.anon_kb:9d}")
+            lines.append("  largest:")
+            for m in mm.largest(10):
+                traced = (f"  mapped {datetime.fromtimestamp(m.mapped_at, UTC).strftime('%H:%M:%S')} by {m.mapped_by}"
+                          if m.mapped_at is not None else "")
+                lines.append(f"  {m.start:x}-{m.end:x} {m.perms} {m.rss_kb:>8d} KB RSS {m.size_kb:>9d} KB "
+                             f"{printable(m.path or '[' + m.kind + ']')}{traced}")
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 @dataclass(frozen=True, slots=True)
 class Collected:
-    """What ``--once`` reports: the last snapshot, and every exit and OOM kill of the window."""
+    """What ``--once`` reports: the last snapshot, every exit and OOM kill of the window, and
+    what --stacks and --maps found."""
 
     snapshot: Snapshot
     events: tuple[Event, ...]
+    looked: Looked = dataclass_field(default_factory=Looked)
+
+
+async def look_at(source: SnapshotSource, stacks_for: Sequence[int], maps_for: Sequence[int],
+                  maps_timeout_s: float = 5.0) -> Looked:
+    """Allocation stacks and memory maps of the chosen processes, at the end of the window."""
+    from memwatch.sources.live import LiveSource
+
+    if not isinstance(source, LiveSource) or not (stacks_for or maps_for):
+        return Looked()
+    stacks: dict[int, Sequence[AllocationStack]] = {}
+    maps: dict[int, MemoryMap] = {}
+    problems: list[str] = []
+    missing: list[int] = []
+    for pid in stacks_for:
+        found = source.allocation_stacks(pid)
+        if found is not None:
+            stacks[pid] = found
+        elif source.tracer is not None and os.path.exists(f"{source.proc_root}/{pid}"):
+            # gone ones are said by absent_pids; this one is there, but the tracer did not find it
+            missing.append(pid)
+            problems.append(f"process {pid}: no allocation stacks: the tracer could not make it a stack target "
+                            "(it started after memwatch, or is not in memwatch's pid namespace)")
+        for module, why in sorted(source.unreadable_modules(pid).items()):
+            problems.append(f"process {pid}: cannot read {printable(module)} ({printable(why)}): its frames show "
+                            "as module+offset and the stacks stop there")
+    if stacks_for and source.tracer is None:
+        problems.append(f"--stacks needs the eBPF tracer, which is off: {source.bpf_reason or 'unknown reason'}")
+    for pid in maps_for:
+        try:
+            maps[pid] = await source.memory_map(pid, maps_timeout_s)
+        except TimeoutError:
+            problems.append(f"process {pid}: its memory map took longer than {maps_timeout_s:g} s to read "
+                            "(smaps waits for the process's mmap lock)")
+        except ProcessLookupError:
+            pass   # absent_pids says it
+        except OSError as exc:
+            missing.append(pid)
+            problems.append(f"process {pid}: cannot read its memory map ({exc.strerror or exc})")
+    return Looked(stacks, maps, tuple(problems), tuple(dict.fromkeys(missing)))
 
 
 async def collect_once(source: SnapshotSource, duration_s: float | None, at: float | None = None,
-                       since: float | None = None) -> Collected:
+                       since: float | None = None, *, stacks_for: Sequence[int] = (),
+                       maps_for: Sequence[int] = ()) -> Collected:
     """Live sources trace for ``duration_s`` (default: one interval), sampling every interval on
     the way, so that growth and the leak signal have a history to judge; the last snapshot is
     taken at the end of the window. Replays seek to ``at`` (default: the last frame), with every
@@ -208,13 +355,13 @@ async def collect_once(source: SnapshotSource, duration_s: float | None, at: flo
             source.set_interval(min(interval, remaining))
             snap = await source.next()
             events.extend(snap.new_events)
-        return Collected(snap, tuple(events))
+        return Collected(snap, tuple(events), await look_at(source, stacks_for, maps_for))
     finally:
         await source.close()
 
 
 def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str | None, pids: Sequence[int],
-           events: Sequence[Event] = (), group: str | None = None) -> str:
+           events: Sequence[Event] = (), group: str | None = None, looked: Looked | None = None) -> str:
     """The chosen processes in the chosen format (``table``, ``json`` or ``csv``), or with
     ``group`` the chosen groups (:func:`render_groups`).
 
@@ -230,10 +377,10 @@ def render(snapshot: Snapshot, fmt: str, *, top: int, sort: str | None, pids: Se
     else:
         views = snapshot.top(top, sort, descending=field(sort).descending, pids=tuple(pids))
     if fmt == "json":
-        return render_json(snapshot, views, events)
+        return render_json(snapshot, views, events, looked)
     if fmt == "csv":
         return render_csv(views)
-    return render_table(snapshot, views)
+    return render_table(snapshot, views) + (render_looked(snapshot, views, looked) if looked else "")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,8 +14,11 @@ from typing import Any, cast
 
 COMM_LEN = 16
 LIVE_SLOTS = 8
+STACK_BYTES = 16384
+STACK_REGS = 17
 
 EV_MMAP, EV_MUNMAP, EV_BRK, EV_MREMAP, EV_EXIT, EV_OOM = 1, 2, 3, 4, 5, 6
+EV_STACK, EV_STACK_CALL, EV_STACK_EXEC = 7, 8, 9
 
 # enum mw_counter
 CNT_EVENTS = 0
@@ -43,7 +46,7 @@ class MwConfig(ctypes.Structure):
         ("events_per_sec", c_uint32),
         ("pidns_ino", c_uint32),
         ("map_quota", c_uint32),
-        ("_pad", c_uint32),
+        ("stacks_per_sec", c_uint32),
     ]
 
 
@@ -82,7 +85,7 @@ class MwProcStats(ctypes.Structure):
         ("live_next", c_uint64),
         ("brk_last", c_uint64),
         ("ns_tgid", c_uint32),
-        ("_pad", c_uint32),
+        ("stacks", c_uint32),
         ("comm", c_char * COMM_LEN),
     ]
 
@@ -144,6 +147,39 @@ class MwAlloc(ctypes.Structure):
     _fields_ = [("len", c_uint64), ("mm", c_uint64)]
 
 
+class MwStackCall(ctypes.Structure):
+    _fields_ = [
+        ("hdr", MwEventHeader),
+        ("call", c_uint32),
+        ("flags", c_uint32),
+        ("addr", c_uint64),
+        ("len", c_uint64),
+        ("new_addr", c_uint64),
+        ("new_len", c_uint64),
+    ]
+
+
+class MwStackEvent(ctypes.Structure):
+    _fields_ = [
+        ("c", MwStackCall),
+        ("regs", c_uint64 * STACK_REGS),
+        ("stack_len", c_uint32),
+        ("stack_skip", c_uint32),
+        ("stack", ctypes.c_uint8 * STACK_BYTES),
+    ]
+
+
+class MwStackTarget(ctypes.Structure):
+    _fields_ = [
+        ("start_boottime_ns", c_uint64),
+        ("rl_window_ns", c_uint64),
+        ("rl_count", c_uint64),
+        ("captured", c_uint64),
+        ("throttled", c_uint64),
+        ("dropped", c_uint64),
+    ]
+
+
 # name in memwatch.h -> mirror; the BTF check walks this table.
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_config": MwConfig,
@@ -156,6 +192,9 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_oom_event": MwOomEvent,
     "mw_alloc_key": MwAllocKey,
     "mw_alloc": MwAlloc,
+    "mw_stack_call": MwStackCall,
+    "mw_stack_event": MwStackEvent,
+    "mw_stack_target": MwStackTarget,
 }
 
 # The hot path (call events) parses with struct, which is several times faster than ctypes.
@@ -244,6 +283,27 @@ class RawOom:
     """The victim's memory cgroup (its directory's inode number); 0: the kernel did not say."""
 
 
+@dataclass(frozen=True, slots=True)
+class RawStack:
+    """A call of a stack target from ``stack_events``: ``kind`` is EV_STACK (with ``regs`` and
+    ``stack``), EV_STACK_CALL (the call without its stack) or EV_STACK_EXEC (the process exec'd;
+    no call). ``regs`` are the user registers at the call in DWARF numbering (x86-64: 0-15, then
+    the instruction pointer); ``stack`` is the user stack from ``regs[7]`` (the stack pointer) up."""
+
+    kind: int
+    call: int
+    tgid: int
+    tid: int
+    ts_ns: int
+    addr: int
+    len: int
+    new_addr: int
+    new_len: int
+    flags: int
+    regs: tuple[int, ...] = ()
+    stack: bytes = b""
+
+
 RawEvent = RawCall | RawExit | RawOom
 
 
@@ -302,6 +362,29 @@ def parse_stats_records(data: bytes) -> tuple[dict[int, RawStats], set[int]]:
 def stats_from_struct(tgid: int, s: MwProcStats) -> RawStats:
     """The counters an exit event carries, read by name like the iterator's records."""
     return RawStats(tgid, *[getattr(s, f) for f in _RAW_STATS_NUMBERS], decode_comm(bytes(s.comm)))  # type: ignore[call-arg]  # the numbers in order, checked by a test
+
+
+_STACK_CALL = struct.Struct("<IIIxxxxQIIQQQQ")
+assert _STACK_CALL.size == ctypes.sizeof(MwStackCall), "struct format out of step with MwStackCall"
+_STACK_REGS = struct.Struct(f"<{STACK_REGS}QII")
+_STACK_DATA = ctypes.sizeof(MwStackCall) + _STACK_REGS.size
+assert MwStackEvent.stack.offset == _STACK_DATA, "struct format out of step with MwStackEvent"
+
+
+def parse_stack_record(data: bytes) -> RawStack | None:
+    """One ``stack_events`` record; None for a kind or size this version does not know."""
+    if len(data) < _STACK_CALL.size:
+        return None
+    kind, tgid, tid, ts, call, flags, addr, ln, naddr, nlen = _STACK_CALL.unpack_from(data)
+    if kind in (EV_STACK_CALL, EV_STACK_EXEC):
+        return RawStack(kind, call, tgid, tid, ts, addr, ln, naddr, nlen, flags)
+    if kind != EV_STACK or len(data) < _STACK_DATA:
+        return None
+    *regs, stack_len, skip = _STACK_REGS.unpack_from(data, _STACK_CALL.size)
+    stack_len = min(stack_len, STACK_BYTES, len(data) - _STACK_DATA)
+    # from the stack pointer up: the kernel copied from the start of its page
+    return RawStack(kind, call, tgid, tid, ts, addr, ln, naddr, nlen, flags, tuple(regs),
+                    bytes(data[_STACK_DATA + skip:_STACK_DATA + stack_len]) if skip < stack_len else b"")
 
 
 def parse_record(data: bytes) -> RawEvent | None:

@@ -79,6 +79,14 @@ class TracerConfig:
     """The /proc whose pids the tracer reports (its pid namespace is translated into)."""
     run_stats: bool = True
     """Let the kernel time memwatch's programs (BPF_ENABLE_STATS), now and then, to show its cost."""
+    stacks: bool = False
+    """Whether stacks may be asked for (:meth:`Tracer.set_stack_targets`): sizes their ring to
+    ``stack_ring_bytes``; otherwise it is one page, the kernel memory that costs nobody anything."""
+    stack_ring_bytes: int = 8 << 20
+    """Ring buffer for stack records (16.6 KB each): about 500 in flight."""
+    stacks_per_sec: int = 1000
+    """Per-process budget of captured stacks per second; calls beyond it arrive without their
+    stack (their address ranges are still followed). 0: unlimited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,20 @@ class RunCost:
     call_time_ns: int
     """Of that, in the syscall programs: the cost of accounting calls."""
     call_runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class StackTargetCounts:
+    """What the kernel did for one stack target since it became one."""
+
+    start_boottime_ns: int
+    """The process it is (0 until :meth:`Tracer.set_stack_targets` found it)."""
+    captured: int
+    """Calls sent with their stack."""
+    throttled: int
+    """Calls sent without their stack: the process was over its budget (stacks_per_sec)."""
+    dropped: int
+    """Calls whose stack (or whole record) the full ring could not take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +164,8 @@ class Tracer:
         self._fds: dict[str, int] = {}
         self._ring: RingReader | None = None
         self._life: RingReader | None = None
+        self._stacks: RingReader | None = None
+        self._mark_iter = -1
         self._paused_flag: ctypes.c_uint32 | None = None
         self._bss: mmap.mmap | None = None
         self._ncpus = 1
@@ -202,6 +226,7 @@ class Tracer:
             self._ncpus = check_int(lib.libbpf_num_possible_cpus(), "counting CPUs")
             self._ring = RingReader(lib, self._fds["mem_events"])
             self._life = RingReader(lib, self._fds["life_events"])
+            self._stacks = RingReader(lib, self._fds["stack_events"])
         except OSError as exc:
             self.close()
             raise explain_load_error(exc) from exc
@@ -246,13 +271,15 @@ class Tracer:
                 break
             name = (lib.bpf_map__name(m) or b"").decode()
             self._maps[name] = m
-        for needed in ("proc_stats", "active_allocs", "counters", "mem_events", "life_events"):
+        for needed in ("proc_stats", "active_allocs", "counters", "mem_events", "life_events", "stack_events",
+                       "stack_targets"):
             if needed not in self._maps:
                 raise OSError(errno.ENOENT, f"map {needed} missing from {cfg.object_path}")
         sizes = {
             "active_allocs": cfg.max_mappings,
             "mem_events": _ring_size(cfg.ring_bytes),
             "life_events": _ring_size(cfg.life_ring_bytes),
+            "stack_events": _ring_size(cfg.stack_ring_bytes if cfg.stacks else 0),
         }
         for name, size in sizes.items():
             check_int(lib.bpf_map__set_max_entries(self._maps[name], size), f"sizing map {name}")
@@ -271,6 +298,7 @@ class Tracer:
         conf.pidns_ino = self.pidns_ino
         quota = cfg.map_quota if cfg.map_quota is not None else cfg.max_mappings // 4
         conf.map_quota = max(0, min(quota, cfg.max_mappings))
+        conf.stacks_per_sec = max(0, min(cfg.stacks_per_sec, 2**32 - 1))
         # one attach mode only: the other set of programs is not even loaded
         p = None
         while True:
@@ -319,13 +347,15 @@ class Tracer:
             self._links.append(link)
             if name == "dump_stats":
                 self._stats_iter = check_int(lib.bpf_link__fd(link), "the stats iterator")
+            elif name == "mark_stacks":
+                self._mark_iter = check_int(lib.bpf_link__fd(link), "the stack-marking iterator")
             elif name == "seed_stats":
                 self._seed_iter = check_int(lib.bpf_link__fd(link), "the seeding iterator")
 
     def _destroy_links(self) -> None:
         lib = self._lib
         assert lib is not None
-        self._stats_iter = self._seed_iter = -1
+        self._stats_iter = self._seed_iter = self._mark_iter = -1
         while self._links:
             lib.bpf_link__destroy(self._links.pop())
 
@@ -422,10 +452,10 @@ class Tracer:
         lib = self._lib
         if lib is None:
             return
-        for reader in (self._ring, self._life):
+        for reader in (self._ring, self._life, self._stacks):
             if reader is not None:
                 reader.close()
-        self._ring = self._life = None
+        self._ring = self._life = self._stacks = None
         self._paused_flag = None   # first: it holds a view of the mapping
         if self._bss is not None:
             self._bss.close()
@@ -464,6 +494,62 @@ class Tracer:
         if self._life is None:
             raise RuntimeError("the tracer is not open")
         return self._life
+
+    @property
+    def stacks(self) -> RingReader:
+        """Calls of the stack targets, with their stacks (:func:`layouts.parse_stack_record`)."""
+        if self._stacks is None:
+            raise RuntimeError("the tracer is not open")
+        return self._stacks
+
+    def set_stack_targets(self, tgids: Iterable[int]) -> dict[int, int]:
+        """Make these processes (by the pid /proc shows) the only stack targets: from now on each of
+        their calls carries its user stack. Returns the kernel start time (CLOCK_BOOTTIME ns) of
+        each process found, which identifies it: a process that later reuses one of these pids is
+        not a target. Pids with no process are left out.
+
+        The handlers of every process read a flag in its counters; one pass of the mark_stacks
+        iterator sets it for the targets (creating their counters if need be) and clears it for
+        the rest. A target removed here stops at its next call."""
+        if self._lib is None or self._mark_iter < 0:
+            raise RuntimeError("the tracer is not open")
+        if not self.config.stacks:
+            raise RuntimeError("stacks were not enabled when the tracer was opened (TracerConfig.stacks)")
+        lib, fd = self._lib, self._fd("stack_targets")
+        wanted = set(tgids)
+        key = c_uint32()
+        for old in set(self._stack_target_keys()) - wanted:
+            key.value = old
+            lib.bpf_map_delete_elem(fd, byref(key))
+        for tgid in wanted:
+            key.value = tgid
+            if lib.bpf_map_lookup_elem(fd, byref(key), byref(layouts.MwStackTarget())) == 0:
+                continue   # already a target: keep its identity and counters
+            check_int(lib.bpf_map_update_elem(fd, byref(key), byref(layouts.MwStackTarget()), 0),
+                      f"adding stack target {tgid}")
+        self._run_iterator(self._mark_iter)
+        found: dict[int, int] = {}
+        for tgid in wanted:
+            counts = self.stack_target_counts(tgid)
+            if counts is not None and counts.start_boottime_ns:
+                found[tgid] = counts.start_boottime_ns
+            else:   # no such process: do not leave it to catch a later one with that pid
+                key.value = tgid
+                lib.bpf_map_delete_elem(fd, byref(key))
+        return found
+
+    def _stack_target_keys(self) -> list[int]:
+        return [struct.unpack_from("<I", k, i * 4)[0] for k, _, n in self._dump(self._fd("stack_targets"), 4,
+                ctypes.sizeof(layouts.MwStackTarget), 256) for i in range(n)]
+
+    def stack_target_counts(self, tgid: int) -> StackTargetCounts | None:
+        """The kernel's counts for one stack target; None when it is not one."""
+        lib = self._lib
+        assert lib is not None
+        value = layouts.MwStackTarget()
+        if lib.bpf_map_lookup_elem(self._fd("stack_targets"), byref(c_uint32(tgid)), byref(value)) != 0:
+            return None
+        return StackTargetCounts(value.start_boottime_ns, value.captured, value.throttled, value.dropped)
 
     def pause_calls(self, paused: bool) -> None:
         """Withhold call events in the kernel (counted as ``paused``) or let them flow again."""

@@ -14,10 +14,12 @@ snapshot.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
 import resource
+import select
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,9 +35,11 @@ from memwatch.ebpf import (
     Tracer,
     TracerConfig,
     parse_records,
+    parse_stack_record,
 )
 from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP
 from memwatch.ebpf.loader import RunCost
+from memwatch.maps import MemoryMap, annotate, read_memory_map_async
 from memwatch.model import (
     Event,
     EventKind,
@@ -49,6 +53,7 @@ from memwatch.model import (
     decode_wait_status,
 )
 from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory, signal_process
+from memwatch.stacks.table import AllocationStack, StackCollector
 from memwatch.store import Store
 
 log = logging.getLogger("memwatch.live")
@@ -112,6 +117,76 @@ class EventConverter:
                      cgroup=cgroup, cgroup_id=raw.cgroup_id)
 
 
+class StackPump:
+    """Drains ``stack_events`` in a thread of its own and unwinds each record there: unwinding is
+    Python work (tens of microseconds a record) that must not hold up the event loop, and the
+    records are large (16.6 KB), so they are turned into table entries as they arrive instead of
+    waiting for a tick."""
+
+    def __init__(self, tracer: Tracer, collector: StackCollector, every_s: float = 0.1) -> None:
+        self.tracer = tracer
+        self.collector = collector
+        self.every_s = every_s
+        self.records = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memwatch-stacks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = self.tracer.stacks.fileno
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                select.select([fd], [], [], self.every_s)
+            if not self._stop.is_set():
+                self.flush()
+
+    def flush(self) -> int:
+        """Apply every record waiting in the ring now; returns how many."""
+        n = 0
+        with self._lock:
+            while not self._stop.is_set():
+                raws = self.tracer.stacks.drain_raw(256)
+                n += self.collector.add(r for r in map(parse_stack_record, raws) if r is not None)
+                if len(raws) < 256:
+                    break
+        self.records += n
+        return n
+
+    def stop(self) -> None:
+        """Stop the thread (before the tracer closes: it reads the tracer's ring)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class MappedBy:
+    """When and by which thread each traced mapping of some processes was made, from the call
+    events (so it knows what the events knew: calls above the threshold, within the budgets)."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self._by_pid: dict[int, tuple[list[int], dict[int, tuple[float, int]]]] = {p: ([], {}) for p in pids}
+
+    def add(self, events: Sequence[Event]) -> None:
+        for ev in events:
+            known = self._by_pid.get(ev.pid)
+            if known is None:
+                continue
+            starts, info = known
+            if ev.kind is EventKind.MMAP:
+                if ev.addr not in info:
+                    bisect.insort(starts, ev.addr)
+                info[ev.addr] = (ev.timestamp, ev.tid)
+            elif ev.kind is EventKind.MUNMAP:
+                lo = bisect.bisect_left(starts, ev.addr)
+                hi = bisect.bisect_left(starts, ev.addr + ev.length)
+                for a in starts[lo:hi]:
+                    del info[a]
+                del starts[lo:hi]
+
+    def lookup(self, pid: int) -> tuple[list[int], dict[int, tuple[float, int]]]:
+        return self._by_pid.get(pid, ([], {}))
+
+
 def _close_if_opened(done: asyncio.Future[Tracer]) -> None:
     if not done.cancelled() and done.exception() is None:
         done.result().close()
@@ -124,7 +199,8 @@ class LiveSource:
                  tracer_config: TracerConfig | None = None, store: Store | None = None,
                  proc_root: str = "/proc", drain_every_s: float = 0.25, drain_budget: int = 4096,
                  parse_chunk: int = 512, events_budget: int = DEFAULT_EVENTS_BUDGET, rollup_timeout_s: float = 0.5,
-                 rollup_top: int = 0, groups: bool = True, cgroup_reader: CgroupReader | None = None) -> None:
+                 rollup_top: int = 0, groups: bool = True, cgroup_reader: CgroupReader | None = None,
+                 stack_pids: Sequence[int] = (), map_pids: Sequence[int] = ()) -> None:
         self._interval = max(MIN_INTERVAL_S, interval_s)
         self.use_bpf = use_bpf
         self.tracer_config = tracer_config or TracerConfig()
@@ -169,6 +245,13 @@ class LiveSource:
         """Call events already in the ring when the budget ran out, discarded unparsed."""
         self._copied: list[bytes] = []
         """Call records copied out of the ring within the budget, not parsed yet."""
+        self.stack_pids = tuple(dict.fromkeys(stack_pids))
+        """Processes whose allocation stacks are captured (the tracer is opened with stacks on)."""
+        self.stack_targets: dict[int, int] = {}
+        """Of those, the ones the kernel found: pid -> kernel start time."""
+        self.stacks = StackCollector(proc_root)
+        self._stack_pump: StackPump | None = None
+        self._mapped = MappedBy(map_pids)
 
     @property
     def interval_s(self) -> float:
@@ -206,6 +289,8 @@ class LiveSource:
                 log.info("%s", exc)
             else:
                 self._converter = EventConverter(self.tracer, self._oom_cgroup)
+                if self.stack_pids:
+                    self._start_stacks(self.tracer)
                 self._drainer = asyncio.create_task(self._drain_forever(), name="memwatch-ring-drain")
         self._started = time.monotonic()
         snap = await self._tick()
@@ -232,6 +317,9 @@ class LiveSource:
             await asyncio.wait({self._drainer}, timeout=2.0)
             self._drainer = None
         tracer, self.tracer = self.tracer, None
+        if self._stack_pump is not None:
+            await asyncio.to_thread(self._stack_pump.stop)
+            self._stack_pump = None
         if tracer is not None:
             self._detach_reader(tracer)
         # a tick cancelled midway goes on in its worker thread: wait for it before closing what
@@ -246,6 +334,42 @@ class LiveSource:
             self._reader.close()
             if self._cgroups is not None:
                 self._cgroups.close()
+
+    # -- allocation stacks and memory maps -------------------------------------------------------
+
+    def _start_stacks(self, tracer: Tracer) -> None:
+        """Make the chosen processes stack targets; each one's modules are read now."""
+        for pid in self.stack_pids:
+            self.stacks.watch(pid)
+        self.stack_targets = tracer.set_stack_targets(self.stack_pids)
+        self._stack_pump = StackPump(tracer, self.stacks)
+        log.info("allocation stacks of %s", ", ".join(map(str, self.stack_targets)) or "no process")
+
+    def allocation_stacks(self, pid: int) -> list[AllocationStack] | None:
+        """The call stacks of a stack target so far (everything the kernel sent is applied first);
+        None when it is not one (not asked for, not found, or eBPF is off)."""
+        if pid not in self.stack_targets:
+            return None
+        if self._stack_pump is not None:
+            self._stack_pump.flush()
+        return self.stacks.stacks(pid)
+
+    def unreadable_modules(self, pid: int) -> dict[str, str]:
+        """Modules of a stack target whose files could not be read: path -> why."""
+        return self.stacks.unreadable(pid)
+
+    async def memory_map(self, pid: int, timeout_s: float = 2.0) -> MemoryMap:
+        """The process's mappings (smaps), off the event loop and time-capped (TimeoutError), each
+        traced mapping annotated with when and by which thread it was made, where memwatch kept
+        that call event (``map_pids``). ProcessLookupError when it is gone."""
+        mm = await read_memory_map_async(pid, timeout_s, self.proc_root)
+        starts, info = self._mapped.lookup(pid)
+
+        def mapped(lo: int, hi: int) -> tuple[float, int] | None:
+            i = bisect.bisect_left(starts, lo)
+            return info[starts[i]] if i < len(starts) and starts[i] < hi else None
+
+        return annotate(mm, mapped)
 
     # -- the ring buffer -------------------------------------------------------------------------
 
@@ -293,6 +417,7 @@ class LiveSource:
         batch, self._copied = self._copied[:self.parse_chunk], self._copied[self.parse_chunk:]
         events = [conv.event(r) for r in life] + [conv.event(r) for r in parse_records(batch)]
         if events:
+            self._mapped.add(events)
             self._events_delivered += len(events)
             self._exits_pending = self._exits_pending or bool(life)
             self.store.add_events(events)
