@@ -412,7 +412,8 @@ def check_once_json_pid_1(command: str, ctx: Ctx) -> str:
 
 
 def check_once_json_stacks_maps(command: str, ctx: Ctx) -> str:
-    # "where its memory goes": a Python program maps 1 MiB every 0.25 s for 10 s and keeps it all
+    # "where its memory goes": a Python program maps 1 MiB every 0.25 s for 20 s (outlasting the 5 s window and
+    # memwatch's start on a loaded machine) and keeps it all
     cwd = ctx.fresh_dir("once-stacks")
     started = time.monotonic()
     res = run(command, cwd, timeout=90)
@@ -896,7 +897,7 @@ COMMANDS: dict[str, Way] = {
     "memwatch --interval 1 --sort growth": Way(check_dashboard_growth),
     "memwatch --once": Way(check_once),
     "memwatch --once --json --duration 60 --pid 1": Way(check_once_json_pid_1, "minute"),
-    "python3 -c 'import mmap, time; m = [mmap.mmap(-1, 1 << 20) for _ in range(40) if not time.sleep(0.25)]' & "
+    "python3 -c 'import mmap, time; m = [mmap.mmap(-1, 1 << 20) for _ in range(80) if not time.sleep(0.25)]' & "
     "memwatch --once --json --stacks --maps --duration 5 --pid $!": Way(check_once_json_stacks_maps),
     "memwatch --once --csv --top 0": Way(check_csv_every_process),
     "memwatch --once --group cgroup": Way(check_once_group_cgroup),
