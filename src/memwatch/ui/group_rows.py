@@ -208,6 +208,6 @@ def user_rows(users: Sequence[UserView], *, sort: str = "rss", descending: bool 
         lowered = needle.lower()
         chosen = [u for u in chosen if lowered in u.name.lower() or needle == str(u.uid)]
     if sort == "uid":
-        return sorted(chosen, key=lambda u: (u.uid, u.name), reverse=not descending)
+        return sorted(chosen, key=lambda u: (u.uid, u.name), reverse=descending)
     out = rank(chosen, sort)
     return out if descending != (sort == "name") else out[::-1]

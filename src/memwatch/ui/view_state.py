@@ -92,9 +92,12 @@ class ViewState:
 
     def next_sort(self, visible: tuple[str, ...]) -> ViewState:
         """The next sortable column among ``visible`` ones (all sortable ones if none is)."""
-        keys = SORT_KEYS if self.mode == "processes" else SORTS[self.mode]
-        current = self.sort if self.mode == "processes" else self.group_sort[0]
-        order = [c for c in keys if c in visible] or list(keys)
+        if self.mode == "processes":
+            keys, current = SORT_KEYS, self.sort
+            order = [c for c in keys if c in visible] or list(keys)
+        else:  # a group view's columns come in their own order
+            keys, current = SORTS[self.mode], self.group_sort[0]
+            order = [c for c in visible if c in keys] or list(keys)
         index = order.index(current) if current in order else -1
         column = order[(index + 1) % len(order)]
         if self.mode != "processes":
