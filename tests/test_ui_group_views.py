@@ -4,13 +4,16 @@ tree, the cursor across frames, Enter on a group and Escape back, and a recordin
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from cgroupfs import CgroupFactory, cgroups  # noqa: F401  (the fixture)
 from frames import CONTAINER_CGROUP, HOG_PID, LEAKY_PID, SESSION_CGROUP, make_frames
 from memwatch.recording import Recorder
+from memwatch.sources.live import LiveSource
 from memwatch.sources.replay import ReplaySource
 from memwatch.ui.app import MemwatchApp
 from memwatch.ui.group_rows import TreeRow
@@ -19,6 +22,7 @@ from memwatch.ui.widgets.group_table import GroupTable
 from test_ui_support import ScriptedSource
 
 SIZE = (200, 50)
+MiB = 1 << 20
 
 
 def groups(app: MemwatchApp) -> GroupTable:
@@ -220,3 +224,37 @@ async def test_a_recording_shows_its_groups(tmp_path: Path) -> None:
         oom = groups(app).get_cell(f"cgroup:{SESSION_CGROUP}", "oom").plain
         assert oom == "1/1", "the kernel's count and the kill memwatch saw, from the file"
         assert "%" in groups(app).get_cell(f"cgroup:{CONTAINER_CGROUP}", "bar").plain
+
+
+async def test_a_real_cgroup_with_a_limit_and_an_odd_name(cgroups: CgroupFactory) -> None:  # noqa: F811
+    """The live source on a cgroup this test made: its limit, its bar, its name as text, Enter."""
+    web = cgroups.make(b"[bold]web\x1b[31m")
+    web.limit(256 * MiB)
+    holder = web.hold(32 * MiB)
+    app = MemwatchApp(LiveSource(0.3, use_bpf=False))
+    key = f"cgroup:{web.path}"
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("3", "slash", *"[bold]web", "enter")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                await pilot.pause(0.1)
+                if key in groups(app).row_order and groups(app).get_cell(key, "limit").plain != "-":
+                    break
+            assert groups(app).get_cell(key, "limit").plain == str(256 * 1024)
+            bar = groups(app).get_cell(key, "bar").plain
+            assert "█" in bar and bar.endswith("%"), "32 MiB and more of 256: a bar with its share"
+            name, path = groups(app).get_cell(key, "name").plain, groups(app).get_cell(key, "path").plain
+            assert "[bold]we" in name and path.endswith("[bold]web\\x1b[31m"), "markup and escapes as text"
+            assert groups(app).get_cell(key, "processes").plain == "1"
+            await goto(pilot, app, key)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert [int(k.split(":")[0]) for k in app.dashboard.table.row_order] == [holder.pid]
+            assert "[bold]web\\x1b[31m" in status(app)
+            await pilot.press("escape")
+            assert app.view.mode == "cgroups" and groups(app).current_key == key
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
