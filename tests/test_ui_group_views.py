@@ -67,6 +67,9 @@ async def test_v_cycles_the_views_and_digits_choose_one() -> None:
         assert app.view.mode == "cgroups" and cgroup_paths(app)[0] == "/"
         assert "memory cgroups" in status(app)
         assert not app.dashboard.pane.display, "no process pane beside cgroups"
+        await pilot.press("P")   # cgroups have no pid: said, and the sort stays
+        assert app.view.group_sort == ("memory", True)
+        assert any("cannot be sorted by pid" in str(n.message) for n in app._notifications)
         await pilot.press("2")
         assert app.view.mode == "tree" and tree_pids(app)[0] == 1 and app.dashboard.pane.display
         await pilot.press("4")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
+from rich.markup import escape
 from rich.text import Text
 from textual.screen import Screen
 
@@ -179,4 +180,4 @@ class GroupViews(Screen[None]):
         try:
             self._set_view(self.memwatch.view.sorted_by(column))
         except ValueError as error:
-            self.notify(str(error), severity="warning")
+            self.notify(escape(str(error)), severity="warning")
