@@ -67,6 +67,10 @@ async def test_v_cycles_the_views_and_digits_choose_one() -> None:
         assert app.view.mode == "cgroups" and cgroup_paths(app)[0] == "/"
         assert "memory cgroups" in status(app)
         assert not app.dashboard.pane.display, "no process pane beside cgroups"
+        n = len(make_frames()[1].cgroups)
+        await pilot.press("p")   # a redraw of the status line alone still counts cgroups
+        assert f"PAUSED   {n} memory cgroups  sort USAGE" in status(app)
+        await pilot.press("p")
         await pilot.press("P")   # cgroups have no pid: said, and the sort stays
         assert app.view.group_sort == ("memory", True)
         assert any("cannot be sorted by pid" in str(n.message) for n in app._notifications)

@@ -180,15 +180,17 @@ class DashboardScreen(GroupViews):
         app = self.memwatch
         if app.view.mode == "processes":
             self.table.show(app.view.rank(app.snapshot))
-            self._render_status()
         else:
-            self._render_status(*self.render_groups())
+            self.render_groups()
+        self._render_status()
 
-    def _render_status(self, shown: int | None = None, total: int | None = None) -> None:
+    def _render_status(self) -> None:
         app = self.memwatch
-        if app.view.mode == "processes" or shown is None:
-            shown = self.active_table.row_count
+        if app.view.mode == "processes":
+            shown = self.table.row_count
             total = len(app.snapshot.processes) if app.snapshot is not None else None
+        else:
+            shown, total = self.group_counts
         lead = self.status_lead(shown, total)
         self.query_one(StatusBar).show(app.view, shown, total, app.source_ended, lead)
 

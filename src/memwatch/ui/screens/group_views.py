@@ -36,6 +36,8 @@ class GroupViews(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._tree: tuple[Snapshot, ProcessTree] | None = None
+        self.group_counts: tuple[int, int | None] = (0, None)
+        """Rows the group table shows, of how many, as last drawn (the status line says them)."""
 
     @property
     def memwatch(self) -> MemwatchApp:
@@ -89,8 +91,8 @@ class GroupViews(Screen[None]):
             self._tree = (snap, process_tree(snap))
         return self._tree[1]
 
-    def render_groups(self) -> tuple[int, int | None]:
-        """Draw the group table from the snapshot; (rows shown, of how many)."""
+    def render_groups(self) -> None:
+        """Draw the group table from the snapshot; :attr:`group_counts` says how many rows."""
         app = self.memwatch
         view, snap = app.view, app.snapshot
         table = self.groups
@@ -100,7 +102,8 @@ class GroupViews(Screen[None]):
         table.set_presentation(sort=sort, descending=descending, human=view.human)
         if snap is None:
             table.show_rows([])
-            return 0, None
+            self.group_counts = (0, None)
+            return
         needle = view.filter
         rows: Sequence[GroupRow]
         if mode == "tree":
@@ -115,7 +118,7 @@ class GroupViews(Screen[None]):
             rows = user_rows(snap.users, sort=sort, descending=descending, needle=needle)
             total = len(snap.users)
         table.show_rows(rows)
-        return len(rows), total
+        self.group_counts = (len(rows), total)
 
     def status_lead(self, shown: int, total: int | None) -> Text | None:
         """The status line's start for the group views (None: the processes view's own)."""
