@@ -115,3 +115,15 @@ def test_the_header_shows_what_memwatch_costs() -> None:
                    tracer=replace(frame.tracer, kernel_cpu_percent=0.4, ns_per_call=351.6))
     assert own_cost(live) == "memwatch 1.2% CPU, +0.40% in kernel, 352 ns/call"
     assert tracer_line(live, 3.0, False).plain.endswith("memwatch 1.2% CPU, +0.40% in kernel, 352 ns/call")
+
+
+def test_one_formatter_for_kb_and_bytes_figures() -> None:
+    # a zero reads the same whether the figure counts bytes or KB
+    assert fmt.size_bytes(0, True) == fmt.size_kb(0, True) == "0 KiB"
+    assert fmt.human_bytes(512) == "512 B"
+    # KB mode: the same KB for a bytes figure as for a KB one, with the unit when asked for
+    assert fmt.size_bytes(226_492_416, False, unit=True) == "221184 KB"
+    assert fmt.size_kb(221_184, False, unit=True) == "221184 KB"
+    assert fmt.size_bytes(226_492_416, True, unit=True) == fmt.size_kb(221_184, True) == "216 MiB"
+    assert fmt.size_bytes(-100, False) == "0"  # toward zero, not -1
+    assert fmt.size_bytes(-4096, False) == "-4"

@@ -59,9 +59,9 @@ def figure_text(f: Field, value: Value, human: bool) -> str:
     if f.unit is Unit.KB_S:
         return f"{fmt.growth(float(value))} KB/s"
     if f.unit is Unit.KB:
-        return fmt.human_kb(int(value)) if human else f"{value} KB"
+        return fmt.size_kb(int(value), human, unit=True)
     if f.unit is Unit.BYTES:
-        return fmt.human_bytes(int(value)) if human else f"{int(value) // 1024} KB"
+        return fmt.size_bytes(int(value), human, unit=True)
     return str(value)
 
 

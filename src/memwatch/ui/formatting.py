@@ -34,27 +34,32 @@ def human_kb(kb: int | float) -> str:
 
 
 def human_bytes(n: int | float) -> str:
-    """A byte count in human units; under 1 KiB it stays in bytes."""
-    if abs(n) < 1024:
+    """A byte count in human units; under 1 KiB it stays in bytes, but zero is "0 KiB" so a zero
+    reads the same in a bytes figure as in a KB one."""
+    if abs(n) < 1024 and n != 0:
         return f"{int(n)} B"
     return human_kb(n / 1024)
 
 
-def size_kb(kb: int, human: bool, width: int | None = None) -> str:
-    """A memory figure in the chosen unit; KB that would not fit ``width`` falls back to human."""
+def size_kb(kb: int, human: bool, width: int | None = None, *, unit: bool = False) -> str:
+    """A KB figure in the chosen units: the one formatter of table, detail, header and events.
+
+    KB that would not fit ``width`` falls back to human; ``unit`` adds " KB" in KB mode (the
+    detail pane's figures, which have no column header to say it)."""
     if human:
         return human_kb(kb)
     text = str(kb)
     if width is not None and len(text) > width:
         return human_kb(kb)
-    return text
+    return f"{text} KB" if unit else text
 
 
-def size_bytes(n: int, human: bool, width: int | None = None) -> str:
-    """Bytes shown as KB (truncated) or human sizes, matching the KB columns."""
+def size_bytes(n: int, human: bool, width: int | None = None, *, unit: bool = False) -> str:
+    """A byte count in the chosen units: KB (truncated) like the KB figures, or human sizes."""
     if human:
         return human_bytes(n)
-    return size_kb(n // 1024, False, width)
+    kb = n // 1024 if n >= 0 else -(-n // 1024)  # toward zero: -100 B is not -1 KB
+    return size_kb(kb, False, width, unit=unit)
 
 
 def count(n: int) -> str:

@@ -27,12 +27,8 @@ ROLLUP_REFRESH_S = 5.0
 RollupReader = Callable[[ProcessKey], Awaitable[SmapsRollup | None]]
 
 
-def _kb(kb: int, human: bool) -> str:
-    return fmt.human_kb(kb) if human else f"{kb} KB"
-
-
 def _bytes(n: int, human: bool) -> str:
-    return fmt.human_bytes(n) if human else f"{n} B"
+    return fmt.size_bytes(n, human, unit=True)
 
 
 def event_line(event: Event, human: bool) -> Text:

@@ -18,7 +18,10 @@ from memwatch.ui.widgets.quiet_update import set_sparkline, set_static
 def system_lines(snap: Snapshot) -> Text:
     """Two lines: used / available / total memory, then swap and memory pressure (human sizes)."""
     m = snap.system
-    h = fmt.human_kb
+
+    def h(kb: int) -> str:
+        return fmt.size_kb(kb, True)  # system totals are always human: KB of a whole machine is unreadable
+
     text = Text()
     text.append(fmt.printable(snap.hostname), style="bold")
     pct = 100 * m.used_kb / m.total_kb if m.total_kb else 0.0
@@ -26,7 +29,7 @@ def system_lines(snap: Snapshot) -> Text:
     text.append("Mem used ")
     text.append(f"{h(m.used_kb)} ({pct:.0f}%)", style="bold")
     text.append(f" of {h(m.total_kb)}, avail {h(m.available_kb)}\n")
-    text.append(f"Swap {h(m.swap_used_kb)} of {h(m.swap_total_kb)}")
+    text.append(f"Swap {h(m.swap_used_kb)} of {h(m.swap_total_kb)}" if m.swap_total_kb else "no swap")
     if m.pressure_some_avg10 is not None:
         style = "bold red" if m.pressure_some_avg10 >= 10 else ("yellow" if m.pressure_some_avg10 > 0 else "")
         full = f" full {m.pressure_full_avg10:.2f}" if m.pressure_full_avg10 is not None else ""
