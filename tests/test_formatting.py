@@ -39,13 +39,6 @@ def test_growth_is_signed_and_fits_seven_cells() -> None:
         assert len(fmt.growth(value)) <= 7
 
 
-def test_trend_scales_the_last_points() -> None:
-    assert fmt.trend([]) == ""
-    assert fmt.trend([5, 5, 5]) == "▁▁▁"
-    assert fmt.trend(list(range(20))) == "▁▂▃▄▅▆▇█"
-    assert fmt.trend([0, 10, 0]) == "▁█▁"
-
-
 def test_utc_time_and_parse_round_trip() -> None:
     ts = 1_700_000_006.0
     assert fmt.utc_time(ts) == "22:13:26"

@@ -61,3 +61,20 @@ async def test_a_machine_without_swap_says_so() -> None:
         await pilot.pause()
         text = _text(app, "#sys-text")
         assert "no swap" in text and "Swap" not in text
+
+
+async def test_charts_are_labelled_with_their_scale_and_span() -> None:
+    frames = make_frames()  # 5 frames 3 s apart: the charts cover 12 s
+    app = MemwatchApp(ScriptedSource(frames[4]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        header = _text(app, "#mem-spark").split("\n")
+        # used memory went 5.72 -> 6.14 GiB (+7 %): under the least span (10 %), centred on it
+        assert header[0].startswith("6.24 GiB ") and header[1].startswith("5.62 GiB ")
+        assert header[1].endswith(" last 12 s")
+        await _highlight(pilot, app, LEAKY_PID)
+        assert _text(app, "#detail-title") == "RSS history, last 12 s"
+        chart = _text(app, "#detail-spark").split("\n")
+        # 100,000 -> 108,192 KB (+8 %): the least span centred on it, the labels right-aligned
+        assert chart[0].startswith(" 107 MiB ") and chart[-1].startswith("96.4 MiB ")
+        assert app.query_one("#detail-spark").has_class("-alert")  # a leak suspect's chart is red

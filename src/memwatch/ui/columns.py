@@ -18,6 +18,7 @@ from rich.text import Text
 from memwatch.fields import DEFAULT_COLUMNS, FIELDS, Field, Unit, Value
 from memwatch.model import ProcessView
 from memwatch.ui import formatting as fmt
+from memwatch.ui.charts import trend
 
 Justify = Literal["left", "right"]
 NAME_WIDTH = 20
@@ -117,7 +118,7 @@ def _growth(view: ProcessView, human: bool) -> Text:
 
 
 def _trend(view: ProcessView, human: bool) -> Text:
-    return Text(fmt.trend(view.rss_history), style="red" if view.leak_suspect else "green")
+    return Text(trend(view.rss_history), style="red" if view.leak_suspect else "green")
 
 
 _OWN_STYLE: dict[str, Callable[[ProcessView, bool], Text]] = {"name": _name, "growth": _growth, "trend": _trend}

@@ -6,7 +6,6 @@ way: KB like the original C monitor, or human sizes (KiB/MiB/GiB) when the user 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from memwatch.text import printable as printable  # widgets format every string through this module
@@ -98,17 +97,16 @@ def rate(per_s: float) -> str:
     return f"{per_s / 1_000_000:.1f}M"
 
 
-def trend(history: Sequence[float], points: int = 8) -> str:
-    """The last ``points`` values as block characters scaled between their own min and max."""
-    recent = list(history[-points:])
-    if not recent:
-        return ""
-    low, high = min(recent), max(recent)
-    if high == low:
-        return BLOCKS[0] * len(recent)
-    span = high - low
-    top = len(BLOCKS) - 1
-    return "".join(BLOCKS[round((v - low) / span * top)] for v in recent)
+def duration(seconds: float) -> str:
+    """A span of time, short: "45 s", "5 min", "1.5 h", "3 d"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    for size, unit in ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min")):
+        if seconds >= 2 * size or unit == "min":
+            value = seconds / size
+            whole = value >= 10 or abs(value - round(value)) < 0.05
+            return f"{value:.0f} {unit}" if whole else f"{value:.1f} {unit}"
+    return f"{seconds:.0f} s"  # pragma: no cover - unreachable
 
 
 def utc_time(timestamp: float, with_date: bool = False) -> str:

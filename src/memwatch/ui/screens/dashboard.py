@@ -208,14 +208,16 @@ class DashboardScreen(GroupViews):
     def _render_detail(self) -> None:
         """The pane, for the process under the cursor."""
         snap = self.memwatch.snapshot
-        self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0)
+        self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0,
+                       snap.interval_s if snap else 0.0)
 
     def _show_detail(self) -> None:
         """The pane again, for the process it shows (new units)."""
         snap = self.memwatch.snapshot
         if snap is not None:
             key = self.pane.view_key
-            self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp)
+            self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp,
+                           snap.interval_s)
 
     # ----- the table ---------------------------------------------------------------------------------
 

@@ -1,18 +1,28 @@
-"""The top of the dashboard: system memory, tracer health, and a sparkline of used memory.
+"""The top of the dashboard: system memory, tracer health, and a chart of used memory.
 
 The text is built by pure functions from a Snapshot (easy to test); the widgets only hold it.
+The figures come first: the chart takes the width they leave, up to :data:`CHART_MAX_BARS`
+columns, and hides when fewer than :data:`~memwatch.ui.widgets.chart.MIN_BARS` would fit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from memwatch.model import Snapshot, TracerHealth
 from memwatch.ui import formatting as fmt
-from memwatch.ui.widgets.quiet_update import set_sparkline, set_static
+from memwatch.ui.widgets.chart import MIN_BARS, ScaledChart, chart_width
+from memwatch.ui.widgets.quiet_update import set_static
+
+CHART_MAX_BARS = 40
+CHART_GAP = 2
+"""Cells kept between the figures and the chart."""
 
 
 def system_lines(snap: Snapshot) -> Text:
@@ -107,30 +117,56 @@ def degraded_banner(snap: Snapshot) -> Text | None:
 
 
 def used_history(snap: Snapshot) -> list[float]:
-    """Used memory over the snapshot's system history (a new list each time for the Sparkline)."""
+    """Used memory over the snapshot's system history, oldest first."""
     history = [float(m.used_kb) for m in snap.system_history]
     return history or [float(snap.system.used_kb)]
 
 
+def chart_bars(room: int, history: Sequence[float], caption: str) -> int:
+    """Columns of bars the header's chart gets in ``room`` cells beside the figures: 0 (hidden)
+    when fewer than MIN_BARS fit, at most CHART_MAX_BARS."""
+    bars = min(CHART_MAX_BARS, room - CHART_GAP - chart_width(history, 0, caption))
+    return bars if bars >= MIN_BARS else 0
+
+
 class SystemHeader(Vertical):
-    """System figures beside a sparkline of used memory, then a line of tracer health."""
+    """System figures beside a chart of used memory, then a line of tracer health."""
 
     DEFAULT_CSS = """
     SystemHeader { height: 3; }
     SystemHeader > Horizontal { height: 2; }
     SystemHeader #sys-text { width: 1fr; height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
-    SystemHeader #mem-spark { width: 24; height: 2; margin-left: 1; }
+    SystemHeader #mem-spark { width: auto; height: 2; margin-left: 2; }
     SystemHeader #tracer-text { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._figures_width = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Static(id="sys-text")
-            yield Sparkline([0.0], id="mem-spark")
+            yield ScaledChart(caption=True, id="mem-spark")
         yield Static(id="tracer-text")
 
     def update_from(self, snap: Snapshot, *, interval_s: float, paused: bool) -> None:
         """Redraw from one snapshot."""
-        set_static(self.query_one("#sys-text", Static), system_lines(snap))
+        figures = system_lines(snap)
+        self._figures_width = max(cell_len(line) for line in figures.plain.split("\n"))
+        set_static(self.query_one("#sys-text", Static), figures)
         set_static(self.query_one("#tracer-text", Static), tracer_line(snap, interval_s, paused))
-        set_sparkline(self.query_one("#mem-spark", Sparkline), used_history(snap))
+        self.query_one(ScaledChart).show(used_history(snap), snap.interval_s)
+        self._fit_chart()
+
+    def on_resize(self) -> None:
+        self._fit_chart()
+
+    def _fit_chart(self) -> None:
+        """Give the chart the width the figures leave (it shrinks, then hides, first)."""
+        chart = self.query_one(ScaledChart)
+        room = self.content_region.width - self._figures_width
+        bars = chart_bars(room, list(chart.values), chart.span)
+        chart.display = bars > 0
+        if bars:
+            chart.styles.width = chart_width(chart.values, bars, chart.span)
