@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memwatch.ui import formatting as fmt
-from memwatch.ui.columns import COLUMNS, fit_columns, header_label
+from memwatch.ui.columns import ALL_COLUMNS, ARROW_ROOM, COLUMNS, fit_columns, header_label
 
 
 @pytest.mark.parametrize(("kb", "text"), [
@@ -85,15 +85,21 @@ def test_fit_columns_keeps_the_original_monitors_columns_at_80() -> None:
     assert [c.key for c in fit_columns(5)] == ["pid", "name"]
 
 
-def test_header_label_marks_the_sorted_column_without_overflowing() -> None:
-    for spec in COLUMNS:
+def test_header_label_marks_the_sorted_column_and_keeps_its_unit() -> None:
+    for spec in ALL_COLUMNS:
         for descending in (True, False):
             for human in (True, False):
                 label = header_label(spec, spec.sort or "", descending, human)
-                assert len(label.plain) <= spec.width
+                assert len(label.plain) <= spec.width + ARROW_ROOM  # the arrow may take the padding
+                assert spec.label in label.plain  # never cut: "MUNMAP#" keeps its "#"
+                assert len(header_label(spec, "", descending, human).plain) <= spec.width
     rss = next(c for c in COLUMNS if c.key == "rss")
     assert header_label(rss, "rss", True, False).plain == "▼RSS(KB)"
     assert header_label(rss, "pid", True, True).plain == "RSS"
+    munmap = next(c for c in COLUMNS if c.key == "munmap")
+    assert header_label(munmap, "munmap", True, False).plain == "▼MUNMAP#"
+    peak = next(c for c in COLUMNS if c.key == "peak")
+    assert header_label(peak, "peak", False, False).plain == "▲PEAK(KB)"
 
 
 def test_the_header_shows_what_memwatch_costs() -> None:

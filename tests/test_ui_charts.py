@@ -78,3 +78,81 @@ async def test_charts_are_labelled_with_their_scale_and_span() -> None:
         # 100,000 -> 108,192 KB (+8 %): the least span centred on it, the labels right-aligned
         assert chart[0].startswith(" 107 MiB ") and chart[-1].startswith("96.4 MiB ")
         assert app.query_one("#detail-spark").has_class("-alert")  # a leak suspect's chart is red
+
+
+def _screen_lines(app: MemwatchApp) -> list[str]:
+    """The screen as plain text, one string per line."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, force_terminal=True)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text().split("\n")
+
+
+async def test_at_80x24_the_header_keeps_avail_and_the_clock_and_the_footer_fits() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[4]))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        assert app.query_one("#mem-spark").display  # room for it beside the figures
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await pilot.pause()
+        assert not app.query_one("#mem-spark").display  # the chart gives up its width first
+        assert "avail 9.12 GiB" in _text(app, "#sys-text")
+        tracer = _text(app, "#tracer-text")
+        assert tracer.rstrip().endswith("22:13:32 UTC") and len(tracer) <= 78
+        lines = _screen_lines(app)
+        assert "avail 9.12 GiB" in lines[0] and "…" not in lines[0] + lines[2]
+        footer = lines[23]
+        assert footer.rstrip().endswith("? Help")  # whole hints only, help last and visible
+        assert "▏" not in footer  # the palette's hint did not fit: it went, not the words
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        await pilot.pause()
+        footer = _screen_lines(app)[19]
+        assert "? Help" in footer and "e Events" not in footer
+
+
+def test_fit_hints_keeps_help_and_the_order() -> None:
+    from memwatch.ui.widgets.footer import fit_hints
+
+    widths = [8, 9, 10, 9, 8]
+    kept = [False, False, False, False, True]
+    assert fit_hints(widths, kept, 100) == [True] * 5
+    assert fit_hints(widths, kept, 30) == [True, True, False, False, True]
+    assert fit_hints(widths, kept, 5) == [False, False, False, False, True]  # help even when nothing fits
+    assert fit_hints([8, 20, 3], [False, False, False], 12) == [True, False, False]  # no gaps in the order
+
+
+async def test_a_sorted_header_keeps_its_unit_and_charts_keep_apart() -> None:
+    app = MemwatchApp(ScriptedSource(make_frames()[4]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.view = app.view.sorted_by("munmap")
+        await pilot.pause()
+        header = app.dashboard.table.render_line(0).text
+        assert "▼MUNMAP#" in header and "MMAP# ▼MUNMAP#" in header
+        assert app.dashboard.table.visible_columns == ("pid", "name", "rss", "virt", "mmap", "munmap", "growth")
+    app = MemwatchApp(ScriptedSource(make_frames()[4]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.dashboard.table
+        assert "GROWTH   TREND" in table.render_line(0).text  # a blank lead cell beside the padding
+        for y in range(1, table.row_count + 1):
+            line = table.render_line(y).text
+            growth = table.get_cell(table.row_order[y - 1], "growth").plain
+            trend = table.get_cell(table.row_order[y - 1], "trend").plain
+            assert f"{growth}   {trend}" in line  # the figure, its padding, a lead cell, the chart
+
+
+def test_the_replay_bar_leaves_its_keys_out_rather_than_cut_them() -> None:
+    from memwatch.ui.widgets.bars import REPLAY_KEYS, replay_text
+
+    frame = make_frames()[4]
+    assert replay_text(frame, 4, 5, True).plain.endswith(REPLAY_KEYS)
+    assert replay_text(frame, 4, 5, True, 120).plain.endswith(REPLAY_KEYS)
+    narrow = replay_text(frame, 4, 5, True, 78).plain
+    assert narrow.endswith("22:13:32 UTC") and len(narrow) <= 78

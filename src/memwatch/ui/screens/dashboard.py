@@ -18,7 +18,7 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from memwatch.model import ProcessKey, ProcessView, Snapshot
 from memwatch.sources.base import SeekableSource, SnapshotSource
@@ -31,6 +31,7 @@ from memwatch.ui.screens.signal_modal import SignalModal
 from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.bars import ReplayBar, StatusBar
 from memwatch.ui.widgets.detail import DetailPane
+from memwatch.ui.widgets.footer import KeyFooter
 from memwatch.ui.widgets.group_table import GroupTable
 from memwatch.ui.widgets.header import SystemHeader, degraded_banner
 from memwatch.ui.widgets.process_table import ProcessTable
@@ -100,7 +101,7 @@ class DashboardScreen(GroupViews):
                 yield GroupTable(id="groups")
                 yield DetailPane(id="detail", rollup=app.feed.source.rollup)
             yield StatusBar(id="status")
-            yield Footer()
+            yield KeyFooter()
         yield Static(TOO_SMALL, id="too-small")
 
     def on_mount(self) -> None:

@@ -25,20 +25,29 @@ CHART_GAP = 2
 """Cells kept between the figures and the chart."""
 
 
-def system_lines(snap: Snapshot) -> Text:
-    """Two lines: used / available / total memory, then swap and memory pressure (human sizes)."""
+def system_lines(snap: Snapshot, width: int | None = None) -> Text:
+    """Two lines: used / available / total memory, then swap and memory pressure (human sizes).
+    Within ``width`` cells the host name gives way first, so "avail" stays."""
     m = snap.system
 
     def h(kb: int) -> str:
         return fmt.size_kb(kb, True)  # system totals are always human: KB of a whole machine is unreadable
 
-    text = Text()
-    text.append(fmt.printable(snap.hostname), style="bold")
     pct = 100 * m.used_kb / m.total_kb if m.total_kb else 0.0
-    text.append(" │ ", style="dim")  # a visible separator: some renderers collapse plain spaces
-    text.append("Mem used ")
-    text.append(f"{h(m.used_kb)} ({pct:.0f}%)", style="bold")
-    text.append(f" of {h(m.total_kb)}, avail {h(m.available_kb)}\n")
+    memory = Text("Mem used ")
+    memory.append(f"{h(m.used_kb)} ({pct:.0f}%)", style="bold")
+    memory.append(f" of {h(m.total_kb)}, avail {h(m.available_kb)}\n")
+    host = fmt.printable(snap.hostname)
+    separator = " │ "  # a visible separator: some renderers collapse plain spaces
+    if width is not None:
+        room = width - len(separator) - memory.cell_len
+        if len(host) > room:
+            host = host[: room - 1] + "…" if room >= 5 else ""
+    text = Text()
+    if host:
+        text.append(host, style="bold")
+        text.append(separator, style="dim")
+    text.append_text(memory)
     text.append(f"Swap {h(m.swap_used_kb)} of {h(m.swap_total_kb)}" if m.swap_total_kb else "no swap")
     if m.pressure_some_avg10 is not None:
         style = "bold red" if m.pressure_some_avg10 >= 10 else ("yellow" if m.pressure_some_avg10 > 0 else "")
@@ -47,44 +56,66 @@ def system_lines(snap: Snapshot) -> Text:
     return text
 
 
-def tracer_line(snap: Snapshot, interval_s: float, paused: bool) -> Text:
+TRACER_DROPS = ("cost", "every", "date", "no-drops", "mode", "recording", "rate", "throttled")
+"""What the tracer line leaves out, first to last, until it fits: never PAUSED, the tracer's
+state, a loss (dropped, exits lost, map full) or the clock."""
+
+
+def tracer_line(snap: Snapshot, interval_s: float, paused: bool, width: int | None = None) -> Text:
     """Tracer state, event rate, drops, the interval, the snapshot time (UTC) and PAUSED; for a
-    recording, whose host it is and how it was traced there."""
+    recording, whose host it is and how it was traced there. Within ``width`` cells the least
+    needed parts go first (:data:`TRACER_DROPS`)."""
+    for n in range(len(TRACER_DROPS) + 1):
+        text = _tracer_text(snap, interval_s, paused, frozenset(TRACER_DROPS[:n]))
+        if width is None or text.cell_len <= width:
+            break
+    return text
+
+
+def _tracer_text(snap: Snapshot, interval_s: float, paused: bool, left_out: frozenset[str]) -> Text:
     t: TracerHealth = snap.tracer
     text = Text()
     if paused:  # first, so a narrow terminal never cuts it off
         text.append(" PAUSED ", style="bold reverse yellow")
         text.append(" ")
     recording = snap.replay_position is not None
-    if recording:  # what was true where it was recorded, not of this machine now
+    told = recording and "recording" not in left_out
+    if told:  # what was true where it was recorded, not of this machine now
         text.append("Recording of ", style="bold")
         text.append(fmt.printable(snap.hostname), style="bold")
         text.append(", ")
     if t.enabled:
-        if recording:
+        if told:
             text.append("traced by ")
-        text.append("eBPF ", style="bold")
-        mode = fmt.printable(t.mode or "unknown mode")
-        text.append(f"({mode})" if recording else f"attached ({mode})", style="green")
-        text.append(f"  {fmt.rate(t.event_rate)} ev/s")
-        dropped_style = "bold red" if t.events_dropped or t.map_full else ""
-        text.append(f"  dropped {t.events_dropped}", style=dropped_style)
+        text.append("eBPF", style="bold")
+        if "mode" not in left_out:
+            mode = fmt.printable(t.mode or "unknown mode")
+            text.append(f" ({mode})" if recording else f" attached ({mode})", style="green")
+        if "rate" not in left_out:
+            text.append(f"  {fmt.rate(t.event_rate)} ev/s")
+        if t.events_dropped or t.map_full or "no-drops" not in left_out:
+            dropped_style = "bold red" if t.events_dropped or t.map_full else ""
+            text.append(f"  dropped {t.events_dropped}", style=dropped_style)
         if t.exits_dropped:
             text.append(f"  exits lost {t.exits_dropped}", style="bold red")
         if t.map_full:
             text.append(f"  map full {t.map_full}", style="bold red")
-        if t.events_throttled or t.events_withheld:
+        if (t.events_throttled or t.events_withheld) and "throttled" not in left_out:
             text.append(f"  throttled {t.events_throttled + t.events_withheld}", style="yellow")
     elif recording:
         text.append("eBPF was off", style="bold red")
-        text.append(" (/proc only)")
+        if "mode" not in left_out:
+            text.append(" (/proc only)")
     else:
         text.append("eBPF OFF", style="bold red")
-        text.append(" (/proc only)")
-    text.append(f"  every {interval_s:.3g}s")
-    text.append(f"  {fmt.utc_time(snap.timestamp, with_date=True)}", style="dim")
+        if "mode" not in left_out:
+            text.append(" (/proc only)")
+    if "every" not in left_out:
+        text.append(f"  every {interval_s:.3g}s")
+    clock = fmt.utc_time(snap.timestamp, with_date="date" not in left_out)
+    text.append(f"  {clock}" if "date" not in left_out else f"  {clock} UTC", style="dim")
     cost = own_cost(snap)
-    if cost and not recording:  # least needed, so last: a narrow terminal cuts it first
+    if cost and not recording and "cost" not in left_out:  # least needed, so last
         text.append(f"  {cost}", style="dim")
     return text
 
@@ -143,6 +174,7 @@ class SystemHeader(Vertical):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._figures_width = 0
+        self._shown: tuple[Snapshot, float, bool] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -151,16 +183,20 @@ class SystemHeader(Vertical):
         yield Static(id="tracer-text")
 
     def update_from(self, snap: Snapshot, *, interval_s: float, paused: bool) -> None:
-        """Redraw from one snapshot."""
-        figures = system_lines(snap)
+        """Redraw from one snapshot, fitted to the header's width."""
+        self._shown = (snap, interval_s, paused)
+        width = self.content_region.width or None
+        figures = system_lines(snap, width)
         self._figures_width = max(cell_len(line) for line in figures.plain.split("\n"))
         set_static(self.query_one("#sys-text", Static), figures)
-        set_static(self.query_one("#tracer-text", Static), tracer_line(snap, interval_s, paused))
+        set_static(self.query_one("#tracer-text", Static), tracer_line(snap, interval_s, paused, width))
         self.query_one(ScaledChart).show(used_history(snap), snap.interval_s)
         self._fit_chart()
 
     def on_resize(self) -> None:
-        self._fit_chart()
+        if self._shown is not None:
+            snap, interval_s, paused = self._shown
+            self.update_from(snap, interval_s=interval_s, paused=paused)
 
     def _fit_chart(self) -> None:
         """Give the chart the width the figures leave (it shrinks, then hides, first)."""
