@@ -82,3 +82,12 @@ def test_chart_text_labels_the_ends_in_human_units() -> None:
     assert flat[0].startswith("154 MiB ") and flat[2].startswith("139 MiB ") and flat[1].startswith("        ")
     assert all(len(line) <= 40 for line in lines)
     assert chart_text(values, 12, 2).plain.strip() == ""  # too narrow for bars: nothing, not a stub
+
+
+def test_a_span_across_an_interval_change_is_marked() -> None:
+    from memwatch.ui.charts import steady
+
+    assert span_text(5, 3.0, exact=False) == "last ~12 s"
+    assert steady(5, 3.0, now=100.0, steady_since=None)
+    assert steady(5, 3.0, now=100.0, steady_since=91.0)  # points at 88..100, the change at 91
+    assert not steady(5, 3.0, now=100.0, steady_since=95.0)  # the window reaches before it

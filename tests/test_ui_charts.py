@@ -156,3 +156,19 @@ def test_the_replay_bar_leaves_its_keys_out_rather_than_cut_them() -> None:
     assert replay_text(frame, 4, 5, True, 120).plain.endswith(REPLAY_KEYS)
     narrow = replay_text(frame, 4, 5, True, 78).plain
     assert narrow.endswith("22:13:32 UTC") and len(narrow) <= 78
+
+
+async def test_a_chart_across_an_interval_change_marks_its_span() -> None:
+    frames = make_frames()
+    source = ScriptedSource(frames[1])
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        source.push(frames[2])
+        await pilot.pause()
+        assert _text(app, "#mem-spark").endswith(" last 6 s")
+        source.push(replace(frames[3], interval_s=1.0))  # the user asked for a shorter interval
+        await pilot.pause()
+        await pilot.pause()
+        assert _text(app, "#mem-spark").endswith(" last ~3 s")  # 4 points at 1 s: not what they span
+        assert _text(app, "#detail-title").endswith("last ~3 s")

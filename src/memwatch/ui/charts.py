@@ -92,8 +92,15 @@ def scale_labels(scale: Scale) -> tuple[str, str]:
     return fmt.human_kb(scale.high), fmt.human_kb(scale.low)
 
 
-def span_text(points: int, interval_s: float) -> str:
-    """The time ``points`` samples ``interval_s`` apart cover: "last 12 s", "last 5 min"."""
+def span_text(points: int, interval_s: float, exact: bool = True) -> str:
+    """The time ``points`` samples ``interval_s`` apart cover: "last 12 s", "last 5 min"; "last
+    ~5 min" when not ``exact`` (the interval changed within the window)."""
     if points < 2 or interval_s <= 0:
         return "now"
-    return f"last {fmt.duration((points - 1) * interval_s)}"
+    return f"last {'' if exact else '~'}{fmt.duration((points - 1) * interval_s)}"
+
+
+def steady(points: int, interval_s: float, now: float, steady_since: float | None) -> bool:
+    """Whether ``points`` samples up to ``now`` were all ``interval_s`` apart, the interval
+    having been that since the sample at ``steady_since`` (None: since the first one seen)."""
+    return steady_since is None or now - (points - 1) * interval_s >= steady_since - interval_s

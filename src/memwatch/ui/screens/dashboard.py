@@ -170,7 +170,8 @@ class DashboardScreen(GroupViews):
         snap = app.snapshot
         if snap is None:
             return
-        self.query_one(SystemHeader).update_from(snap, interval_s=app.interval_s, paused=app.view.paused)
+        self.query_one(SystemHeader).update_from(snap, interval_s=app.interval_s, paused=app.view.paused,
+                                                 steady_since=app.interval_since)
         banner = degraded_banner(snap)
         widget = self.query_one("#banner", Static)
         widget.display = banner is not None
@@ -210,7 +211,7 @@ class DashboardScreen(GroupViews):
         """The pane, for the process under the cursor."""
         snap = self.memwatch.snapshot
         self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0,
-                       snap.interval_s if snap else 0.0)
+                       snap.interval_s if snap else 0.0, self.memwatch.interval_since)
 
     def _show_detail(self) -> None:
         """The pane again, for the process it shows (new units)."""
@@ -218,7 +219,7 @@ class DashboardScreen(GroupViews):
         if snap is not None:
             key = self.pane.view_key
             self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp,
-                           snap.interval_s)
+                           snap.interval_s, self.memwatch.interval_since)
 
     # ----- the table ---------------------------------------------------------------------------------
 

@@ -47,4 +47,5 @@ class DetailScreen(Screen[None]):
         app = cast("MemwatchApp", self.app)
         snap = app.snapshot
         if snap is not None:
-            self.pane.show(snap.by_key.get(self.key), app.view.human, snap.timestamp, snap.interval_s)
+            self.pane.show(snap.by_key.get(self.key), app.view.human, snap.timestamp, snap.interval_s,
+                           app.interval_since)

@@ -16,7 +16,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from memwatch.ui.charts import bar_rows, chart_scale, scale_labels, span_text
+from memwatch.ui.charts import bar_rows, chart_scale, scale_labels, span_text, steady
 
 MIN_BARS = 6
 """Fewer columns of bars than this say nothing: the chart draws nothing rather than a stub."""
@@ -71,10 +71,12 @@ class ScaledChart(Widget):
         self.values: tuple[float, ...] = ()
         self.span = "now"
 
-    def show(self, values: Sequence[float], interval_s: float) -> None:
-        """Draw ``values`` (refreshes only when they or their span changed)."""
+    def show(self, values: Sequence[float], interval_s: float, *, now: float = 0.0,
+             steady_since: float | None = None) -> None:
+        """Draw ``values``, the last taken at ``now``, the interval ``interval_s`` since
+        ``steady_since`` (see :func:`memwatch.ui.charts.steady`); refreshes only on a change."""
         shown = tuple(float(v) for v in values)
-        span = span_text(len(shown), interval_s)
+        span = span_text(len(shown), interval_s, steady(len(shown), interval_s, now, steady_since))
         if (shown, span) != (self.values, self.span):
             self.values, self.span = shown, span
             self.refresh()

@@ -128,7 +128,7 @@ class DetailPane(VerticalScroll):
         self._rollup_state = "select a process"
         self._rollup_asked: dict[ProcessKey, float] = {}
         self._shown: tuple[ProcessView | None, bool, float] = (None, False, 0.0)
-        self._interval_s = 0.0
+        self._interval: tuple[float, float | None] = (0.0, None)
 
     def compose(self) -> ComposeResult:
         yield Static("No process selected", id="detail-body")
@@ -142,11 +142,13 @@ class DetailPane(VerticalScroll):
             self._rollup = rollup
             self._rollup_state = state
 
-    def show(self, view: ProcessView | None, human: bool, now: float = 0.0, interval_s: float = 0.0) -> None:
+    def show(self, view: ProcessView | None, human: bool, now: float = 0.0, interval_s: float = 0.0,
+             steady_since: float | None = None) -> None:
         """Redraw for ``view`` (None: nothing highlighted) as of snapshot time ``now`` (its history
-        one point every ``interval_s``), and ask for its PSS/USS if they are due."""
+        one point every ``interval_s``, since ``steady_since``: see ScaledChart.show), and ask for
+        its PSS/USS if they are due."""
         self._shown = (view, human, now)
-        self._interval_s = interval_s
+        self._interval = (interval_s, steady_since)
         self._draw(view, human)
         if view is not None:
             self._maybe_read_rollup(view.key, now)
@@ -191,7 +193,9 @@ class DetailPane(VerticalScroll):
         width = self.scrollable_content_region.width or 80
         set_static(body, describe_process(view, self._rollup, self._rollup_state, human, width))
         chart = self.query_one(ScaledChart)
-        chart.show(view.rss_history or (view.sample.rss_kb,), self._interval_s)
+        interval_s, steady_since = self._interval
+        chart.show(view.rss_history or (view.sample.rss_kb,), interval_s, now=self._shown[2],
+                   steady_since=steady_since)
         chart.set_class(view.leak_suspect, "-alert")
         set_static(self.query_one("#detail-title", Static), f"RSS history, {chart.span}")
         events = Text("Recent memory events\n", style="bold")

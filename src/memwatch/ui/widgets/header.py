@@ -174,7 +174,7 @@ class SystemHeader(Vertical):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._figures_width = 0
-        self._shown: tuple[Snapshot, float, bool] | None = None
+        self._shown: tuple[Snapshot, float, bool, float | None] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -182,21 +182,24 @@ class SystemHeader(Vertical):
             yield ScaledChart(caption=True, id="mem-spark")
         yield Static(id="tracer-text")
 
-    def update_from(self, snap: Snapshot, *, interval_s: float, paused: bool) -> None:
-        """Redraw from one snapshot, fitted to the header's width."""
-        self._shown = (snap, interval_s, paused)
+    def update_from(self, snap: Snapshot, *, interval_s: float, paused: bool,
+                    steady_since: float | None = None) -> None:
+        """Redraw from one snapshot, fitted to the header's width (``steady_since``: see
+        ScaledChart.show)."""
+        self._shown = (snap, interval_s, paused, steady_since)
         width = self.content_region.width or None
         figures = system_lines(snap, width)
         self._figures_width = max(cell_len(line) for line in figures.plain.split("\n"))
         set_static(self.query_one("#sys-text", Static), figures)
         set_static(self.query_one("#tracer-text", Static), tracer_line(snap, interval_s, paused, width))
-        self.query_one(ScaledChart).show(used_history(snap), snap.interval_s)
+        self.query_one(ScaledChart).show(used_history(snap), snap.interval_s, now=snap.timestamp,
+                                         steady_since=steady_since)
         self._fit_chart()
 
     def on_resize(self) -> None:
         if self._shown is not None:
-            snap, interval_s, paused = self._shown
-            self.update_from(snap, interval_s=interval_s, paused=paused)
+            snap, interval_s, paused, since = self._shown
+            self.update_from(snap, interval_s=interval_s, paused=paused, steady_since=since)
 
     def _fit_chart(self) -> None:
         """Give the chart the width the figures leave (it shrinks, then hides, first)."""
