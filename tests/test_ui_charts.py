@@ -172,3 +172,21 @@ async def test_a_chart_across_an_interval_change_marks_its_span() -> None:
         await pilot.pause()
         assert _text(app, "#mem-spark").endswith(" last ~3 s")  # 4 points at 1 s: not what they span
         assert _text(app, "#detail-title").endswith("last ~3 s")
+
+
+def test_header_lines_give_way_in_order_within_a_width() -> None:
+    from memwatch.ui.widgets.header import system_lines, tracer_line
+
+    frame = replace(make_frames()[4], hostname="ip-10-0-0-1.eu-west-1.compute.internal")
+    for width in (78, 62, 58):
+        first = system_lines(frame, width).plain.split("\n")[0]
+        assert len(first) <= width and first.endswith("avail 9.12 GiB")  # the host name gave way
+    assert system_lines(frame, 78).plain.startswith("ip-10-0-0-1.eu-west-1.c… │ ")
+    lossy = replace(frame, tracer=replace(frame.tracer, events_dropped=5, map_full=2))
+    full = tracer_line(lossy, 3.0, True).plain
+    assert "every 3s" in full and "2023-11-14 22:13:32 UTC" in full
+    for width in (78, 58):
+        line = tracer_line(lossy, 3.0, True, width).plain
+        assert len(line) <= width and line.endswith("22:13:32 UTC"), line
+        assert "PAUSED" in line and "dropped 5" in line and "map full 2" in line  # never left out
+        assert "every" not in line  # the interval went before any of them

@@ -37,15 +37,18 @@ def system_lines(snap: Snapshot, width: int | None = None) -> Text:
     memory = Text("Mem used ")
     memory.append(f"{h(m.used_kb)} ({pct:.0f}%)", style="bold")
     memory.append(f" of {h(m.total_kb)}, avail {h(m.available_kb)}\n")
-    host = fmt.printable(snap.hostname)
+    host = Text(fmt.printable(snap.hostname), style="bold")
     separator = " │ "  # a visible separator: some renderers collapse plain spaces
     if width is not None:
         room = width - len(separator) - memory.cell_len
-        if len(host) > room:
-            host = host[: room - 1] + "…" if room >= 5 else ""
+        if host.cell_len > room:  # cut it, or leave it out if hardly anything would be left
+            if room < 5:
+                host = Text()
+            else:
+                host.truncate(room, overflow="ellipsis")
     text = Text()
     if host:
-        text.append(host, style="bold")
+        text.append_text(host)
         text.append(separator, style="dim")
     text.append_text(memory)
     text.append(f"Swap {h(m.swap_used_kb)} of {h(m.swap_total_kb)}" if m.swap_total_kb else "no swap")
