@@ -126,3 +126,11 @@ def test_one_formatter_for_kb_and_bytes_figures() -> None:
     assert fmt.size_bytes(226_492_416, True, unit=True) == fmt.size_kb(221_184, True) == "216 MiB"
     assert fmt.size_bytes(-100, False) == "0"  # toward zero, not -1
     assert fmt.size_bytes(-4096, False) == "-4"
+
+
+def test_a_rate_follows_the_units_too() -> None:
+    assert fmt.rate_kb_s(682.7, False) == "+682.7 KB/s"
+    assert fmt.rate_kb_s(682.7, True) == "+682.7 KiB/s"
+    assert fmt.rate_kb_s(0.3, True) == "+0.3 KiB/s"
+    assert fmt.rate_kb_s(-10.7, True) == "-10.7 KiB/s"
+    assert fmt.rate_kb_s(2048.0, True) == "+2.00 MiB/s"

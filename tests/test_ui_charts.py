@@ -45,6 +45,7 @@ async def test_the_detail_pane_follows_the_units_key() -> None:
         await pilot.pause()
         body, events = _text(app, "#detail-body"), _text(app, "#detail-events")
         assert "VIRT 433 MiB" in body and "MMAP 25.6 MiB" in body
+        assert "GROWTH +682.7 KiB/s" in body
         assert "mmap   2.00 MiB @" in events
         figures = body.split("LEAK SUSPECT")[0]  # the leak reason is the store's sentence, in KB
         assert not re.search(r"\d+ KB\b(?!/s)", figures + events)

@@ -65,7 +65,7 @@ def figure_text(f: Field, value: Value, human: bool) -> str:
     if f.unit is Unit.PERCENT:
         return f"{float(value):.1f} %"
     if f.unit is Unit.KB_S:
-        return f"{fmt.growth(float(value))} KB/s"
+        return fmt.rate_kb_s(float(value), human)
     if f.unit is Unit.KB:
         return fmt.size_kb(int(value), human, unit=True)
     if f.unit is Unit.BYTES:

@@ -88,6 +88,14 @@ def growth(kb_s: float | None) -> str:
     return f"{kb_s / 1e9:+.0f}G"
 
 
+def rate_kb_s(kb_s: float, human: bool) -> str:
+    """A signed KB/s rate with its unit, in the chosen units: "+682.7 KB/s", "+682.7 KiB/s",
+    "+2.00 MiB/s" (under 1 MiB/s with its decimal: a slow leak is not "+0")."""
+    if not human or abs(kb_s) < 1024:
+        return f"{growth(kb_s)} {'KiB' if human else 'KB'}/s"
+    return ("+" if kb_s >= 0 else "") + human_kb(kb_s) + "/s"
+
+
 def rate(per_s: float) -> str:
     """An event rate for the header: 0, 12.5, 1.2k, 3.4M per second."""
     if per_s < 1000:
