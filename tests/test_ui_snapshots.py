@@ -82,7 +82,6 @@ def test_too_small(snap_compare: Any) -> None:
     assert snap_compare(_app(), terminal_size=(40, 12), run_before=_at_last_frame)
 
 
-
 GROUP_VIEWS = {
     "tree-collapsed": (("2", "down", "down", "down", "left"), (120, 40)),  # sshd's children hidden
     "tree": (("2",), (200, 50)),
@@ -101,3 +100,15 @@ def test_group_views(snap_compare: Any, view: str) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(), terminal_size=size, run_before=run_before)
+
+
+def test_small_terminal_sorted_by_a_full_width_label(snap_compare: Any) -> None:
+    """80x24 sorted by MUNMAP#: the arrow takes the padding, the label keeps its "#"; the header
+    keeps avail and the clock, the footer shows whole hints with help."""
+
+    async def run_before(pilot: Any) -> None:
+        await _at_last_frame(pilot)
+        pilot.app.view = pilot.app.view.sorted_by("munmap")
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=run_before)

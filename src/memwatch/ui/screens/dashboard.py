@@ -18,7 +18,7 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from memwatch.model import ProcessKey, ProcessView, Snapshot
 from memwatch.sources.base import SeekableSource, SnapshotSource
@@ -31,6 +31,7 @@ from memwatch.ui.screens.signal_modal import SignalModal
 from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.bars import ReplayBar, StatusBar
 from memwatch.ui.widgets.detail import DetailPane
+from memwatch.ui.widgets.footer import KeyFooter
 from memwatch.ui.widgets.group_table import GroupTable
 from memwatch.ui.widgets.header import SystemHeader, degraded_banner
 from memwatch.ui.widgets.process_table import ProcessTable
@@ -100,7 +101,7 @@ class DashboardScreen(GroupViews):
                 yield GroupTable(id="groups")
                 yield DetailPane(id="detail", rollup=app.feed.source.rollup)
             yield StatusBar(id="status")
-            yield Footer()
+            yield KeyFooter()
         yield Static(TOO_SMALL, id="too-small")
 
     def on_mount(self) -> None:
@@ -169,7 +170,8 @@ class DashboardScreen(GroupViews):
         snap = app.snapshot
         if snap is None:
             return
-        self.query_one(SystemHeader).update_from(snap, interval_s=app.interval_s, paused=app.view.paused)
+        self.query_one(SystemHeader).update_from(snap, interval_s=app.interval_s, paused=app.view.paused,
+                                                 steady_since=app.interval_since)
         banner = degraded_banner(snap)
         widget = self.query_one("#banner", Static)
         widget.display = banner is not None
@@ -208,14 +210,16 @@ class DashboardScreen(GroupViews):
     def _render_detail(self) -> None:
         """The pane, for the process under the cursor."""
         snap = self.memwatch.snapshot
-        self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0)
+        self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0,
+                       snap.interval_s if snap else 0.0, self.memwatch.interval_since)
 
     def _show_detail(self) -> None:
         """The pane again, for the process it shows (new units)."""
         snap = self.memwatch.snapshot
         if snap is not None:
             key = self.pane.view_key
-            self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp)
+            self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp,
+                           snap.interval_s, self.memwatch.interval_since)
 
     # ----- the table ---------------------------------------------------------------------------------
 

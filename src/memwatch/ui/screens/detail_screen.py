@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from memwatch.model import ProcessKey, Snapshot
 from memwatch.ui import keys
 from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.detail import DetailPane
+from memwatch.ui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from memwatch.ui.app import MemwatchApp
@@ -31,7 +31,7 @@ class DetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         app = cast("MemwatchApp", self.app)
         yield DetailPane(id="detail-full", rollup=app.feed.source.rollup)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         app = cast("MemwatchApp", self.app)
@@ -47,4 +47,5 @@ class DetailScreen(Screen[None]):
         app = cast("MemwatchApp", self.app)
         snap = app.snapshot
         if snap is not None:
-            self.pane.show(snap.by_key.get(self.key), app.view.human, snap.timestamp)
+            self.pane.show(snap.by_key.get(self.key), app.view.human, snap.timestamp, snap.interval_s,
+                           app.interval_since)
