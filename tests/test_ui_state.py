@@ -46,6 +46,8 @@ def test_sort_transitions() -> None:
     assert state.sorted_by("rss") == ViewState(descending=False)  # again: reversed
     assert state.sorted_by("pid").descending is False  # a name or pid starts A-Z / low first
     assert state.sorted_by("growth").descending is True
+    assert ViewState.initial(sort="pid").descending is False  # a first sort: the field's own direction
+    assert ViewState.initial(sort="pid", descending=True).descending is True
     assert state.next_sort(("pid", "name", "rss")).sort == "pid"  # rss is last of the visible: wraps
     with pytest.raises(ValueError, match="unknown sort column"):
         ViewState(sort="bogus")

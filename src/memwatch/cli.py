@@ -359,7 +359,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
     from memwatch.ui.app import run_dashboard as run_app
 
     source = _replay_source(args.replay) if args.replay else _live_source(args)
-    kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort or "rss"}
+    # descending None: the sort field's own direction (--sort pid opens low to high, as --once ranks)
+    kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort or "rss",
+                             "descending": None}
     if args.theme is not None:
         kw["theme"] = args.theme
     return run_app(source, **kw)

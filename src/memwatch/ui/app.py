@@ -89,7 +89,7 @@ class MemwatchApp(App[int]):
     """The source's interval, which + and - change; the header shows it (no toast per press)."""
 
     def __init__(self, source: SnapshotSource, *, top: int | None = None, pids: Iterable[int] = (),
-                 sort: str = "rss", descending: bool = True, theme: str | None = None) -> None:
+                 sort: str = "rss", descending: bool | None = None, theme: str | None = None) -> None:
         view = ViewState.initial(sort=sort, descending=descending, top=top, pids=tuple(pids))
         super().__init__()
         if theme is not None and theme not in self.available_themes:

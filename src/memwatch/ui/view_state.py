@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from memwatch.fields import DEFAULT_COLUMNS, FIELDS, SORT_KEYS
+from memwatch.fields import BY_KEY, DEFAULT_COLUMNS, SORT_KEYS
 from memwatch.model import ProcessView, Snapshot
 
-ASCENDING_BY_DEFAULT = frozenset(f.key for f in FIELDS if not f.descending)
 DEFAULT_TOP = 100
+
+
+def own_direction(key: str) -> bool:
+    """The direction a first sort by ``key`` takes: the registry's (largest first for figures,
+    A-Z / low first for names and pids). An unknown key is left to ViewState to refuse."""
+    f = BY_KEY.get(key)
+    return True if f is None else f.descending
 
 
 def matches_filter(view: ProcessView, needle: str) -> bool:
@@ -48,13 +54,17 @@ class ViewState:
             raise ValueError(f"unknown sort column {self.sort!r}; choose one of {', '.join(SORT_KEYS)}")
 
     @classmethod
-    def initial(cls, *, sort: str = "rss", descending: bool = True, top: int | None = None,
+    def initial(cls, *, sort: str = "rss", descending: bool | None = None, top: int | None = None,
                 pids: tuple[int, ...] = ()) -> ViewState:
         """The state the command line asks for: ``top`` None is 100, or the ``pids`` alone when
-        there are some (the same rule as ``--once``)."""
+        there are some (the same rule as ``--once``). ``descending`` None is the sort field's own
+        direction, as a click on its header picks: ``--sort pid`` opens low to high, as ``--once``
+        ranks, not the other way round."""
         if top is not None and top < 0:
             raise ValueError(f"top must be 0 (all) or a positive number, got {top}")
         chosen = top if top is not None else (-1 if pids else DEFAULT_TOP)
+        if descending is None:
+            descending = own_direction(sort)
         return cls(sort=sort, descending=descending, top=chosen, pids=tuple(pids))
 
     def sorted_by(self, column: str) -> ViewState:
@@ -62,7 +72,7 @@ class ViewState:
         its natural direction (largest first for figures, A-Z for names)."""
         if column == self.sort:
             return self.reversed()
-        return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
+        return replace(self, sort=column, descending=own_direction(column))
 
     def reversed(self) -> ViewState:
         return replace(self, descending=not self.descending)
@@ -72,7 +82,7 @@ class ViewState:
         order = [c for c in SORT_KEYS if c in visible] or list(SORT_KEYS)
         index = order.index(self.sort) if self.sort in order else -1
         column = order[(index + 1) % len(order)]
-        return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
+        return replace(self, sort=column, descending=own_direction(column))
 
     def rank(self, snap: Snapshot | None) -> list[ProcessView]:
         """The processes the table shows, in order: the filter first, then the top N plus the
