@@ -23,6 +23,39 @@ def own_direction(key: str) -> bool:
     return True if f is None else f.descending
 
 
+def check_columns(columns: tuple[str, ...]) -> None:
+    """A ValueError, in one sentence, unless ``columns`` are known fields, each once, and some."""
+    unknown = [key for key in columns if key not in BY_KEY]
+    if unknown:
+        raise ValueError(f"unknown column {unknown[0]!r}; choose among {', '.join(BY_KEY)}")
+    if not columns:
+        raise ValueError("no columns: the table needs at least one")
+    if len(set(columns)) != len(columns):
+        twice = next(key for key in columns if columns.count(key) > 1)
+        raise ValueError(f"column {twice!r} is listed twice")
+
+
+def toggle_column(columns: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """Hide ``key`` if shown, else show it last, as the column chooser does. Hiding the only
+    column left changes nothing: a table without columns would show no process at all."""
+    if key in columns:
+        return columns if len(columns) == 1 else tuple(c for c in columns if c != key)
+    if key not in BY_KEY:
+        raise ValueError(f"unknown column {key!r}")
+    return (*columns, key)
+
+
+def move_column(columns: tuple[str, ...], key: str, delta: int) -> tuple[str, ...]:
+    """``columns`` with ``key`` moved ``delta`` places (clamped to the ends); unchanged when it is
+    not shown."""
+    if key not in columns:
+        return columns
+    rest = [c for c in columns if c != key]
+    place = max(0, min(len(rest), columns.index(key) + delta))
+    rest.insert(place, key)
+    return tuple(rest)
+
+
 def matches_filter(view: ProcessView, needle: str) -> bool:
     """Filter on name, command line or pid (case-insensitive substring; a number also matches the pid)."""
     if not needle:
@@ -52,10 +85,12 @@ class ViewState:
     def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
             raise ValueError(f"unknown sort column {self.sort!r}; choose one of {', '.join(SORT_KEYS)}")
+        check_columns(self.columns)
 
     @classmethod
     def initial(cls, *, sort: str = "rss", descending: bool | None = None, top: int | None = None,
-                pids: tuple[int, ...] = ()) -> ViewState:
+                pids: tuple[int, ...] = (), columns: tuple[str, ...] = DEFAULT_COLUMNS,
+                human: bool = False) -> ViewState:
         """The state the command line asks for: ``top`` None is 100, or the ``pids`` alone when
         there are some (the same rule as ``--once``). ``descending`` None is the sort field's own
         direction, as a click on its header picks: ``--sort pid`` opens low to high, as ``--once``
@@ -65,7 +100,8 @@ class ViewState:
         chosen = top if top is not None else (-1 if pids else DEFAULT_TOP)
         if descending is None:
             descending = own_direction(sort)
-        return cls(sort=sort, descending=descending, top=chosen, pids=tuple(pids))
+        return cls(sort=sort, descending=descending, top=chosen, pids=tuple(pids), columns=tuple(columns),
+                   human=human)
 
     def sorted_by(self, column: str) -> ViewState:
         """Sort by ``column``; asking for the current one again reverses it, a new one starts in
@@ -73,6 +109,14 @@ class ViewState:
         if column == self.sort:
             return self.reversed()
         return replace(self, sort=column, descending=own_direction(column))
+
+    def with_column_toggled(self, key: str) -> ViewState:
+        """``key`` shown (at the end) if hidden, hidden if shown; the last column stays."""
+        return replace(self, columns=toggle_column(self.columns, key))
+
+    def with_column_moved(self, key: str, delta: int) -> ViewState:
+        """A shown column ``delta`` places left (negative) or right; a hidden one does not move."""
+        return replace(self, columns=move_column(self.columns, key, delta))
 
     def reversed(self) -> ViewState:
         return replace(self, descending=not self.descending)
