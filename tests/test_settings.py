@@ -232,3 +232,12 @@ def test_the_readmes_example_is_a_settings_file_memwatch_takes(tmp_path: Path) -
     settings = read(path, theme_names())
     assert settings.columns and settings.sort and settings.human is not None and settings.interval
     assert settings.theme in theme_names()
+
+
+def test_a_new_file_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        write(tmp_path / "config.toml", Settings(sort="pid"))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "config.toml").st_mode & 0o777 == 0o640

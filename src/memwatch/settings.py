@@ -193,9 +193,16 @@ def write(path: Path, settings: Settings) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read from /proc (os.umask would have to change it to read it, for a
+    moment in which another thread's new files would be made with none)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 class SettingsFile:
