@@ -93,4 +93,3 @@ def test_a_real_run_writes_no_python_spellings() -> None:
     assert len(rows) > 1
     for row in rows:
         check_row(row)
-    assert any(row["cpu_percent"] for row in rows)  # one interval: CPU% is known, to a tenth

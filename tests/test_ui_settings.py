@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from frames import make_frames
@@ -123,12 +125,11 @@ async def test_pace_of_a_replay_is_not_an_interval_to_keep(tmp_path: Path) -> No
     assert read(path) == Settings(human=True)
 
 
-async def test_an_app_without_a_settings_file_writes_nothing() -> None:
-    import os
-
+async def test_an_app_without_a_settings_file_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     app = MemwatchApp(ScriptedSource(make_frames()[1]))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("P", "u")
         await pilot.pause(0.8)
-    assert not any(Path(os.environ["XDG_CONFIG_HOME"]).iterdir())
+    assert list(tmp_path.iterdir()) == []
