@@ -180,3 +180,21 @@ async def test_a_chosen_column_without_room_is_marked() -> None:
         listed = lines(app)
         assert all(NO_ROOM in listed[c] for c in dropped)
         assert not any(NO_ROOM in listed[c] for c in app.dashboard.table.visible_columns)
+
+
+async def test_the_marks_follow_the_tracer_and_the_width() -> None:
+    frames = make_frames(degraded=True)
+    source = ScriptedSource(frames[1])
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("c")
+        await pilot.pause()
+        assert EBPF_OFF in lines(app)["mmap"]
+        source.push(make_frames()[2])  # the tracer is on in this frame
+        await pilot.pause(0.3)
+        assert EBPF_OFF not in lines(app)["mmap"]
+        assert not any(NO_ROOM in line for line in lines(app).values())
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        assert any(NO_ROOM in line for line in lines(app).values())

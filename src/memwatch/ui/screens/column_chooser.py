@@ -115,8 +115,23 @@ class ColumnChooser(ModalScreen[None]):
                 yield Button("Close", id="close", variant="primary")
 
     def on_mount(self) -> None:
+        self._drawn_for: tuple[bool, tuple[str, ...], tuple[str, ...]] | None = None
         self._fill(self.columns[0] if self.columns else None)
         self.entries.focus()
+        # the marks follow the tracer (a recording's frames may differ) and the terminal's width
+        self.watch(self.memwatch, "snapshot", self._refill_if_marks_moved, init=False)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._refill_if_marks_moved)
+
+    def _marks(self) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+        snap = self.memwatch.snapshot
+        tracer_on = snap is None or snap.tracer.enabled
+        return tracer_on, self.columns, self.memwatch.dashboard.table.visible_columns
+
+    def _refill_if_marks_moved(self, _snap: object = None) -> None:
+        if self.is_mounted and self._marks() != self._drawn_for:
+            self._fill(self.highlighted_key)
 
     @property
     def highlighted_key(self) -> str | None:
@@ -128,10 +143,8 @@ class ColumnChooser(ModalScreen[None]):
 
     def _fill(self, highlight: str | None) -> None:
         """Draw every line again and put the highlight on ``highlight`` (it may have moved)."""
-        snap = self.memwatch.snapshot
-        tracer_on = snap is None or snap.tracer.enabled
-        visible = self.memwatch.dashboard.table.visible_columns
-        columns = self.columns
+        self._drawn_for = marks = self._marks()
+        tracer_on, columns, visible = marks
         entries = self.entries
         entries.clear_options()
         entries.add_options([Option(entry_text(f, columns, tracer_on=tracer_on, visible=visible), id=f.key)
