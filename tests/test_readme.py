@@ -889,6 +889,10 @@ def check_bench_groups(command: str, ctx: Ctx) -> str:
     return said
 
 
+check_bench_group_views = bench(
+    (r"^200 processes, \d+ cgroups, 20 users; medians of 3 rounds", 1),
+    (rf"^  (process table|tree|cgroups|users)[^:]*.* [\d.]+ ms +{RATIO} the process table$", 6),
+)
 check_bench_stacks = bench(
     (r"^kernel: mmap\+munmap pairs, .* ratio against the baseline runs", 1),
     *((rf"^  {name}\s+\d+ ns\s+\d+\.\d{{3}}", 1)
@@ -951,6 +955,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_dashboard.py --live": Way(check_bench_dashboard, "bench"),
     ".venv/bin/python bench/bench_storm.py": Way(check_bench_storm, "storm"),
     ".venv/bin/python bench/bench_groups.py": Way(check_bench_groups, "bench"),
+    ".venv/bin/python bench/bench_group_views.py": Way(check_bench_group_views, "bench"),
     ".venv/bin/python bench/bench_stacks.py": Way(check_bench_stacks, "bench"),
     # docs/fleet.md: Run it as a service
     "sudo cp deploy/memwatch.service /etc/systemd/system/": Way(check_systemd_install),

@@ -94,3 +94,23 @@ def test_column_chooser(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(degraded=True), terminal_size=(120, 40), run_before=run_before)
+
+
+GROUP_VIEWS = {
+    "tree-collapsed": (("2", "down", "down", "down", "left"), (120, 40)),  # sshd's children hidden
+    "tree": (("2",), (200, 50)),
+    "cgroups": (("3", "down", "down"), (160, 30)),
+    "cgroups-80x24": (("3",), (80, 24)),
+}
+
+
+@pytest.mark.parametrize("view", list(GROUP_VIEWS))
+def test_group_views(snap_compare: Any, view: str) -> None:
+    presses, size = GROUP_VIEWS[view]
+
+    async def run_before(pilot: Any) -> None:
+        await _at_last_frame(pilot)
+        await pilot.press(*presses)
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=size, run_before=run_before)

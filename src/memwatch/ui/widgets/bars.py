@@ -18,18 +18,23 @@ from memwatch.ui.widgets.quiet_update import set_static
 REPLAY_BAR_WIDTH = 20
 
 
-def status_text(view: ViewState, shown: int, total: int | None, ended: str | None) -> Text:
+def status_text(view: ViewState, shown: int, total: int | None, ended: str | None,
+                lead: Text | None = None) -> Text:
     """PAUSED, how many processes are shown of how many, sort, units, filter, --pid, and why the
-    source ended."""
+    source ended. ``lead`` is a group view's own start (its rows and sort), or the group whose
+    processes these are."""
     text = Text()
     if view.paused:
         text.append(" PAUSED ", style="bold reverse yellow")
         text.append("  ")
-    if total is not None:
-        text.append(f"{shown} of {total} processes")
-    spec = BY_KEY.get(view.sort)
-    label = spec.label if spec else view.sort
-    text.append(f"  sort {label} {'▼' if view.descending else '▲'}")
+    if lead is not None:
+        text.append_text(lead)
+    if view.mode == "processes":
+        if total is not None:
+            text.append(f"{shown} of {total} processes")
+        spec = BY_KEY.get(view.sort)
+        label = spec.label if spec else view.sort
+        text.append(f"  sort {label} {'▼' if view.descending else '▲'}")
     text.append(f"  units {'KiB/MiB/GiB' if view.human else 'KB'}")
     if view.filter:
         text.append("  filter ")
@@ -57,8 +62,9 @@ def replay_text(snap: Snapshot, index: int, total: int, paused: bool) -> Text:
 class StatusBar(Static):
     """The line under the table."""
 
-    def show(self, view: ViewState, shown: int, total: int | None, ended: str | None) -> None:
-        set_static(self, status_text(view, shown, total, ended))
+    def show(self, view: ViewState, shown: int, total: int | None, ended: str | None,
+             lead: Text | None = None) -> None:
+        set_static(self, status_text(view, shown, total, ended, lead))
 
 
 class ReplayBar(Static):

@@ -254,7 +254,7 @@ class ProcessTable(ScrollView, can_focus=True):
         """Show ``views`` (already ranked) keeping the cursor on its process and the scroll where it
         was; only screen lines whose picture changed are redrawn."""
         followed = self.current_key
-        self._order = [row_key_of(v) for v in views]
+        self._order = [self.row_key(v) for v in views]
         self._index = {k: i for i, k in enumerate(self._order)}
         self._views = dict(zip(self._order, views, strict=True))
         for gone in [k for k in self._cells if k not in self._views]:
@@ -269,6 +269,10 @@ class ProcessTable(ScrollView, can_focus=True):
             self._refresh_changed_lines()
         if self.current_key != followed:
             self.post_message(self.RowHighlighted(self, self.current_key))
+
+    def row_key(self, view: ProcessView) -> str:
+        """The key a row is followed by across frames (a subclass that shows other rows says its own)."""
+        return row_key_of(view)
 
     # ----- cursor and scrolling -----------------------------------------------------------------
 
