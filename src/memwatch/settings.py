@@ -21,6 +21,7 @@ import contextlib
 import math
 import os
 import tempfile
+import threading
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
@@ -214,6 +215,7 @@ class SettingsFile:
     and a file someone edited since is not lost."""
 
     def __init__(self, path: Path, themes: Collection[str] | None = None) -> None:
+        self._lock = threading.Lock()  # a dashboard writes from a worker thread, and at exit
         self.path = path
         self.themes = themes
         self.problem: str | None = None
@@ -226,6 +228,10 @@ class SettingsFile:
     def update(self, change: Settings) -> Settings:
         """Write what ``change`` sets over what the file holds now; returns the file's settings.
         A SettingsError (one sentence) when the file cannot be used or written."""
+        with self._lock:
+            return self._update(change)
+
+    def _update(self, change: Settings) -> Settings:
         if self.problem is not None:
             raise SettingsError(f"{self.problem}; not saved, so as not to write over it (fix or remove it)")
         try:

@@ -288,19 +288,39 @@ class MemwatchApp(App[int]):
         self._unsaved = self._unsaved.merged(change)
         if self._save_timer is not None:
             self._save_timer.stop()
-        self._save_timer = self.set_timer(SAVE_AFTER_S, self._save_settings, name="save-settings")
+        self._save_timer = self.set_timer(SAVE_AFTER_S, self._save_in_background, name="save-settings")
 
-    def _save_settings(self) -> None:
-        if self.settings_file is None or self._unsaved == Settings():
+    def _save_in_background(self) -> None:
+        """A write (fsync included) takes about 10 ms, more on a busy disk: off the UI thread."""
+        self._save_settings(in_thread=True)
+
+    def _save_settings(self, *, in_thread: bool = False) -> None:
+        """Write what changed; at exit (``in_thread`` False) before going."""
+        settings = self.settings_file
+        if settings is None or self._unsaved == Settings():
             return
         change, self._unsaved = self._unsaved, Settings()
-        try:
-            self.settings_file.update(change)
-        except SettingsError as error:
-            log.warning("%s", error)
-            if not self._told_unsaved:  # once: every later change would say the same
-                self._told_unsaved = True
-                self.notify(escape(str(error)), title="Settings not saved", severity="warning", timeout=15)
+
+        def write() -> None:
+            try:
+                settings.update(change)
+            except SettingsError as error:
+                log.warning("%s", error)
+                if in_thread:
+                    self.call_from_thread(self._tell_unsaved, error)
+                else:
+                    self._tell_unsaved(error)
+
+        if in_thread:
+            self.run_worker(write, name="save-settings", group="settings", thread=True,
+                            description="writing the settings file")
+        else:
+            write()
+
+    def _tell_unsaved(self, error: SettingsError) -> None:
+        if not self._told_unsaved:  # once: every later change would say the same
+            self._told_unsaved = True
+            self.notify(escape(str(error)), title="Settings not saved", severity="warning", timeout=15)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
