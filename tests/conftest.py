@@ -21,6 +21,20 @@ HERE = Path(__file__).parent
 REQUIRE_BPF = os.environ.get("MEMWATCH_REQUIRE_BPF") == "1"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the dashboard settings of whoever runs the tests, nor do the commands
+    they start (terminal_env passes it on): the whole run has an XDG_CONFIG_HOME of its own, set
+    before any fixture starts a command (test_readme's lanes run in threads all along)."""
+    before = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config-home"))
+    yield
+    if before is None:
+        del os.environ["XDG_CONFIG_HOME"]
+    else:
+        os.environ["XDG_CONFIG_HOME"] = before
+
+
 def bpf_unavailable(reason: str) -> None:
     """Skip, or fail when eBPF is required."""
     if REQUIRE_BPF:

@@ -494,7 +494,8 @@ DRAWN = b" processes"  # the status line ("12 of 12 processes"), drawn once a sn
 def terminal_env() -> dict[str, str]:
     """What a terminal emulator gives its shell; nothing of the test runner's own TEXTUAL_* or size."""
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-            "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": os.pathsep.join(sys.path)}
+            "LANG": "C.UTF-8", "TERM": "xterm-256color", "PYTHONPATH": os.pathsep.join(sys.path),
+            "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]}  # the run's own (conftest): no user's settings
 
 
 def stop(term: Terminal, how: str) -> None:

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -166,7 +167,8 @@ def terminal_env(path_first: Path | None = VENV_BIN) -> dict[str, str]:
     """What a terminal emulator gives its shell (see test_cli.terminal_env), PATH as after set-up."""
     path = os.environ.get("PATH", "/usr/bin:/bin")
     return {"PATH": f"{path_first}{os.pathsep}{path}" if path_first else path,
-            "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+            "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8", "TERM": "xterm-256color",
+            "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]}  # the run's own (conftest): no user's settings
 
 
 def run(command: str, cwd: Path, *, timeout: float, env: Mapping[str, str] | None = None,
@@ -344,6 +346,32 @@ def check_dashboard(command: str, ctx: Ctx) -> str:
 def check_dashboard_growth(command: str, ctx: Ctx) -> str:
     # "faster, ranked by growth rate"
     return live_dashboard(command, ctx, interval="1", sort="GROWTH")
+
+
+def check_dashboard_config(command: str, ctx: Ctx) -> str:
+    # "this directory's own settings": a change is written there, and the next run starts with it
+    cwd = ctx.fresh_dir("config")
+    term = Terminal(["bash", "-c", command], env=terminal_env(), cwd=str(cwd))
+    try:
+        term.wait_for(DRAWN, 90)
+        assert term.master is not None
+        os.write(term.master, b"u")
+        term.wait_for(b"units KiB/MiB/GiB", 30)
+        since = len(term.output)
+        os.write(term.master, b"q")
+        assert term.wait(30) == 0, f"exit status {term.returncode}"
+        assert_terminal_restored(term.output, since)
+    finally:
+        if term.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(term.pid, signal.SIGKILL)
+        term.close()
+    written = (cwd / "memwatch.toml").read_text()
+    assert tomllib.loads(written) == {"units": "human"}, written
+    assert listing(cwd) == ["memwatch.toml"], "more than the settings file in the directory"
+    _, first = dashboard(command, cwd, wait_for=(b"units KiB/MiB/GiB",))
+    assert (cwd / "memwatch.toml").read_text() == written  # nothing changed: nothing written
+    return f"units kept across runs; first frame after {first:.1f} s"
 
 
 TABLE_HEAD = re.compile(r"memwatch on \S+ at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC, traced ([\d.]+) s; (.*)")
@@ -900,6 +928,8 @@ COMMANDS: dict[str, Way] = {
     "memwatch": Way(check_dashboard),
     "memwatch --interval 1 --sort growth": Way(check_dashboard_growth),
     "memwatch --once": Way(check_once),
+    # README: The dashboard, Settings that stick
+    "memwatch --config ./memwatch.toml": Way(check_dashboard_config),
     "memwatch --once --json --duration 60 --pid 1": Way(check_once_json_pid_1, "minute"),
     "python3 -c 'import mmap, time; m = [mmap.mmap(-1, 1 << 20) for _ in range(80) if not time.sleep(0.25)]' & "
     "memwatch --once --json --stacks --maps --duration 5 --pid $!": Way(check_once_json_stacks_maps),

@@ -73,6 +73,18 @@ async def test_sort_keys_rank_and_mark_the_header() -> None:
         assert app.view.descending is True and app.view.sort == "name"
 
 
+@pytest.mark.parametrize(("sort", "low_first"), [("pid", True), ("name", True), ("rss", False)])
+async def test_the_first_sort_takes_the_fields_own_direction(sort: str, low_first: bool) -> None:
+    """``--sort pid`` opens low to high, as ``--once --sort pid`` ranks and a click on PID sorts."""
+    frames = make_frames()
+    app = MemwatchApp(ScriptedSource(frames[1]), sort=sort)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.view.descending is not low_first
+        assert pids_in_table(app) == [v.pid for v in frames[1].top(100, sort, not low_first)]
+        assert ("▲" if low_first else "▼") in app.dashboard.table.header_text(sort).plain
+
+
 async def test_clicking_a_header_sorts_and_clicking_again_reverses() -> None:
     frames = make_frames()
     app = MemwatchApp(ScriptedSource(frames[1]))
@@ -577,6 +589,7 @@ def test_the_cli_hands_top_and_pid_to_the_dashboard(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(cli, "_replay_source", lambda path: ScriptedSource(make_frames()[0]))
     assert cli.run_dashboard(args) == 0
     assert seen[0]["top"] == 5 and seen[0]["pids"] == (42, 7)
+    assert seen[0]["descending"] is None  # no direction asked: the field's own (pid low first)
     cli.run_dashboard(cli.build_parser().parse_args(["--replay", "x", "--pid", "42"]))
     assert seen[1]["top"] is None and seen[1]["pids"] == (42,)  # the app: None with pids is "only these"
 

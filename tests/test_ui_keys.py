@@ -18,6 +18,7 @@ from frames import make_frames
 from memwatch.sources.replay import ReplaySource
 from memwatch.ui import keys
 from memwatch.ui.app import MemwatchApp
+from memwatch.ui.screens.column_chooser import ColumnChooser
 from memwatch.ui.screens.dashboard import DashboardScreen
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
@@ -39,6 +40,7 @@ HOLDERS: dict[type[DOMNode], tuple[keys.Room, ...]] = {
     EventsScreen: ("events", "shared"),
     HelpScreen: ("help",),
     SignalModal: ("signal",),
+    ColumnChooser: ("columns",),
     ProcessTable: ("table",),
     Prompt: ("prompt",),
 }

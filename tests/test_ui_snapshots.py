@@ -82,6 +82,20 @@ def test_too_small(snap_compare: Any) -> None:
     assert snap_compare(_app(), terminal_size=(40, 12), run_before=_at_last_frame)
 
 
+def test_column_chooser(snap_compare: Any) -> None:
+    """eBPF off: the kernel figures are marked; THR shown and moved before GROWTH."""
+    async def run_before(pilot: Any) -> None:
+        await _at_last_frame(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        for _ in range(29):  # down to THR, the first lines of the hidden part
+            await pilot.press("down")
+        await pilot.press("space", "left_square_bracket", "left_square_bracket")
+        await pilot.pause()
+
+    assert snap_compare(_app(degraded=True), terminal_size=(120, 40), run_before=run_before)
+
+
 GROUP_VIEWS = {
     "tree-collapsed": (("2", "down", "down", "down", "left"), (120, 40)),  # sshd's children hidden
     "tree": (("2",), (200, 50)),

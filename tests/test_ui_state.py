@@ -46,6 +46,8 @@ def test_sort_transitions() -> None:
     assert state.sorted_by("rss") == ViewState(descending=False)  # again: reversed
     assert state.sorted_by("pid").descending is False  # a name or pid starts A-Z / low first
     assert state.sorted_by("growth").descending is True
+    assert ViewState.initial(sort="pid").descending is False  # a first sort: the field's own direction
+    assert ViewState.initial(sort="pid", descending=True).descending is True
     assert state.next_sort(("pid", "name", "rss")).sort == "pid"  # rss is last of the visible: wraps
     with pytest.raises(ValueError, match="unknown sort column"):
         ViewState(sort="bogus")
@@ -90,3 +92,26 @@ async def test_a_live_source_cannot_seek() -> None:
     from test_ui_support import ScriptedSource
 
     assert Feed(ScriptedSource(make_frames()[0])).seek(lambda replay: replay.seek(0)) is None
+
+
+def test_columns_toggle_and_move_as_the_chooser_does() -> None:
+    state = ViewState(columns=("pid", "name", "rss"))
+    assert state.with_column_toggled("pss").columns == ("pid", "name", "rss", "pss")  # shown: joins the end
+    assert state.with_column_toggled("name").columns == ("pid", "rss")
+    assert state.with_column_moved("rss", -1).columns == ("pid", "rss", "name")
+    assert state.with_column_moved("rss", -9).columns == ("rss", "pid", "name")  # clamped to the ends
+    assert state.with_column_moved("pid", 1).columns == ("name", "pid", "rss")
+    assert state.with_column_moved("pid", -1) == state  # already first
+    assert state.with_column_moved("pss", -1) == state  # hidden: not moved
+    only = ViewState(columns=("rss",))
+    assert only.with_column_toggled("rss") == only  # the last column stays
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    (("pid", "bogus"), "unknown column 'bogus'"),
+    ((), "at least one"),
+    (("pid", "rss", "pid"), "'pid' is listed twice"),
+])
+def test_columns_are_checked(columns: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ViewState(columns=columns)

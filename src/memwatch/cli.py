@@ -18,11 +18,15 @@ import resource
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from memwatch import __version__
 from memwatch.fields import SORT_KEYS
 from memwatch.model import Snapshot
 from memwatch.sources.base import SnapshotSource
+
+if TYPE_CHECKING:
+    from memwatch.settings import Settings, SettingsFile
 
 log = logging.getLogger("memwatch")
 
@@ -56,9 +60,11 @@ def _seconds(text: str) -> float:
 
 
 def _interval(text: str) -> float:
+    from memwatch.settings import MIN_INTERVAL_S
+
     v = _seconds(text)
-    if v < 0.2:
-        raise argparse.ArgumentTypeError("the interval must be at least 0.2 s")
+    if v < MIN_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"the interval must be at least {MIN_INTERVAL_S} s")
     return v
 
 
@@ -96,10 +102,16 @@ def _pid(text: str) -> int:
     return v
 
 
-def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True) -> None:
+DEFAULT_INTERVAL_S = 3.0
+
+
+def _add_source_options(p: argparse.ArgumentParser, *, interval: bool = True,
+                        interval_default: float | None = DEFAULT_INTERVAL_S) -> None:
+    """``interval_default`` None: the caller decides (the dashboard's settings file may)."""
     if interval:
-        p.add_argument("--interval", type=_interval, default=3.0, metavar="S",
-                       help="sampling interval in seconds (default 3, as the original monitor)")
+        p.add_argument("--interval", type=_interval, default=interval_default, metavar="S",
+                       help="sampling interval in seconds (default 3, as the original monitor; the "
+                            "dashboard keeps the last one chosen with + and -)")
     p.add_argument("--no-bpf", action="store_true", help="do not load the eBPF tracer: /proc figures only")
     g = p.add_argument_group("tracer")
     g.add_argument("--bpf-mode", choices=("auto", "tracepoint", "raw"), default="auto",
@@ -143,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Subcommands: 'memwatch record FILE' and 'memwatch serve' (see their --help).",
     )
     p.add_argument("--version", action="version", version=f"memwatch {__version__}")
-    _add_source_options(p)
+    _add_source_options(p, interval_default=None)
     _add_selection_options(p)
     p.add_argument("--replay", type=Path, metavar="FILE", help="show a recording instead of this machine")
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
@@ -167,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --once --pid: those processes' memory maps (smaps): sums by kind and path, and the "
                         "largest mappings")
     p.add_argument("--theme", default=None, help="dashboard theme (default textual-dark)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="the dashboard's settings file (columns, sort, units, interval, theme; default "
+                        "$XDG_CONFIG_HOME/memwatch/config.toml, else ~/.config/memwatch/config.toml); "
+                        "flags win over it")
     p.add_argument("-v", "--verbose", action="store_true", help="log what the tracer does to stderr")
     return p
 
@@ -215,7 +231,8 @@ def _live_source(args: argparse.Namespace, *, recent_events: bool = True) -> Sna
     budget = DEFAULT_EVENTS_BUDGET if args.events_budget is None else args.events_budget
     policy = LeakPolicy(warmup_s=args.leak_warmup)
     store = Store(leak_policy=policy) if recent_events else Store(leak_policy=policy, recent_len=0)
-    return LiveSource(args.interval, use_bpf=not args.no_bpf, tracer_config=cfg, rollup_top=args.pss_top,
+    interval = DEFAULT_INTERVAL_S if args.interval is None else args.interval
+    return LiveSource(interval, use_bpf=not args.no_bpf, tracer_config=cfg, rollup_top=args.pss_top,
                       events_budget=budget, store=store, stack_pids=args.pid if stacks else (),
                       map_pids=args.pid if maps else ())
 
@@ -358,11 +375,44 @@ def run_dashboard(args: argparse.Namespace) -> int:
         return _fail(NOT_A_TERMINAL, 2)
     from memwatch.ui.app import run_dashboard as run_app
 
+    settings = _settings_file(args.config)
+    kw = dashboard_options(args, settings.settings)
     source = _replay_source(args.replay) if args.replay else _live_source(args)
-    kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort or "rss"}
-    if args.theme is not None:
-        kw["theme"] = args.theme
-    return run_app(source, **kw)
+    return run_app(source, settings=settings, **kw)
+
+
+def _settings_file(path: Path | None) -> SettingsFile:
+    """The dashboard's settings file; one that cannot be used is said on stderr (it stays there
+    after the dashboard leaves the screen) and again in the dashboard."""
+    from memwatch.settings import SettingsFile, default_path
+    from memwatch.ui.app import theme_names
+
+    settings = SettingsFile(path if path is not None else default_path(), themes=theme_names())
+    if settings.problem is not None:
+        print(f"memwatch: {settings.problem}; using the defaults, and the file is left as it is", file=sys.stderr)
+    return settings
+
+
+def dashboard_options(args: argparse.Namespace, saved: Settings) -> dict[str, Any]:
+    """What the dashboard starts with: a flag when given, else the settings file, else the default.
+    The file's direction goes with the file's sort only (``--sort pid`` takes PID's own direction,
+    not the direction saved for another column). Sets ``args.interval`` for the live source."""
+    from memwatch.fields import DEFAULT_COLUMNS
+
+    if args.interval is None:
+        args.interval = saved.interval if saved.interval is not None else DEFAULT_INTERVAL_S
+    kw: dict[str, Any] = {
+        "top": args.top, "pids": tuple(args.pid),
+        "sort": args.sort or saved.sort or "rss",
+        # None: the sort field's own direction (--sort pid opens low to high, as --once ranks)
+        "descending": saved.descending if args.sort is None else None,
+        "columns": saved.columns or DEFAULT_COLUMNS,
+        "human": bool(saved.human),
+    }
+    theme = args.theme if args.theme is not None else saved.theme
+    if theme is not None:
+        kw["theme"] = theme
+    return kw
 
 
 def run_record(argv: Sequence[str]) -> int:
@@ -449,7 +499,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.theme is not None and not args.once:
             _check_theme(parser, args.theme)
         _setup_logging(args.verbose, dashboard=not args.once)
-        return run_once(args) if args.once else run_dashboard(args)
+        if args.once:
+            if args.config is not None:
+                parser.error("--config is the dashboard's settings file; --once does not read it")
+            if args.interval is None:
+                args.interval = DEFAULT_INTERVAL_S
+            return run_once(args)
+        return run_dashboard(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # conditions a user can meet get a sentence, not a traceback

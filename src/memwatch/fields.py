@@ -308,6 +308,34 @@ def plain_text(f: Field, view: ProcessView) -> str:
     return text
 
 
+CSV_DECIMALS: dict[Unit, int] = {Unit.KB_S: 1, Unit.PERCENT: 1, Unit.TIME: 2}
+"""Decimals a float of each unit gets in CSV: rates and percentages to a tenth (as the table shows
+them), start times to the hundredth of a second the kernel counts them in (USER_HZ)."""
+DEFAULT_DECIMALS = 2
+"""For a float of any other unit."""
+
+
+def csv_text(value: Value, decimals: int | None = None) -> str:
+    """A CSV cell as spreadsheets and scripts read it: empty when unknown, ``true``/``false``
+    (not Python's True/False), floats to ``decimals`` places (not a 16-digit repr; never ``-0.0``),
+    text with its control characters escaped."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, float):
+        text = f"{value:.{DEFAULT_DECIMALS if decimals is None else decimals}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+    return str(value)
+
+
+def csv_cell(f: Field, view: ProcessView) -> str:
+    """A process's value of ``f`` as a CSV cell, at the precision of its unit."""
+    return csv_text(f.read(view), CSV_DECIMALS.get(f.unit))
+
+
 def header(f: Field) -> str:
     """A plain header with the unit of the headless table: RSS(KB), OUTST(KB), GROWTH(KB/s)."""
     if f.unit in (Unit.KB, Unit.BYTES):

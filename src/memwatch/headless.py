@@ -20,7 +20,19 @@ from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from memwatch.fields import BY_KEY, HEADLESS_TABLE, Field, Unit, field, header, plain_text
+from memwatch.fields import (
+    BY_KEY,
+    CSV_DECIMALS,
+    HEADLESS_TABLE,
+    JSON_FIELDS,
+    Field,
+    Unit,
+    csv_cell,
+    csv_text,
+    field,
+    header,
+    plain_text,
+)
 from memwatch.groups import GROUP_SORT_KEYS, GROUP_SORTS, TreeNode, ancestors, process_tree, rank
 from memwatch.maps import Group, MemoryMap
 from memwatch.maps import Mapping as MapEntry
@@ -32,7 +44,6 @@ from memwatch.serialize import (
     USER_COLUMNS,
     headless_cgroup_dict,
     headless_document,
-    headless_process_dict,
     headless_totals,
     headless_user_dict,
 )
@@ -160,21 +171,14 @@ def render_table(snapshot: Snapshot, views: Sequence[ProcessView]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv_cell(value: object) -> object:
-    """A CSV cell: text with its control characters escaped (a name may hold terminal escapes,
-    and CSV is often read in a terminal), numbers as they are, null as empty."""
-    if value is None:
-        return ""
-    return printable(value) if isinstance(value, str) else value
-
-
 def render_csv(views: Sequence[ProcessView]) -> str:
+    """The processes as CSV: the JSON's columns, each cell formatted by its field's unit
+    (``fields.csv_cell``: true/false, rates to a tenth, text escaped, unknown empty)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(HEADLESS_COLUMNS)
     for v in views:
-        row = headless_process_dict(v)
-        w.writerow([_csv_cell(row[c]) for c in HEADLESS_COLUMNS])
+        w.writerow([csv_cell(f, v) for f in JSON_FIELDS])
     return out.getvalue()
 
 
@@ -429,12 +433,19 @@ def _plain_rows(headers: Sequence[Column], rows: Sequence[Sequence[str]]) -> lis
     return [line([h for h, _, _ in headers]), *(line(r) for r in rows)]
 
 
-def _csv(columns: Sequence[str], rows: Sequence[dict[str, object]]) -> str:
+GROUP_CSV_DECIMALS: dict[str, int] = {
+    "growth_kb_s": CSV_DECIMALS[BY_KEY["growth"].unit], "subtree_growth_kb_s": CSV_DECIMALS[BY_KEY["growth"].unit],
+    "pressure_some_avg10": 2,  # the kernel's own precision in memory.pressure
+}
+"""Decimals of the groups' float columns: growth as a process's, pressure as the kernel writes it."""
+
+
+def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(columns)
     for row in rows:
-        w.writerow([_csv_cell(row[c]) for c in columns])
+        w.writerow([csv_text(row[c], GROUP_CSV_DECIMALS.get(c)) for c in columns])
     return out.getvalue()
 
 

@@ -34,10 +34,12 @@ from textual.binding import BindingType
 from textual.reactive import var
 from textual.screen import Screen
 from textual.theme import BUILTIN_THEMES
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from memwatch.fields import BY_KEY, SORT_KEYS
+from memwatch.fields import BY_KEY, DEFAULT_COLUMNS, SORT_KEYS
 from memwatch.model import EventKind, Snapshot
+from memwatch.settings import Settings, SettingsError, SettingsFile
 from memwatch.sources.base import SnapshotSource
 from memwatch.ui import formatting as fmt
 from memwatch.ui import keys, workers
@@ -54,6 +56,9 @@ log = logging.getLogger("memwatch.ui")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end the dashboard the way q does. SIGINT is not among them: the terminal sends
 Ctrl+C as a key, and a SIGINT from elsewhere keeps Python's KeyboardInterrupt (exit 130)."""
+SAVE_AFTER_S = 0.5
+"""Settings are written this long after the last change (a column moved five times is one write),
+and at exit."""
 TEXTUAL_KEYS_COMMAND = "Keys"
 """Textual's own palette entry for its key panel: our Help lists every key, so it goes."""
 
@@ -89,8 +94,11 @@ class MemwatchApp(App[int]):
     """The source's interval, which + and - change; the header shows it (no toast per press)."""
 
     def __init__(self, source: SnapshotSource, *, top: int | None = None, pids: Iterable[int] = (),
-                 sort: str = "rss", descending: bool = True, theme: str | None = None) -> None:
-        view = ViewState.initial(sort=sort, descending=descending, top=top, pids=tuple(pids))
+                 sort: str = "rss", descending: bool | None = None, theme: str | None = None,
+                 columns: Iterable[str] = DEFAULT_COLUMNS, human: bool = False,
+                 settings: SettingsFile | None = None) -> None:
+        view = ViewState.initial(sort=sort, descending=descending, top=top, pids=tuple(pids),
+                                 columns=tuple(columns), human=human)
         super().__init__()
         if theme is not None and theme not in self.available_themes:
             raise ValueError(unknown_theme(theme, self.available_themes))
@@ -106,6 +114,12 @@ class MemwatchApp(App[int]):
         self._quitting = False
         self._oom_seen: set[str] = set()
         self._gc = GcPacer()
+        self.settings_file = settings
+        """Where changes of columns, sort, units, interval and theme are kept (None: nowhere)."""
+        self._unsaved = Settings()
+        self._save_timer: Timer | None = None
+        self._remembering = False
+        self._told_unsaved = False
 
     @property
     def source(self) -> SnapshotSource:
@@ -149,6 +163,10 @@ class MemwatchApp(App[int]):
     async def on_mount(self) -> None:
         if self._requested_theme:
             self.theme = self._requested_theme
+        self._remembering = True  # from here on, a change is the user's
+        if self.settings_file is not None and self.settings_file.problem is not None:
+            self.notify(f"{escape(self.settings_file.problem)}. Using the defaults; the file is left as it is.",
+                        title="Settings", severity="warning", timeout=15)
         try:
             first = await self.source.open()
         except Exception as error:  # a source that cannot start says why; no traceback
@@ -173,12 +191,14 @@ class MemwatchApp(App[int]):
 
     async def action_quit(self) -> None:
         self._quitting = True
+        self._save_settings()
         self.workers.cancel_group(self, "source")
         await self.feed.close()
         if self.return_code is None:  # a quit queued behind a failed start keeps the failure's status
             self.exit(0)
 
     async def on_unmount(self) -> None:
+        self._save_settings()
         self._gc.stop()
         await self.feed.close()  # crash or any other exit path: detach anyway
 
@@ -237,6 +257,14 @@ class MemwatchApp(App[int]):
             )
 
     def watch_view(self, old: ViewState, new: ViewState) -> None:
+        change = Settings(
+            columns=new.columns if new.columns != old.columns else None,
+            sort=new.sort if (new.sort, new.descending) != (old.sort, old.descending) else None,
+            descending=new.descending if (new.sort, new.descending) != (old.sort, old.descending) else None,
+            human=new.human if new.human != old.human else None,
+        )
+        if change != Settings():
+            self.remember(change)
         if new.paused != old.paused:
             self.feed.pause(new.paused)
             pending, self._pending = self._pending, None
@@ -252,10 +280,62 @@ class MemwatchApp(App[int]):
         self.view = replace(self.view, human=not self.view.human)
 
     def action_faster(self) -> None:
-        self.interval_s = self.feed.change_interval(True)
+        self._interval_changed(self.feed.change_interval(True))
 
     def action_slower(self) -> None:
-        self.interval_s = self.feed.change_interval(False)
+        self._interval_changed(self.feed.change_interval(False))
+
+    def _interval_changed(self, seconds: float) -> None:
+        self.interval_s = seconds
+        if self.feed.replay is None:  # on a recording it is the playback's pace, not a sampling interval
+            self.remember(Settings(interval=seconds))
+
+    def watch_theme(self, theme: str) -> None:
+        self.remember(Settings(theme=theme))
+
+    # ----- settings that stick ----------------------------------------------------------------------
+
+    def remember(self, change: Settings) -> None:
+        """Keep a change the user made in the settings file, shortly (changes close together make
+        one write; quitting writes what is left)."""
+        if self.settings_file is None or not self._remembering:
+            return
+        self._unsaved = self._unsaved.merged(change)
+        if self._save_timer is not None:
+            self._save_timer.stop()
+        self._save_timer = self.set_timer(SAVE_AFTER_S, self._save_in_background, name="save-settings")
+
+    def _save_in_background(self) -> None:
+        """A write (fsync included) takes about 10 ms, more on a busy disk: off the UI thread."""
+        self._save_settings(in_thread=True)
+
+    def _save_settings(self, *, in_thread: bool = False) -> None:
+        """Write what changed; at exit (``in_thread`` False) before going."""
+        settings = self.settings_file
+        if settings is None or self._unsaved == Settings():
+            return
+        change, self._unsaved = self._unsaved, Settings()
+
+        def write() -> None:
+            try:
+                settings.update(change)
+            except SettingsError as error:
+                log.warning("%s", error)
+                if in_thread:
+                    self.call_from_thread(self._tell_unsaved, error)
+                else:
+                    self._tell_unsaved(error)
+
+        if in_thread:
+            self.run_worker(write, name="save-settings", group="settings", thread=True,
+                            description="writing the settings file")
+        else:
+            write()
+
+    def _tell_unsaved(self, error: SettingsError) -> None:
+        if not self._told_unsaved:  # once: every later change would say the same
+            self._told_unsaved = True
+            self.notify(escape(str(error)), title="Settings not saved", severity="warning", timeout=15)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -143,7 +143,6 @@ BY_KEY = {c.key: c for c in ALL_COLUMNS}
 COLUMNS: tuple[ColumnSpec, ...] = tuple(BY_KEY[k] for k in DEFAULT_COLUMNS)
 """The columns shown until the user chooses others."""
 SORTABLE = tuple(c.key for c in ALL_COLUMNS if c.sort is not None)
-ASCENDING_BY_DEFAULT = frozenset(f.key for f in FIELDS if not f.descending)
 
 
 def column_cost(spec: ColumnSpec, padding: int) -> int:

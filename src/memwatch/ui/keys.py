@@ -10,7 +10,7 @@ A key belongs to a *room*, the place where it works:
 - ``shared``: on each of the main screens (dashboard, process, events): pause, units, interval, help;
 - ``dashboard``: the table's screen; ``replay``: the same, on a recording;
 - ``table``, ``prompt``: those widgets, when they have the focus;
-- ``detail``, ``events``, ``help``, ``signal``: the screen or dialog of that name.
+- ``detail``, ``events``, ``help``, ``signal``, ``columns``: the screen or dialog of that name.
 
 A key of the dashboard does nothing on the events screen, so ``/`` typed there cannot filter a
 table no one sees. Rows of the rooms in :data:`DOCUMENTED` make the help screen and README's table.
@@ -24,7 +24,8 @@ from typing import Literal
 
 from textual.binding import Binding, BindingType
 
-Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "help", "signal"]
+Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "help", "signal",
+               "columns"]
 DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app")
 """The rooms of the help screen and README's table; the others show their keys in their own footer."""
 PALETTE_KEY = "ctrl+p"
@@ -106,6 +107,8 @@ KEY_ROWS: tuple[KeyRow, ...] = (
          Key("k", "kill", "Signal", show=True, palette="Send a signal to the highlighted process")),
     _row("dashboard", "exits with their final figures, and OOM kills (which also raise a notification)",
          Key("e", "events", "Events", show=True, palette="Exited processes and OOM kills")),
+    _row("dashboard", "choose the table's columns and their order (every figure of the registry)",
+         Key("c,f2", "columns", "Columns", palette="Show, hide and order the table's columns")),
     _row("shared", "this help", Key("question_mark", "app.help", "Help", show=True, palette="What every key does")),
     _row("replay", "replay: one frame back / forward",
          Key("comma", "step(-1)", "Back", palette="One frame back"),
@@ -126,6 +129,15 @@ KEY_ROWS: tuple[KeyRow, ...] = (
          Key("e", "app.pop_screen", "Back"), Key("q", "app.pop_screen", "Back")),
     _row("help", "close", Key("escape", "dismiss", "Close", show=True), Key("q", "dismiss", "Close"),
          Key("question_mark", "dismiss", "Close")),
+    _row("columns", "show / hide the highlighted column", Key("space", "toggle_column", "Show/hide"),
+         also="Enter, click"),
+    _row("columns", "move it up / down the list: left / right in the table",
+         Key("shift+up", "move(-1)", "Move up"), Key("shift+down", "move(1)", "Move down"),
+         Key("left_square_bracket", "move(-1)", "Move up"), Key("right_square_bracket", "move(1)", "Move down"),
+         also="the buttons"),
+    _row("columns", "back to the default columns", Key("d", "defaults", "Defaults")),
+    _row("columns", "close (every change is applied at once)", Key("escape", "dismiss", "Close"),
+         Key("q", "dismiss", "Close"), Key("c", "dismiss", "Close"), Key("f2", "dismiss", "Close")),
     _row("signal", "cancel / send", Key("escape", "cancel", "Cancel", show=True), Key("n", "cancel", "Cancel"),
          Key("y", "send", "Send")),
 )
@@ -145,7 +157,7 @@ _NAMES = {
     "slash": "/", "question_mark": "?", "plus": "+", "equals_sign": "=", "minus": "-", "comma": ",",
     "full_stop": ".", "left_square_bracket": "[", "right_square_bracket": "]", "space": "space",
     "escape": "Escape", "enter": "Enter", "up": "↑", "down": "↓", "pageup": "PgUp", "pagedown": "PgDn",
-    "home": "Home", "end": "End", "left": "←", "right": "→",
+    "home": "Home", "end": "End", "left": "←", "right": "→", "f2": "F2",
 }
 
 

@@ -10,12 +10,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from memwatch.fields import DEFAULT_COLUMNS, FIELDS, SORT_KEYS
+from memwatch.fields import BY_KEY, DEFAULT_COLUMNS, SORT_KEYS
 from memwatch.model import ProcessKey, ProcessView, Snapshot
 from memwatch.ui.group_rows import ASCENDING, DEFAULT_SORT, MODES, SORTS, GroupChoice, Mode, in_group
 
-ASCENDING_BY_DEFAULT = frozenset(f.key for f in FIELDS if not f.descending)
 DEFAULT_TOP = 100
+
+
+def own_direction(key: str) -> bool:
+    """The direction a first sort by ``key`` takes: the registry's (largest first for figures,
+    A-Z / low first for names and pids). An unknown key is left to ViewState to refuse."""
+    f = BY_KEY.get(key)
+    return True if f is None else f.descending
+
+
+def check_columns(columns: tuple[str, ...]) -> None:
+    """A ValueError, in one sentence, unless ``columns`` are known fields, each once, and some."""
+    unknown = [key for key in columns if key not in BY_KEY]
+    if unknown:
+        raise ValueError(f"unknown column {unknown[0]!r}; choose among {', '.join(BY_KEY)}")
+    if not columns:
+        raise ValueError("no columns: the table needs at least one")
+    if len(set(columns)) != len(columns):
+        twice = next(key for key in columns if columns.count(key) > 1)
+        raise ValueError(f"column {twice!r} is listed twice")
+
+
+def toggle_column(columns: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """Hide ``key`` if shown, else show it last, as the column chooser does. Hiding the only
+    column left changes nothing: a table without columns would show no process at all."""
+    if key in columns:
+        return columns if len(columns) == 1 else tuple(c for c in columns if c != key)
+    if key not in BY_KEY:
+        raise ValueError(f"unknown column {key!r}")
+    return (*columns, key)
+
+
+def move_column(columns: tuple[str, ...], key: str, delta: int) -> tuple[str, ...]:
+    """``columns`` with ``key`` moved ``delta`` places (clamped to the ends); unchanged when it is
+    not shown."""
+    if key not in columns:
+        return columns
+    rest = [c for c in columns if c != key]
+    place = max(0, min(len(rest), columns.index(key) + delta))
+    rest.insert(place, key)
+    return tuple(rest)
 
 
 def matches_filter(view: ProcessView, needle: str) -> bool:
@@ -57,18 +96,25 @@ class ViewState:
     def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
             raise ValueError(f"unknown sort column {self.sort!r}; choose one of {', '.join(SORT_KEYS)}")
+        check_columns(self.columns)
         if self.mode not in MODES:
             raise ValueError(f"unknown view {self.mode!r}; choose one of {', '.join(MODES)}")
 
     @classmethod
-    def initial(cls, *, sort: str = "rss", descending: bool = True, top: int | None = None,
-                pids: tuple[int, ...] = ()) -> ViewState:
+    def initial(cls, *, sort: str = "rss", descending: bool | None = None, top: int | None = None,
+                pids: tuple[int, ...] = (), columns: tuple[str, ...] = DEFAULT_COLUMNS,
+                human: bool = False) -> ViewState:
         """The state the command line asks for: ``top`` None is 100, or the ``pids`` alone when
-        there are some (the same rule as ``--once``)."""
+        there are some (the same rule as ``--once``). ``descending`` None is the sort field's own
+        direction, as a click on its header picks: ``--sort pid`` opens low to high, as ``--once``
+        ranks, not the other way round."""
         if top is not None and top < 0:
             raise ValueError(f"top must be 0 (all) or a positive number, got {top}")
         chosen = top if top is not None else (-1 if pids else DEFAULT_TOP)
-        return cls(sort=sort, descending=descending, top=chosen, pids=tuple(pids))
+        if descending is None:
+            descending = own_direction(sort)
+        return cls(sort=sort, descending=descending, top=chosen, pids=tuple(pids), columns=tuple(columns),
+                   human=human)
 
     def sorted_by(self, column: str) -> ViewState:
         """Sort by ``column``; asking for the current one again reverses it, a new one starts in
@@ -82,7 +128,15 @@ class ViewState:
             return self._group_sorted(column, column not in ASCENDING)
         if column == self.sort:
             return self.reversed()
-        return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
+        return replace(self, sort=column, descending=own_direction(column))
+
+    def with_column_toggled(self, key: str) -> ViewState:
+        """``key`` shown (at the end) if hidden, hidden if shown; the last column stays."""
+        return replace(self, columns=toggle_column(self.columns, key))
+
+    def with_column_moved(self, key: str, delta: int) -> ViewState:
+        """A shown column ``delta`` places left (negative) or right; a hidden one does not move."""
+        return replace(self, columns=move_column(self.columns, key, delta))
 
     def reversed(self) -> ViewState:
         if self.mode != "processes":
@@ -102,7 +156,7 @@ class ViewState:
         column = order[(index + 1) % len(order)]
         if self.mode != "processes":
             return self._group_sorted(column, column not in ASCENDING)
-        return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
+        return replace(self, sort=column, descending=own_direction(column))
 
     # ----- the group views ---------------------------------------------------------------------
 

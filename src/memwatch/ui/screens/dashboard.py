@@ -24,6 +24,7 @@ from memwatch.model import ProcessKey, ProcessView, Snapshot
 from memwatch.sources.base import SeekableSource, SnapshotSource
 from memwatch.ui import formatting as fmt
 from memwatch.ui import keys, workers
+from memwatch.ui.screens.column_chooser import ColumnChooser
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
 from memwatch.ui.screens.group_views import GroupViews
@@ -290,6 +291,9 @@ class DashboardScreen(GroupViews):
 
     async def _signal(self, source: SnapshotSource, key: ProcessKey, name: str, sig: signal.Signals) -> None:
         self.notify(await send_signal(source, key, name, sig))
+
+    def action_columns(self) -> None:
+        self.app.push_screen(ColumnChooser(), callback=self._refocus_table)
 
     def action_events(self) -> None:
         self.app.push_screen(EventsScreen(), callback=self._refocus_table)
