@@ -907,7 +907,8 @@ check_bench_storm = bench(
     (r"^\(b\) memwatch serve", 1),
     (rf"^     x no storm +{RATIO} +{RATIO}$", 4),  # CPU, p50, p95 of the dashboard; CPU of serve
     (rf"^     x budget off +{RATIO} +{RATIO} *$", 4),
-    (r"^  CPU per parsed event, .*: budget 5000: [\d.]+ µs; budget off: [\d.]+ µs$", 2),
+    # a difference of two CPU figures: under load the storm-free round can cost more (a negative figure)
+    (r"^  CPU per parsed event, .*: budget 5000: -?[\d.]+ µs; budget off: -?[\d.]+ µs$", 2),
 )
 
 
