@@ -180,6 +180,32 @@ class MwStackTarget(ctypes.Structure):
     ]
 
 
+RSS_COUNTERS = 4
+RSS_FILE, RSS_ANON, RSS_SWAP, RSS_SHMEM = 0, 1, 2, 3
+
+
+class MwTaskRecord(ctypes.Structure):
+    _fields_ = [
+        ("tgid", c_uint32),
+        ("ppid", c_uint32),
+        ("uid", c_uint32),
+        ("threads", c_uint32),
+        ("start_boottime_ns", c_uint64),
+        ("exec_id", c_uint64),
+        ("memcg_id", c_uint64),
+        ("total_vm", c_uint64),
+        ("hiwater_vm", c_uint64),
+        ("hiwater_rss", c_uint64),
+        ("rss", c_uint64 * RSS_COUNTERS),
+        ("runtime_ns", c_uint64),
+        ("utime_ns", c_uint64),
+        ("stime_ns", c_uint64),
+        ("flags", c_uint32),
+        ("state", c_uint32),
+        ("comm", c_char * COMM_LEN),
+    ]
+
+
 # name in memwatch.h -> mirror; the BTF check walks this table.
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_config": MwConfig,
@@ -195,6 +221,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_stack_call": MwStackCall,
     "mw_stack_event": MwStackEvent,
     "mw_stack_target": MwStackTarget,
+    "mw_task_record": MwTaskRecord,
 }
 
 # The hot path (call events) parses with struct, which is several times faster than ctypes.
