@@ -230,7 +230,7 @@ struct mw_task_record {
 	__u64 exec_id;             /* moves at every exec: the command line is read again */
 	__u64 memcg_id;            /* memory cgroup (see memcg_id() in prog.bpf.c); 0: none */
 	__u64 total_vm;            /* pages: VmSize */
-	__u64 hiwater_vm;          /* pages: VmPeak (at least total_vm) */
+	__u64 hiwater_vm;          /* pages: VmPeak is the larger of it and total_vm */
 	__u64 hiwater_rss;         /* pages: VmHWM before it is raised to the current RSS */
 	__u64 rss[MW_RSS_COUNTERS]; /* pages, each summed exactly over the per-CPU counters */
 	__u64 runtime_ns;          /* CPU time of the whole group, exited threads included */

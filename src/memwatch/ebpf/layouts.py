@@ -391,6 +391,11 @@ def stats_from_struct(tgid: int, s: MwProcStats) -> RawStats:
     return RawStats(tgid, *[getattr(s, f) for f in _RAW_STATS_NUMBERS], decode_comm(bytes(s.comm)))  # type: ignore[call-arg]  # the numbers in order, checked by a test
 
 
+TASK_RECORD_FORMAT, TASK_RECORD_NAMES = flat_format(MwTaskRecord)
+"""The dump_tasks records for :mod:`struct` ("<" first), and the member each unpacked item is."""
+TASK_RECORD = struct.Struct("<" + TASK_RECORD_FORMAT)
+assert TASK_RECORD.size == ctypes.sizeof(MwTaskRecord)
+
 _STACK_CALL = struct.Struct("<IIIxxxxQIIQQQQ")
 assert _STACK_CALL.size == ctypes.sizeof(MwStackCall), "struct format out of step with MwStackCall"
 _STACK_REGS = struct.Struct(f"<{STACK_REGS}QII")

@@ -55,6 +55,7 @@ from memwatch.model import (
 from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory, signal_process
 from memwatch.stacks.table import AllocationStack, StackCollector
 from memwatch.store import Store
+from memwatch.task_table import TaskTable
 
 log = logging.getLogger("memwatch.live")
 
@@ -215,6 +216,8 @@ class LiveSource:
         self.tracer: Tracer | None = None
         self.bpf_reason: str | None = None if use_bpf else "eBPF is off (--no-bpf): showing /proc figures only."
         self._reader = ProcReader(proc_root)
+        self._table: TaskTable | None = None
+        """The process table from the tracer's iterator (None: /proc is read, eBPF is off)."""
         self._cgroups: CgroupReader | None = None
         """Memory cgroups of the processes (None: no groups in the snapshots)."""
         if groups:
@@ -289,6 +292,8 @@ class LiveSource:
                 log.info("%s", exc)
             else:
                 self._converter = EventConverter(self.tracer, self._oom_cgroup)
+                self._table = TaskTable(self._reader, start_ticks=self.tracer.start_ticks,
+                                        page_size=self.tracer.page_size)
                 if self.stack_pids:
                     self._start_stacks(self.tracer)
                 self._drainer = asyncio.create_task(self._drain_forever(), name="memwatch-ring-drain")
@@ -514,15 +519,26 @@ class LiveSource:
 
     def _read_proc(self) -> tuple[list[ProcessSample], SystemMemory, dict[str, CgroupReading] | None]:
         with self._work:
-            samples = self._reader.read_processes()
+            samples = self._read_samples()
+            reader: TaskTable | ProcReader = self._table if self._table is not None else self._reader
             system = read_system_memory(self.proc_root)
             cgroups = None
             if self._cgroups is not None:
-                cgroups = self._cgroups.read(self._reader.memory_cgroup_paths())
+                cgroups = self._cgroups.read(reader.memory_cgroup_paths())
                 if self._cgroups.vanished:
                     # its processes were moved (or it was removed under them): look where they are
-                    self._reader.recheck_cgroups(self._cgroups.vanished)
+                    reader.recheck_cgroups(self._cgroups.vanished)
             return samples, system, cgroups
+
+    def _read_samples(self) -> list[ProcessSample]:
+        """Every process: one read of the tracer's process-table iterator, or /proc without it."""
+        if self.tracer is not None and self._table is not None:
+            try:
+                return self._table.read(self.tracer.read_tasks())
+            except OSError as exc:   # the iterator failed: /proc from now on, which always works
+                log.warning("reading the process table from the kernel failed (%s): reading /proc instead", exc)
+                self._table = None
+        return self._reader.read_processes()
 
     def _merge(self, samples: list[ProcessSample], system: SystemMemory,
                rollups: dict[ProcessKey, SmapsRollup] | None,
