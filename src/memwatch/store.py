@@ -36,6 +36,7 @@ from memwatch.model import (
 
 CALL_KINDS = frozenset({EventKind.MMAP, EventKind.MUNMAP, EventKind.BRK, EventKind.MREMAP})
 _NO_VERDICT = LeakVerdict(None, False, None)
+_FLAT = LeakVerdict(0.0, False, None)
 _NO_CALLS = KernelCounts()
 
 
@@ -248,19 +249,25 @@ class Store:
                              last_change=now)
                 for ev in self._orphans.pop(s.pid, ()):
                     self._remember(proc, ev)
-            old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
-            proc.sample = s
-            proc.kernel = kernel.get(key, _NO_CALLS) if kernel is not None else None
+            counts = kernel.get(key, _NO_CALLS) if kernel is not None else None
+            rate = 0.0
+            if s is proc.sample and counts is proc.kernel and len(proc.rss):
+                # unchanged (the same objects: the sources hand out the last ones again): nothing
+                # moved, so no CPU and no calls since the last tick
+                if now > proc.last_seen:
+                    proc.cpu_percent = 0.0
+            else:
+                old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
+                proc.sample = s
+                proc.kernel = counts
+                dt = now - proc.last_seen if len(proc.rss) else 0.0
+                if dt > 0:
+                    proc.cpu_percent = max(0.0, s.cpu_time_s - old_cpu) / dt * 100
+                    if counts is not None and old_kernel is not None:
+                        rate = max(0, counts.calls - old_kernel.calls) / dt
             if rollups and key in rollups:
                 proc.rollup = rollups[key]
-            rate = 0.0
-            dt = now - proc.last_seen if len(proc.rss) else 0.0
-            if dt > 0:
-                proc.cpu_percent = max(0.0, s.cpu_time_s - old_cpu) / dt * 100
-                if proc.kernel is not None and old_kernel is not None:
-                    rate = max(0, proc.kernel.calls - old_kernel.calls) / dt
-            out = proc.kernel.outstanding_bytes if proc.kernel is not None else 0
-            proc.push(now, s.rss_kb, out, rate)
+            proc.push(now, s.rss_kb, counts.outstanding_bytes if counts is not None else 0, rate)
             proc.verdict = self._assess(proc, tick_times, warmup_s)
             seen[key] = proc
             by_pid[s.pid] = key
@@ -302,10 +309,9 @@ class Store:
         if n < 2:
             return _NO_VERDICT
         # a process is in every tick from its first to now, so its times are the last n ticks
-        times = tick_times[-n:]
-        if proc.last_change <= times[0]:
-            return LeakVerdict(0.0, False, None)  # flat over the whole window: no need to fit
-        return assess(times, proc.rss.values(), self.leak_policy, proc.sample.start_time + warmup_s)
+        if proc.last_change <= tick_times[-n]:
+            return _FLAT  # flat over the whole window: no need to fit
+        return assess(tick_times[-n:], proc.rss.values(), self.leak_policy, proc.sample.start_time + warmup_s)
 
     def _view(self, p: _Proc) -> ProcessView:
         v = p.verdict

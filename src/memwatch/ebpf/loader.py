@@ -172,6 +172,8 @@ class Tracer:
         self._stats_iter = -1
         self._seed_iter = -1
         self._tasks_iter = -1
+        self._stats_cache: layouts.StatsCache = {}
+        """The last dump_stats records: an unchanged process's RawStats is handed out again."""
         self._stats_fd = -1
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_offset = 0.0
@@ -576,7 +578,7 @@ class Tracer:
         over all tasks (of memwatch's pid namespace)."""
         if self._lib is None or self._stats_iter < 0:
             raise RuntimeError("the tracer is not open")
-        stats, hosts = parse_stats_records(self._run_iterator(self._stats_iter))
+        stats, hosts = parse_stats_records(self._run_iterator(self._stats_iter), self._stats_cache)
         self.host_tgids = frozenset(hosts)
         return stats
 

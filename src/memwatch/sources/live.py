@@ -78,6 +78,21 @@ class EventConverter:
         self.tracer = tracer
         self.page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
         self.cgroup_path = cgroup_path
+        self._counts: dict[int, tuple[RawStats, KernelCounts]] = {}
+
+    def all_counts(self, stats: dict[int, RawStats]) -> dict[ProcessKey, KernelCounts]:
+        """Counts by process for a read of the tracer's stats; a process whose RawStats is the same
+        object as last time (its record did not change) gets the same KernelCounts."""
+        old, new = self._counts, {}
+        out: dict[ProcessKey, KernelCounts] = {}
+        start_ticks = self.tracer.start_ticks
+        for tgid, s in stats.items():
+            known = old.get(tgid)
+            counts = known[1] if known is not None and known[0] is s else self.counts(s)
+            new[tgid] = (s, counts)
+            out[(tgid, start_ticks(s.start_boottime_ns))] = counts
+        self._counts = new
+        return out
 
     def counts(self, s: RawStats) -> KernelCounts:
         wall = self.tracer.boot_ns_to_wall
@@ -460,8 +475,7 @@ class LiveSource:
         """Kernel counters by process, and the tracer's health; runs in the tick's worker thread."""
         tracer, conv = self.tracer, self._converter
         assert tracer is not None and conv is not None
-        stats = tracer.read_stats()
-        counts = {(tgid, tracer.start_ticks(s.start_boottime_ns)): conv.counts(s) for tgid, s in stats.items()}
+        counts = conv.all_counts(tracer.read_stats())
         c = tracer.counters()
         now = time.monotonic()
         dt = now - self._last_tick if self._last_tick else 0.0
