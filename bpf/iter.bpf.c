@@ -103,7 +103,7 @@ static __always_inline void read_rss(struct mm_struct *mm, __u64 *out)
 		struct mm_struct___pre62 *old = (void *)mm;
 
 		for (int i = 0; i < MW_RSS_COUNTERS; i++) {
-			long v = BPF_CORE_READ(old, rss_stat.count[i].counter);
+			long v = old->rss_stat.count[i].counter;
 
 			out[i] = v > 0 ? v : 0;
 		}
@@ -113,8 +113,8 @@ static __always_inline void read_rss(struct mm_struct *mm, __u64 *out)
 				  bpf_core_field_offset(struct bpf_array, pptrs))))
 		return;
 	for (int i = 0; i < MW_RSS_COUNTERS; i++) {
-		s.sum[i] = BPF_CORE_READ(mm, rss_stat[i].count);
-		s.counters[i] = (__u64)BPF_CORE_READ(mm, rss_stat[i].counters);
+		s.sum[i] = mm->rss_stat[i].count;
+		s.counters[i] = (__u64)mm->rss_stat[i].counters;
 	}
 	bpf_loop(MW_MAX_CPUS, add_cpu_deltas, &s, 0);
 	for (int i = 0; i < MW_RSS_COUNTERS; i++)
@@ -127,10 +127,10 @@ static __always_inline __u32 state_letter(struct task_struct *task)
 	unsigned int raw, state, index = 0;
 
 	if (bpf_core_field_exists(task->__state))
-		raw = BPF_CORE_READ(task, __state);
+		raw = task->__state;
 	else
-		raw = BPF_CORE_READ((struct task_struct___pre514 *)task, state);
-	state = (raw | BPF_CORE_READ(task, exit_state)) & MW_TASK_REPORT;
+		raw = ((struct task_struct___pre514 *)task)->state;
+	state = (raw | task->exit_state) & MW_TASK_REPORT;
 	if ((raw & MW_TASK_IDLE) == MW_TASK_IDLE)
 		state = MW_TASK_REPORT_IDLE;
 	if (raw == MW_TASK_RTLOCK_WAIT)
@@ -150,9 +150,9 @@ static __always_inline void read_cpu(struct task_struct *task, struct mw_task_re
 	struct bpf_iter_task it;
 	struct task_struct *t;
 
-	r->runtime_ns = BPF_CORE_READ(sig, sum_sched_runtime);
-	r->utime_ns = BPF_CORE_READ(sig, utime);
-	r->stime_ns = BPF_CORE_READ(sig, stime);
+	r->runtime_ns = sig->sum_sched_runtime;
+	r->utime_ns = sig->utime;
+	r->stime_ns = sig->stime;
 	if (!bpf_iter_task_new || !bpf_iter_task_next || !bpf_iter_task_destroy) {
 		r->runtime_ns += task->se.sum_exec_runtime;
 		r->utime_ns += task->utime;
@@ -189,9 +189,9 @@ int dump_tasks(struct bpf_iter__task *ctx)
 	}
 	parent = task->real_parent;
 	if (parent && task->thread_pid)   /* /proc: 0 once the task is no longer alive */
-		r.ppid = cfg.pidns_ino ? ns_pid(BPF_CORE_READ(parent, group_leader, thread_pid)) : parent->tgid;
-	r.uid = BPF_CORE_READ(task, cred, uid.val);
-	r.threads = BPF_CORE_READ(task, signal, nr_threads);
+		r.ppid = cfg.pidns_ino ? ns_pid(parent->group_leader->thread_pid) : parent->tgid;
+	r.uid = task->cred->uid.val;
+	r.threads = task->signal->nr_threads;
 	r.start_boottime_ns = task->start_boottime;
 	r.exec_id = task->self_exec_id;
 	r.memcg_id = memcg_id(task);

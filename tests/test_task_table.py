@@ -21,6 +21,7 @@ import pytest
 from conftest import bpf_unavailable
 from memwatch.ebpf import BpfUnavailable, Tracer
 from memwatch.ebpf.layouts import TASK_RECORD, TASK_RECORD_NAMES
+from memwatch.model import ProcessSample
 from memwatch.procfs import ProcReader
 from memwatch.task_table import TaskTable, cputime_split
 
@@ -123,20 +124,22 @@ def test_samples_equal_the_proc_readers(tracer: Tracer, idle: int) -> None:
     ours = {s.pid: s for s in table.read(tracer.read_tasks())}
     theirs = {s.pid: s for s in reader.read_processes()}
     assert idle in ours
-    both = ours.keys() & theirs.keys()
+    both = [pid for pid in ours.keys() & theirs.keys() if ours[pid].start_ticks == theirs[pid].start_ticks]
     assert len(both) >= 0.9 * len(theirs), "the same processes (but those born or gone in between)"
-    for pid in both:
-        a, b = ours[pid], theirs[pid]
-        if a.start_ticks != b.start_ticks:
-            continue   # the pid was reused in between
-        assert (a.ppid, a.uid, a.user, a.threads, a.start_time, a.kernel_thread, a.cgroup, a.memory_cgroup) == (
-            b.ppid, b.uid, b.user, b.threads, b.start_time, b.kernel_thread, b.cgroup, b.memory_cgroup), pid
-        if not a.kernel_thread:
-            assert (a.name, a.cmdline) == (b.name, b.cmdline)
-        if pid == idle:
-            assert (a.rss_kb, a.virt_kb, a.peak_kb, a.swap_kb, a.shared_kb, a.anon_kb, a.state) == (
-                b.rss_kb, b.virt_kb, b.peak_kb, b.swap_kb, b.shared_kb, b.anon_kb, b.state)
-            assert abs(a.cpu_time_s - b.cpu_time_s) <= 2 / os.sysconf("SC_CLK_TCK")
+
+    def row(s: ProcessSample) -> tuple[object, ...]:
+        name = (s.name, s.cmdline) if not s.kernel_thread else ()
+        return (s.ppid, s.uid, s.user, s.threads, s.start_time, s.kernel_thread, s.cgroup, s.memory_cgroup, name)
+
+    # other processes may change between the two reads (threads, cgroup moves, execs): nearly all
+    # must be equal, the idle one exactly
+    same = [pid for pid in both if row(ours[pid]) == row(theirs[pid])]
+    assert len(same) >= 0.95 * len(both), [(row(ours[p]), row(theirs[p])) for p in both if p not in same][:5]
+    a, b = ours[idle], theirs[idle]
+    assert row(a) == row(b)
+    assert (a.rss_kb, a.virt_kb, a.peak_kb, a.swap_kb, a.shared_kb, a.anon_kb, a.state) == (
+        b.rss_kb, b.virt_kb, b.peak_kb, b.swap_kb, b.shared_kb, b.anon_kb, b.state)
+    assert abs(a.cpu_time_s - b.cpu_time_s) <= 2 / os.sysconf("SC_CLK_TCK")
     reader.close()
 
 
@@ -165,7 +168,10 @@ def test_exited_processes_vanish(tracer: Tracer) -> None:
 def test_thousands_of_processes(tracer: Tracer) -> None:
     children = [subprocess.Popen(["sleep", "60"]) for _ in range(2000)]
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        for c in children:   # each has exec'd (a loaded machine may take a while) and sleeps
+            while time.monotonic() < deadline and (status(c.pid)["Name"], status(c.pid)["State"][0]) != ("sleep", "S"):
+                time.sleep(0.05)
         reader = ProcReader()
         table = TaskTable(reader, start_ticks=tracer.start_ticks)
         samples = {s.pid: s for s in table.read(tracer.read_tasks())}
