@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +239,57 @@ def test_a_process_in_a_child_namespace_shows_with_our_pid(tracer: Tracer) -> No
     finally:
         outer.kill()
         outer.wait()
+
+
+def _record(tgid: int, *, start: int = 10**9, exec_id: int = 1, memcg: int = 7, rss: tuple[int, int, int, int] = (
+        10, 20, 0, 3), runtime: int = 5 * 10**9, comm: bytes = b"app", flags: int = 0) -> bytes:
+    values = dict.fromkeys(TASK_RECORD_NAMES, 0)
+    values.update({"tgid": tgid, "ppid": 1, "uid": 0, "threads": 1, "start_boottime_ns": start, "exec_id": exec_id,
+                   "memcg_id": memcg, "total_vm": 100, "hiwater_vm": 120, "hiwater_rss": 40, "runtime_ns": runtime,
+                   "flags": flags, "state": ord("S"), "comm": comm})
+    values.update({f"rss[{i}]": v for i, v in enumerate(rss)})
+    return TASK_RECORD.pack(*values.values())
+
+
+def _fake_proc(root: Path, pid: int, cmdline: bytes, cgroup: bytes = b"0::/app.slice\n") -> None:
+    (root / str(pid)).mkdir(exist_ok=True)
+    (root / str(pid) / "cmdline").write_bytes(cmdline)
+    (root / str(pid) / "cgroup").write_bytes(cgroup)
+
+
+def test_parse_reuse_exec_and_pid_reuse(tmp_path: Path) -> None:
+    """Without the kernel: records as the iterator writes them, a /proc of files."""
+    (tmp_path / "stat").write_bytes(b"btime 1000\n")
+    _fake_proc(tmp_path, 42, b"app\0--one\0")
+    reader = ProcReader(str(tmp_path), uid_names={0: "root"}, page_size=4096, clock_ticks=100)
+    table = TaskTable(reader, start_ticks=lambda ns: ns // 10**7, page_size=4096, clock_ticks=100)
+    (s,) = table.read(_record(42) + b"\0" * 7)   # a torn tail is ignored
+    assert (s.pid, s.name, s.cmdline, s.user, s.cgroup, s.start_ticks, s.start_time) == (
+        42, "app", "app --one", "root", "/app.slice", 100, 1001.0)
+    assert (s.rss_kb, s.anon_kb, s.shared_kb, s.swap_kb, s.virt_kb, s.peak_kb, s.cpu_time_s) == (
+        (10 + 20 + 3) * 4, 80, 52, 0, 400, 160, 5.0)
+    (again,) = table.read(_record(42))
+    assert again is s and table.parsed == 0
+    _fake_proc(tmp_path, 42, b"app\0--two\0", b"0::/other.slice\n")
+    (same_exec,) = table.read(_record(42, runtime=6 * 10**9))
+    assert (same_exec.cmdline, same_exec.cgroup, same_exec.cpu_time_s) == ("app --one", "/app.slice", 6.0)
+    (execed,) = table.read(_record(42, exec_id=2, memcg=8, runtime=6 * 10**9))
+    assert (execed.cmdline, execed.cgroup) == ("app --two", "/other.slice"), "exec and cgroup move reread"
+    _fake_proc(tmp_path, 42, b"new\0")
+    (reused,) = table.read(_record(42, start=2 * 10**9, exec_id=2, memcg=8, comm=b"new"))
+    assert (reused.name, reused.cmdline, reused.start_ticks) == ("new", "new", 200), "a new process"
+    (kthread,) = table.read(_record(42, start=2 * 10**9, exec_id=2, memcg=8, comm=b"new", flags=0x00200000))
+    assert kthread.kernel_thread and kthread.rss_kb == 0 and kthread.cmdline == ""
+    assert table.read(b"") == []
+
+
+def test_processes_the_iterator_misses_are_read_from_proc(tmp_path: Path) -> None:
+    (tmp_path / "stat").write_bytes(b"btime 1000\n")
+    _fake_proc(tmp_path, 42, b"app\0")
+    _fake_proc(tmp_path, 1, b"init\0")
+    (tmp_path / "1" / "stat").write_bytes(b"1 (init) S 0 1 1 0 -1 4194560 0 0 0 0 5 5 0 0 20 0 1 0 7 1000 10 0\n")
+    (tmp_path / "1" / "status").write_bytes(b"Name:\tinit\nUid:\t0\t0\t0\t0\nVmRSS:\t  40 kB\n")
+    reader = ProcReader(str(tmp_path), uid_names={0: "root"})
+    table = TaskTable(reader, start_ticks=lambda ns: ns // 10**7)
+    samples = table.read(_record(42))
+    assert table.unlisted == [1] and sorted(s.pid for s in samples) == [1, 42]
