@@ -99,6 +99,11 @@ class _Proc:
     last_change: float = 0.0
     verdict: LeakVerdict = _NO_VERDICT
     cpu_percent: float | None = None
+    still: int = 0
+    """Ticks in a row with the same sample and counts: past the history's length, every point
+    of every history is the same, and so is the view (which the snapshots then share)."""
+    view: ProcessView | None = None
+    """The view last handed out; None when something it shows changed since (events, PSS)."""
 
     def push(self, t: float, rss: int, outstanding: int, rate: float) -> None:
         if rss != self.last_rss and self.last_rss >= 0:
@@ -210,12 +215,14 @@ class Store:
         if proc.recent is None:
             proc.recent = deque(maxlen=self.recent_len)
         proc.recent.append(ev)
+        proc.view = None
 
     def set_rollup(self, key: ProcessKey, rollup: SmapsRollup | None) -> None:
         with self._lock:
             proc = self._procs.get(key)
             if proc is not None:
                 proc.rollup = rollup
+                proc.view = None
 
     def update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
@@ -254,9 +261,18 @@ class Store:
             if s is proc.sample and counts is proc.kernel and len(proc.rss):
                 # unchanged (the same objects: the sources hand out the last ones again): nothing
                 # moved, so no CPU and no calls since the last tick
+                proc.still += 1
+                if proc.still > cap and proc.view is not None and not (rollups and key in rollups):
+                    # every point of the window was pushed unchanged: pushing one more leaves the
+                    # histories as they are, and the view with them
+                    proc.last_seen = now
+                    seen[key] = proc
+                    by_pid[s.pid] = key
+                    continue
                 if now > proc.last_seen:
                     proc.cpu_percent = 0.0
             else:
+                proc.still = 0
                 old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
                 proc.sample = s
                 proc.kernel = counts
@@ -267,6 +283,7 @@ class Store:
                         rate = max(0, counts.calls - old_kernel.calls) / dt
             if rollups and key in rollups:
                 proc.rollup = rollups[key]
+            proc.view = None
             proc.push(now, s.rss_kb, counts.outstanding_bytes if counts is not None else 0, rate)
             proc.verdict = self._assess(proc, tick_times, warmup_s)
             seen[key] = proc
@@ -278,7 +295,7 @@ class Store:
         new, self._new = tuple(self._new), []
         if self.new_events_dropped:
             tracer = dataclasses.replace(tracer, exits_dropped=tracer.exits_dropped + self.new_events_dropped)
-        views = tuple(self._view(p) for p in seen.values())
+        views = tuple(p.view or self._view(p) for p in seen.values())
         snap = Snapshot(
             timestamp=now,
             interval_s=interval_s,
@@ -315,7 +332,7 @@ class Store:
 
     def _view(self, p: _Proc) -> ProcessView:
         v = p.verdict
-        return ProcessView(
+        p.view = ProcessView(
             sample=p.sample,
             kernel=p.kernel,
             rollup=p.rollup,
@@ -328,6 +345,7 @@ class Store:
             event_rate_history=p.rates.history(),
             recent_events=tuple(p.recent) if p.recent else (),
         )
+        return p.view
 
     # -- outputs ---------------------------------------------------------------------------------
 
