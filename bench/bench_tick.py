@@ -4,7 +4,9 @@
    + kernel maps) with 0, 1,000 and 10,000 extra idle processes, as ms per tick and us per process;
    baselines in the same run: psutil.process_iter with the fields a row needs, and the /proc tick.
    Per 1,000 processes: the whole tick and the process-table read alone (ProcReader against one
-   iterator read parsed by TaskTable), iterator against /proc as a ratio.
+   iterator read parsed by TaskTable), iterator against /proc as a ratio; and the tick in a steady
+   state, once every history window is full (--steady-history ticks), where the store shares the
+   views of processes that did not change.
 2. Store memory with 5,000 extra processes and full histories (tracemalloc), against the memory of
    one tick's samples (what the store would hold with no history at all).
 3. Storm: the consumer's CPU (% of one core) while bench/mmap_loop.c runs flat out, against the
@@ -47,11 +49,13 @@ from memwatch.task_table import TaskTable  # noqa: E402
 from smoke import smoke_defaults  # noqa: E402
 
 
-async def tick_times(source: LiveSource, ticks: int) -> tuple[float, int]:
-    """Median seconds per tick (after a warm-up tick) and the process count."""
+async def tick_times(source: LiveSource, ticks: int, warmup: int = 0) -> tuple[float, int]:
+    """Median seconds per tick (after the first tick and ``warmup`` more) and the process count."""
     snap = await source.open()
     times = []
     try:
+        for _ in range(warmup):
+            await source._tick()
         for _ in range(ticks):
             t0 = time.perf_counter()
             snap = await source._tick()
@@ -59,6 +63,10 @@ async def tick_times(source: LiveSource, ticks: int) -> tuple[float, int]:
     finally:
         await source.close()
     return statistics.median(times), len(snap.processes)
+
+
+def steady_source(bpf: bool, history: int) -> LiveSource:
+    return LiveSource(3.0, use_bpf=bpf, store=Store(history_len=history))
 
 
 def table_reads(ticks: int) -> tuple[float, float | None, int]:
@@ -158,7 +166,9 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=10)
     ap.add_argument("--history", type=int, default=120)
     ap.add_argument("--storm-seconds", type=float, default=10.0)
-    smoke_defaults(ap, counts="100", ticks=2, history=10, storm_seconds=2.0)
+    ap.add_argument("--steady-history", type=int, default=30,
+                    help="history length of the steady-state ticks (warmed up past it)")
+    smoke_defaults(ap, counts="100", ticks=2, history=10, storm_seconds=2.0, steady_history=3)
     args = ap.parse_args()
     _raise_file_limit()  # as the memwatch command does: the /proc reader keeps stat files open
     bpf = os.geteuid() == 0
@@ -188,6 +198,17 @@ def main() -> int:
             line += f"; table read /proc {read_proc * 1000 / m * 1e3:6.2f} ms"
             if read_iter is not None:
                 line += f", iterator {read_iter * 1000 / m * 1e3:6.2f} ms ({read_iter / read_proc:.2f}x /proc)"
+            print(line)
+            # a dashboard that has run a while: every idle process's history window is full of
+            # unchanged ticks, and the store shares its view (a shorter window, to get there sooner)
+            steady = args.steady_history
+            proc_steady, n = asyncio.run(tick_times(steady_source(False, steady), args.ticks, steady + 1))
+            line = (f"    steady state, {steady}-tick histories full, per 1,000 processes: tick /proc "
+                    f"{proc_steady * 1000 / n * 1e3:6.2f} ms")
+            if bpf:
+                iter_steady, n = asyncio.run(tick_times(steady_source(True, steady), args.ticks, steady + 1))
+                line += (f", iterator {iter_steady * 1000 / n * 1e3:6.2f} ms "
+                         f"({iter_steady / proc_steady:.2f}x /proc)")
             print(line)
         held, one, n = store_memory(args.history)
         print(f"store memory, {n} processes x {args.history} samples: {held / 2**20:.1f} MiB "
