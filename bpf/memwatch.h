@@ -213,4 +213,32 @@ struct mw_stack_target {
 	__u64 dropped;             /* records lost: stack_events full */
 };
 
+/* What the dump_tasks iterator writes for each process (thread group) of memwatch's pid namespace:
+ * every figure the process table needs, so one read() replaces a tick of /proc/PID/stat, status
+ * and statm reads. Pages are the kernel's page size; times are nanoseconds. */
+#define MW_RSS_FILE 0    /* rss[] indexes: the kernel's MM_FILEPAGES ... MM_SHMEMPAGES order */
+#define MW_RSS_ANON 1
+#define MW_RSS_SWAP 2    /* swap entries, not resident: VmSwap */
+#define MW_RSS_SHMEM 3
+#define MW_RSS_COUNTERS 4
+struct mw_task_record {
+	__u32 tgid;                /* in memwatch's pid namespace (tasks without one are left out) */
+	__u32 ppid;                /* likewise; 0 when the parent has none there */
+	__u32 uid;                 /* real uid */
+	__u32 threads;
+	__u64 start_boottime_ns;   /* group leader's start: with the tgid, the process identity */
+	__u64 exec_id;             /* moves at every exec: the command line is read again */
+	__u64 memcg_id;            /* memory cgroup (see memcg_id() in prog.bpf.c); 0: none */
+	__u64 total_vm;            /* pages: VmSize */
+	__u64 hiwater_vm;          /* pages: VmPeak is the larger of it and total_vm */
+	__u64 hiwater_rss;         /* pages: VmHWM before it is raised to the current RSS */
+	__u64 rss[MW_RSS_COUNTERS]; /* pages, each summed exactly over the per-CPU counters */
+	__u64 runtime_ns;          /* CPU time of the whole group, exited threads included */
+	__u64 utime_ns;            /* its split by tick sampling, as /proc scales it */
+	__u64 stime_ns;
+	__u32 flags;               /* task->flags of the leader (PF_KTHREAD) */
+	__u32 state;               /* the leader's state letter, as /proc/PID/stat shows it */
+	char comm[MW_COMM_LEN];    /* group leader's name */
+};
+
 #endif /* MEMWATCH_H */

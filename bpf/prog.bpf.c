@@ -1131,3 +1131,4 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
+#include "iter.bpf.c"

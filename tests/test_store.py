@@ -232,3 +232,31 @@ def test_recent_len_zero_keeps_no_call_events() -> None:
     assert store.events_seen == 3
     assert snap.events == (exit_ev,)
     assert not store._orphans
+
+
+def test_unchanged_processes_are_merged_once_and_their_views_shared() -> None:
+    """A source hands out the same sample (and counts) objects for a process that did not change:
+    once its whole history window is of such ticks, the snapshots share its view."""
+    store = Store(history_len=4)
+    idle, busy = sample(1, 10, rss=700), sample(2, 20, rss=100)
+    counts = KernelCounts(mmap_count=3, outstanding_bytes=4096)
+    busy_counts = {busy.key: KernelCounts(mmap_count=1)}
+    snaps = []
+    for t in range(8):
+        busy = replace(busy, rss_kb=100 + t)
+        snaps.append(store.update(float(t), 1.0, [idle, busy], {idle.key: counts, **busy_counts}, SYSTEM, ON))
+    views = [{v.pid: v for v in s.processes} for s in snaps]
+    assert views[6][1] is views[5][1], "shared once the window is all unchanged ticks"
+    assert views[4][1] is not views[3][1]
+    assert views[7][1].rss_history == (700,) * 4 and views[7][1].outstanding_history == (4096,) * 4
+    assert views[7][1].cpu_percent == 0.0 and views[7][1].event_rate_history == (0.0,) * 4
+    assert views[7][2] is not views[6][2] and views[7][2].rss_history == (104, 105, 106, 107)
+    # an event, PSS, or a change makes a new view; the history goes on from the shared one
+    store.add_events([call(1, 8.5)])
+    snap = store.update(9.0, 1.0, [idle], {idle.key: counts}, SYSTEM, ON)
+    (v,) = snap.processes
+    assert v is not views[7][1] and len(v.recent_events) == 1
+    moved = replace(idle, rss_kb=800)
+    (v,) = store.update(10.0, 1.0, [moved], {idle.key: counts}, SYSTEM, ON).processes
+    assert v.rss_history == (700, 700, 700, 800)
+    assert v.growth_kb_s is not None

@@ -48,8 +48,9 @@ import pwd
 import re
 import resource
 import signal
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from memwatch.model import ProcessSample, SmapsRollup, SystemMemory
 
@@ -293,6 +294,42 @@ def _parse_rollup(data: bytes) -> SmapsRollup | None:
 # The per-tick reader.
 
 
+class CgroupHolder(Protocol):
+    """What a reader remembers of a process's cgroups (see :func:`read_cgroup`)."""
+
+    cgroup: str
+    memcg: str
+    memcg_raw: bytes
+    cgroup_due: bool
+
+
+def read_cgroup(base: str, k: CgroupHolder) -> None:
+    """/proc/PID/cgroup (``base`` is /proc/PID/) into ``k``: the cgroup shown and the memory
+    cgroup; on any error keep what it had."""
+    k.cgroup_due = False
+    try:
+        data = _read(base + "cgroup")
+    except OSError:
+        return
+    k.cgroup, k.memcg_raw = _cgroup_paths(data)
+    k.memcg = _decode(k.memcg_raw)
+
+
+def memory_cgroup_paths(known: Iterable[CgroupHolder]) -> dict[str, bytes]:
+    """Memory cgroups as samples show them, to the raw paths /proc named them by."""
+    return {k.memcg: k.memcg_raw for k in known if k.memcg_raw}
+
+
+def recheck_cgroups(known: Iterable[CgroupHolder], paths: Collection[str]) -> int:
+    """Mark the processes said to be in ``paths`` for a new read of their cgroup; how many."""
+    n = 0
+    for k in known:
+        if k.memcg in paths:
+            k.cgroup_due = True
+            n += 1
+    return n
+
+
 class _Known:
     """What the reader remembers about one process identity between ticks."""
 
@@ -426,19 +463,15 @@ class ProcReader:
     def memory_cgroup_paths(self) -> dict[str, bytes]:
         """The memory cgroup of every process read last tick, as samples show it, to the raw
         path /proc named it by (which finds its directory, whatever bytes its name holds)."""
-        return {k.memcg: k.memcg_raw for k in self._known.values() if k.memcg_raw}
+        return memory_cgroup_paths(self._known.values())
 
     def recheck_cgroups(self, paths: Collection[str]) -> int:
         """Read /proc/PID/cgroup again next tick for the processes said to be in ``paths`` (their
         cgroup vanished: they were moved, or it was removed under them); returns how many."""
-        n = 0
-        for k in self._known.values():
-            if k.memcg in paths:
-                k.cgroup_due = True
-                n += 1
-        return n
+        return recheck_cgroups(self._known.values(), paths)
 
-    def _list_pids(self) -> list[int]:
+    def list_pids(self) -> list[int]:
+        """The pids /proc lists now (processes of its pid namespace)."""
         try:
             names = os.listdir(self.proc_root)
         except OSError as exc:
@@ -456,7 +489,7 @@ class ProcReader:
         out: list[ProcessSample] = []
         append = out.append
         sample_of = self._sample
-        for pid in self._list_pids():
+        for pid in self.list_pids():
             sample = sample_of(pid, known.pop(pid, None), seen, boot)
             if sample is not None:
                 append(sample)
@@ -549,7 +582,7 @@ class ProcReader:
                 k.user = self.user_name(0)
                 k.uid = 0
             if fresh or k.cgroup_due or tick - k.slow_tick >= self.slow_every:
-                self._read_cgroup(base, k)
+                read_cgroup(base, k)
                 k.slow_tick = tick
             k.status_tick = tick
             k.sample = ProcessSample(
@@ -601,7 +634,7 @@ class ProcReader:
             k.cmdline = self._read_text(base + "cmdline", _parse_cmdline, k.cmdline)
             k.cmdline_comm = st.comm
         if fresh or slow_due or execed or k.cgroup_due:
-            self._read_cgroup(base, k)
+            read_cgroup(base, k)
             if fresh or slow_due:
                 k.slow_tick = tick
         k.sample = ProcessSample(
@@ -611,18 +644,6 @@ class ProcReader:
             st.cpu_ticks / self._hz, uid=k.uid, memory_cgroup=k.memcg,
         )
         return k.sample
-
-    @staticmethod
-    def _read_cgroup(base: str, k: _Known) -> None:
-        """/proc/PID/cgroup into ``k``: the cgroup shown and the memory cgroup; on any error keep
-        what it had."""
-        k.cgroup_due = False
-        try:
-            data = _read(base + "cgroup")
-        except OSError:
-            return
-        k.cgroup, k.memcg_raw = _cgroup_paths(data)
-        k.memcg = _decode(k.memcg_raw)
 
     def _read_statm_kb(self, base: str) -> int | None:
         """Exact RSS from statm; None when unreadable or empty. Raises what a vanished pid raises."""

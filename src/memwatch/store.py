@@ -36,6 +36,7 @@ from memwatch.model import (
 
 CALL_KINDS = frozenset({EventKind.MMAP, EventKind.MUNMAP, EventKind.BRK, EventKind.MREMAP})
 _NO_VERDICT = LeakVerdict(None, False, None)
+_FLAT = LeakVerdict(0.0, False, None)
 _NO_CALLS = KernelCounts()
 
 
@@ -98,6 +99,11 @@ class _Proc:
     last_change: float = 0.0
     verdict: LeakVerdict = _NO_VERDICT
     cpu_percent: float | None = None
+    still: int = 0
+    """Ticks in a row with the same sample and counts: past the history's length, every point
+    of every history is the same, and so is the view (which the snapshots then share)."""
+    view: ProcessView | None = None
+    """The view last handed out; None when something it shows changed since (events, PSS)."""
 
     def push(self, t: float, rss: int, outstanding: int, rate: float) -> None:
         if rss != self.last_rss and self.last_rss >= 0:
@@ -209,12 +215,14 @@ class Store:
         if proc.recent is None:
             proc.recent = deque(maxlen=self.recent_len)
         proc.recent.append(ev)
+        proc.view = None
 
     def set_rollup(self, key: ProcessKey, rollup: SmapsRollup | None) -> None:
         with self._lock:
             proc = self._procs.get(key)
             if proc is not None:
                 proc.rollup = rollup
+                proc.view = None
 
     def update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
@@ -248,19 +256,35 @@ class Store:
                              last_change=now)
                 for ev in self._orphans.pop(s.pid, ()):
                     self._remember(proc, ev)
-            old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
-            proc.sample = s
-            proc.kernel = kernel.get(key, _NO_CALLS) if kernel is not None else None
+            counts = kernel.get(key, _NO_CALLS) if kernel is not None else None
+            rate = 0.0
+            if s is proc.sample and counts is proc.kernel and len(proc.rss):
+                # unchanged (the same objects: the sources hand out the last ones again): nothing
+                # moved, so no CPU and no calls since the last tick
+                proc.still += 1
+                if proc.still > cap and proc.view is not None and not (rollups and key in rollups):
+                    # every point of the window was pushed unchanged: pushing one more leaves the
+                    # histories as they are, and the view with them
+                    proc.last_seen = now
+                    seen[key] = proc
+                    by_pid[s.pid] = key
+                    continue
+                if now > proc.last_seen:
+                    proc.cpu_percent = 0.0
+            else:
+                proc.still = 0
+                old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
+                proc.sample = s
+                proc.kernel = counts
+                dt = now - proc.last_seen if len(proc.rss) else 0.0
+                if dt > 0:
+                    proc.cpu_percent = max(0.0, s.cpu_time_s - old_cpu) / dt * 100
+                    if counts is not None and old_kernel is not None:
+                        rate = max(0, counts.calls - old_kernel.calls) / dt
             if rollups and key in rollups:
                 proc.rollup = rollups[key]
-            rate = 0.0
-            dt = now - proc.last_seen if len(proc.rss) else 0.0
-            if dt > 0:
-                proc.cpu_percent = max(0.0, s.cpu_time_s - old_cpu) / dt * 100
-                if proc.kernel is not None and old_kernel is not None:
-                    rate = max(0, proc.kernel.calls - old_kernel.calls) / dt
-            out = proc.kernel.outstanding_bytes if proc.kernel is not None else 0
-            proc.push(now, s.rss_kb, out, rate)
+            proc.view = None
+            proc.push(now, s.rss_kb, counts.outstanding_bytes if counts is not None else 0, rate)
             proc.verdict = self._assess(proc, tick_times, warmup_s)
             seen[key] = proc
             by_pid[s.pid] = key
@@ -271,7 +295,7 @@ class Store:
         new, self._new = tuple(self._new), []
         if self.new_events_dropped:
             tracer = dataclasses.replace(tracer, exits_dropped=tracer.exits_dropped + self.new_events_dropped)
-        views = tuple(self._view(p) for p in seen.values())
+        views = tuple(p.view or self._view(p) for p in seen.values())
         snap = Snapshot(
             timestamp=now,
             interval_s=interval_s,
@@ -302,14 +326,13 @@ class Store:
         if n < 2:
             return _NO_VERDICT
         # a process is in every tick from its first to now, so its times are the last n ticks
-        times = tick_times[-n:]
-        if proc.last_change <= times[0]:
-            return LeakVerdict(0.0, False, None)  # flat over the whole window: no need to fit
-        return assess(times, proc.rss.values(), self.leak_policy, proc.sample.start_time + warmup_s)
+        if proc.last_change <= tick_times[-n]:
+            return _FLAT  # flat over the whole window: no need to fit
+        return assess(tick_times[-n:], proc.rss.values(), self.leak_policy, proc.sample.start_time + warmup_s)
 
     def _view(self, p: _Proc) -> ProcessView:
         v = p.verdict
-        return ProcessView(
+        p.view = ProcessView(
             sample=p.sample,
             kernel=p.kernel,
             rollup=p.rollup,
@@ -322,6 +345,7 @@ class Store:
             event_rate_history=p.rates.history(),
             recent_events=tuple(p.recent) if p.recent else (),
         )
+        return p.view
 
     # -- outputs ---------------------------------------------------------------------------------
 

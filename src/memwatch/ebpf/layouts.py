@@ -180,6 +180,32 @@ class MwStackTarget(ctypes.Structure):
     ]
 
 
+RSS_COUNTERS = 4
+RSS_FILE, RSS_ANON, RSS_SWAP, RSS_SHMEM = 0, 1, 2, 3
+
+
+class MwTaskRecord(ctypes.Structure):
+    _fields_ = [
+        ("tgid", c_uint32),
+        ("ppid", c_uint32),
+        ("uid", c_uint32),
+        ("threads", c_uint32),
+        ("start_boottime_ns", c_uint64),
+        ("exec_id", c_uint64),
+        ("memcg_id", c_uint64),
+        ("total_vm", c_uint64),
+        ("hiwater_vm", c_uint64),
+        ("hiwater_rss", c_uint64),
+        ("rss", c_uint64 * RSS_COUNTERS),
+        ("runtime_ns", c_uint64),
+        ("utime_ns", c_uint64),
+        ("stime_ns", c_uint64),
+        ("flags", c_uint32),
+        ("state", c_uint32),
+        ("comm", c_char * COMM_LEN),
+    ]
+
+
 # name in memwatch.h -> mirror; the BTF check walks this table.
 MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_config": MwConfig,
@@ -195,6 +221,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_stack_call": MwStackCall,
     "mw_stack_event": MwStackEvent,
     "mw_stack_target": MwStackTarget,
+    "mw_task_record": MwTaskRecord,
 }
 
 # The hot path (call events) parses with struct, which is several times faster than ctypes.
@@ -345,17 +372,42 @@ _PICK = [_RECORD_NAMES.index(f"stats.{f}") for f in _RAW_STATS_NUMBERS]
 _COMM = _RECORD_NAMES.index("stats.comm")
 
 
-def parse_stats_records(data: bytes) -> tuple[dict[int, RawStats], set[int]]:
+_RECORD_KEY = struct.Struct(f"<II{_RECORD.size - 8}s")
+"""A stats record as its two tgids and the rest of its bytes: all an unchanged process costs."""
+_STATS_REST = struct.Struct("<" + _RECORD_FMT[2:])
+assert _RECORD_FMT.startswith("II"), "struct mw_stats_record must start with its two __u32 tgids"
+
+StatsCache = dict[int, tuple[bytes, RawStats]]
+"""The last records by tgid, for :func:`parse_stats_records` to skip the unchanged ones."""
+
+
+def parse_stats_records(data: bytes, cache: StatsCache | None = None) -> tuple[dict[int, RawStats], set[int]]:
     """The records the dump_stats iterator wrote: counters by tgid as memwatch's /proc shows it,
-    and the tgid of every listed process in the initial pid namespace (which keys active_allocs)."""
+    and the tgid of every listed process in the initial pid namespace (which keys active_allocs).
+
+    With a ``cache`` (kept by the caller between reads, updated here), a process whose record did
+    not change gets the same RawStats object as last time, and nothing is unpacked for it."""
     out: dict[int, RawStats] = {}
     hosts: set[int] = set()
     usable = len(data) - len(data) % _RECORD.size
-    pick, comm = _PICK, _COMM
-    for rec in _RECORD.iter_unpack(memoryview(data)[:usable]):
-        hosts.add(rec[1])
-        if rec[0]:
-            out[rec[0]] = RawStats(rec[0], *[rec[i] for i in pick], decode_comm(rec[comm]))  # type: ignore[call-arg]  # the numbers in order, checked by a test
+    pick, comm = [i - 2 for i in _PICK], _COMM - 2
+    seen: StatsCache = {}
+    old = cache if cache is not None else {}
+    for tgid, host, rest in _RECORD_KEY.iter_unpack(memoryview(data)[:usable]):
+        hosts.add(host)
+        if not tgid:
+            continue
+        known = old.get(tgid)
+        if known is not None and known[0] == rest:
+            stats = known[1]
+        else:
+            rec = _STATS_REST.unpack(rest)
+            stats = RawStats(tgid, *[rec[i] for i in pick], decode_comm(rec[comm]))  # type: ignore[call-arg]  # the numbers in order, checked by a test
+        out[tgid] = stats
+        seen[tgid] = (rest, stats)
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
     return out, hosts
 
 
@@ -363,6 +415,11 @@ def stats_from_struct(tgid: int, s: MwProcStats) -> RawStats:
     """The counters an exit event carries, read by name like the iterator's records."""
     return RawStats(tgid, *[getattr(s, f) for f in _RAW_STATS_NUMBERS], decode_comm(bytes(s.comm)))  # type: ignore[call-arg]  # the numbers in order, checked by a test
 
+
+TASK_RECORD_FORMAT, TASK_RECORD_NAMES = flat_format(MwTaskRecord)
+"""The dump_tasks records for :mod:`struct` ("<" first), and the member each unpacked item is."""
+TASK_RECORD = struct.Struct("<" + TASK_RECORD_FORMAT)
+assert TASK_RECORD.size == ctypes.sizeof(MwTaskRecord)
 
 _STACK_CALL = struct.Struct("<IIIxxxxQIIQQQQ")
 assert _STACK_CALL.size == ctypes.sizeof(MwStackCall), "struct format out of step with MwStackCall"

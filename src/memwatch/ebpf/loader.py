@@ -171,6 +171,9 @@ class Tracer:
         self._ncpus = 1
         self._stats_iter = -1
         self._seed_iter = -1
+        self._tasks_iter = -1
+        self._stats_cache: layouts.StatsCache = {}
+        """The last dump_stats records: an unchanged process's RawStats is handed out again."""
         self._stats_fd = -1
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_offset = 0.0
@@ -351,11 +354,13 @@ class Tracer:
                 self._mark_iter = check_int(lib.bpf_link__fd(link), "the stack-marking iterator")
             elif name == "seed_stats":
                 self._seed_iter = check_int(lib.bpf_link__fd(link), "the seeding iterator")
+            elif name == "dump_tasks":
+                self._tasks_iter = check_int(lib.bpf_link__fd(link), "the process-table iterator")
 
     def _destroy_links(self) -> None:
         lib = self._lib
         assert lib is not None
-        self._stats_iter = self._seed_iter = self._mark_iter = -1
+        self._stats_iter = self._seed_iter = self._mark_iter = self._tasks_iter = -1
         while self._links:
             lib.bpf_link__destroy(self._links.pop())
 
@@ -573,9 +578,16 @@ class Tracer:
         over all tasks (of memwatch's pid namespace)."""
         if self._lib is None or self._stats_iter < 0:
             raise RuntimeError("the tracer is not open")
-        stats, hosts = parse_stats_records(self._run_iterator(self._stats_iter))
+        stats, hosts = parse_stats_records(self._run_iterator(self._stats_iter), self._stats_cache)
         self.host_tgids = frozenset(hosts)
         return stats
+
+    def read_tasks(self) -> bytes:
+        """The whole process table of memwatch's pid namespace: one pass of the dump_tasks iterator,
+        an :data:`layouts.TASK_RECORD` per process (thread group), in pid order."""
+        if self._lib is None or self._tasks_iter < 0:
+            raise RuntimeError("the tracer is not open")
+        return self._run_iterator(self._tasks_iter)
 
     def _dump(self, fd: int, key_size: int, value_size: int,
               chunk: int) -> Iterable[tuple[bytes, bytes, int]]:

@@ -55,6 +55,7 @@ from memwatch.model import (
 from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory, signal_process
 from memwatch.stacks.table import AllocationStack, StackCollector
 from memwatch.store import Store
+from memwatch.task_table import TaskTable
 
 log = logging.getLogger("memwatch.live")
 
@@ -77,6 +78,21 @@ class EventConverter:
         self.tracer = tracer
         self.page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
         self.cgroup_path = cgroup_path
+        self._counts: dict[int, tuple[RawStats, KernelCounts]] = {}
+
+    def all_counts(self, stats: dict[int, RawStats]) -> dict[ProcessKey, KernelCounts]:
+        """Counts by process for a read of the tracer's stats; a process whose RawStats is the same
+        object as last time (its record did not change) gets the same KernelCounts."""
+        old, new = self._counts, {}
+        out: dict[ProcessKey, KernelCounts] = {}
+        start_ticks = self.tracer.start_ticks
+        for tgid, s in stats.items():
+            known = old.get(tgid)
+            counts = known[1] if known is not None and known[0] is s else self.counts(s)
+            new[tgid] = (s, counts)
+            out[(tgid, start_ticks(s.start_boottime_ns))] = counts
+        self._counts = new
+        return out
 
     def counts(self, s: RawStats) -> KernelCounts:
         wall = self.tracer.boot_ns_to_wall
@@ -215,6 +231,8 @@ class LiveSource:
         self.tracer: Tracer | None = None
         self.bpf_reason: str | None = None if use_bpf else "eBPF is off (--no-bpf): showing /proc figures only."
         self._reader = ProcReader(proc_root)
+        self._table: TaskTable | None = None
+        """The process table from the tracer's iterator (None: /proc is read, eBPF is off)."""
         self._cgroups: CgroupReader | None = None
         """Memory cgroups of the processes (None: no groups in the snapshots)."""
         if groups:
@@ -289,6 +307,8 @@ class LiveSource:
                 log.info("%s", exc)
             else:
                 self._converter = EventConverter(self.tracer, self._oom_cgroup)
+                self._table = TaskTable(self._reader, start_ticks=self.tracer.start_ticks,
+                                        page_size=self.tracer.page_size)
                 if self.stack_pids:
                     self._start_stacks(self.tracer)
                 self._drainer = asyncio.create_task(self._drain_forever(), name="memwatch-ring-drain")
@@ -455,8 +475,7 @@ class LiveSource:
         """Kernel counters by process, and the tracer's health; runs in the tick's worker thread."""
         tracer, conv = self.tracer, self._converter
         assert tracer is not None and conv is not None
-        stats = tracer.read_stats()
-        counts = {(tgid, tracer.start_ticks(s.start_boottime_ns)): conv.counts(s) for tgid, s in stats.items()}
+        counts = conv.all_counts(tracer.read_stats())
         c = tracer.counters()
         now = time.monotonic()
         dt = now - self._last_tick if self._last_tick else 0.0
@@ -514,15 +533,26 @@ class LiveSource:
 
     def _read_proc(self) -> tuple[list[ProcessSample], SystemMemory, dict[str, CgroupReading] | None]:
         with self._work:
-            samples = self._reader.read_processes()
+            samples = self._read_samples()
+            reader: TaskTable | ProcReader = self._table if self._table is not None else self._reader
             system = read_system_memory(self.proc_root)
             cgroups = None
             if self._cgroups is not None:
-                cgroups = self._cgroups.read(self._reader.memory_cgroup_paths())
+                cgroups = self._cgroups.read(reader.memory_cgroup_paths())
                 if self._cgroups.vanished:
                     # its processes were moved (or it was removed under them): look where they are
-                    self._reader.recheck_cgroups(self._cgroups.vanished)
+                    reader.recheck_cgroups(self._cgroups.vanished)
             return samples, system, cgroups
+
+    def _read_samples(self) -> list[ProcessSample]:
+        """Every process: one read of the tracer's process-table iterator, or /proc without it."""
+        if self.tracer is not None and self._table is not None:
+            try:
+                return self._table.read(self.tracer.read_tasks())
+            except OSError as exc:   # the iterator failed: /proc from now on, which always works
+                log.warning("reading the process table from the kernel failed (%s): reading /proc instead", exc)
+                self._table = None
+        return self._reader.read_processes()
 
     def _merge(self, samples: list[ProcessSample], system: SystemMemory,
                rollups: dict[ProcessKey, SmapsRollup] | None,

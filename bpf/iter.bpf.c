@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * memwatch's process table in one read: the dump_tasks iterator writes one struct mw_task_record
+ * per thread group of memwatch's pid namespace, with every figure the table needs (RSS by type
+ * summed exactly over the per-CPU counters, VIRT, peaks, swap, threads, state, parent, uid, start,
+ * name, CPU time, memory cgroup). User space reads it with one read() loop per tick instead of
+ * opening /proc/PID/stat, status and statm of every process.
+ *
+ * Included by prog.bpf.c (at its end): it uses that file's config (cfg), ns_pid() and memcg_id().
+ */
+
+/* Kernel constants /proc uses to show a task (include/linux/sched.h); stable since 4.14. */
+#define MW_PF_KTHREAD 0x00200000
+#define MW_TASK_REPORT 0x7f         /* TASK_INTERRUPTIBLE ... TASK_PARKED, EXIT_DEAD, EXIT_ZOMBIE */
+#define MW_TASK_IDLE 0x402          /* TASK_UNINTERRUPTIBLE | TASK_NOLOAD */
+#define MW_TASK_REPORT_IDLE 0x80
+#define MW_TASK_RTLOCK_WAIT 0x1000
+#define MW_TASK_UNINTERRUPTIBLE 0x2
+#define MW_STATE_LETTERS 0x505a587474445352ULL   /* "RSDTtXZP", first letter in the low byte */
+#define MW_MAX_CPUS 8192            /* the kernel's largest NR_CPUS: bpf_per_cpu_ptr says where to stop */
+
+/*
+ * Where each CPU's copy of a per-CPU counter lies. The counters' pointers carry no BTF percpu tag
+ * that bpf_per_cpu_ptr() would take, and kernels without CONFIG_KALLSYMS_ALL (this one) resolve
+ * no per-CPU variable as a ksym; but a per-CPU array map knows both sides: its struct bpf_array
+ * holds the value's per-CPU pointer (pptrs[0]), and bpf_map_lookup_percpu_elem() (5.19+) returns
+ * where that value lies on a given CPU, NULL past the last possible one. Their difference is the
+ * CPU's per-CPU offset, the same for every per-CPU pointer.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cpu_anchor SEC(".maps");
+
+/* A pointer's value as a plain number: the verifier forbids most arithmetic on map pointers. */
+static __always_inline __u64 address_of(const void *p)
+{
+	__u64 a = 0;
+
+	bpf_probe_read_kernel(&a, sizeof(a), &p);
+	return a;
+}
+
+/* Open-coded task iterator (6.7+): the threads of one process, for its CPU time. Weak: on older
+ * kernels they resolve to 0 and the group's CPU time is its leader's plus its exited threads'. */
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task, unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+
+/* Before 6.2 mm->rss_stat was one atomic per counter (struct mm_rss_stat), exactly what /proc
+ * shows (the per-thread caches of SPLIT_RSS_COUNTING are not in /proc's figure either). */
+struct mm_rss_stat___pre62 {
+	atomic_long_t count[4];
+} __attribute__((preserve_access_index));
+
+struct mm_struct___pre62 {
+	struct mm_rss_stat___pre62 rss_stat;
+} __attribute__((preserve_access_index));
+
+/* Before 5.14 a task's state was `volatile long state`, since then `unsigned int __state`. */
+struct task_struct___pre514 {
+	long state;
+} __attribute__((preserve_access_index));
+
+struct mw_rss_sum {
+	__u64 anchor;                      /* cpu_anchor's value as a per-CPU pointer */
+	__u64 counters[MW_RSS_COUNTERS];   /* each counter's per-CPU pointer */
+	__s64 sum[MW_RSS_COUNTERS];
+};
+
+static long add_cpu_deltas(__u32 cpu, struct mw_rss_sum *s)
+{
+	__u32 zero = 0;
+	const void *here = bpf_map_lookup_percpu_elem(&cpu_anchor, &zero, cpu);
+	__u64 offset;
+
+	if (!here)
+		return 1;   /* past the last possible CPU */
+	offset = address_of(here) - s->anchor;
+	for (int i = 0; i < MW_RSS_COUNTERS; i++) {
+		__s32 delta = 0;
+
+		if (s->counters[i])
+			bpf_probe_read_kernel(&delta, sizeof(delta), (void *)(s->counters[i] + offset));
+		s->sum[i] += delta;
+	}
+	return 0;
+}
+
+/*
+ * RSS counters in pages. Since 6.2 (mm: convert mm's rss stats into percpu_counter) each is a
+ * percpu_counter whose count lags the truth by up to 32 pages per CPU: the exact value adds every
+ * CPU's delta, as get_mm_counter_sum() does for /proc/PID/status (VmRSS, since 6.16; statm).
+ * Offline CPUs' deltas are folded into count when they go, so every possible CPU may be added.
+ */
+static __always_inline void read_rss(struct mm_struct *mm, __u64 *out)
+{
+	struct mw_rss_sum s = {};
+
+	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
+		struct mm_struct___pre62 *old = (void *)mm;
+
+		for (int i = 0; i < MW_RSS_COUNTERS; i++) {
+			long v = old->rss_stat.count[i].counter;
+
+			out[i] = v > 0 ? v : 0;
+		}
+		return;
+	}
+	if (bpf_probe_read_kernel(&s.anchor, sizeof(s.anchor), (void *)(address_of(&cpu_anchor) +
+				  bpf_core_field_offset(struct bpf_array, pptrs))))
+		return;
+	for (int i = 0; i < MW_RSS_COUNTERS; i++) {
+		s.sum[i] = mm->rss_stat[i].count;
+		s.counters[i] = (__u64)mm->rss_stat[i].counters;
+	}
+	bpf_loop(MW_MAX_CPUS, add_cpu_deltas, &s, 0);
+	for (int i = 0; i < MW_RSS_COUNTERS; i++)
+		out[i] = s.sum[i] > 0 ? s.sum[i] : 0;
+}
+
+/* The state letter of /proc/PID/stat (task_state_index() and its table in fs/proc/array.c). */
+static __always_inline __u32 state_letter(struct task_struct *task)
+{
+	unsigned int raw, state, index = 0;
+
+	if (bpf_core_field_exists(task->__state))
+		raw = task->__state;
+	else
+		raw = ((struct task_struct___pre514 *)task)->state;
+	state = (raw | task->exit_state) & MW_TASK_REPORT;
+	if ((raw & MW_TASK_IDLE) == MW_TASK_IDLE)
+		state = MW_TASK_REPORT_IDLE;
+	if (raw == MW_TASK_RTLOCK_WAIT)
+		state = MW_TASK_UNINTERRUPTIBLE;
+	while (state && index < 8) {   /* fls() */
+		state >>= 1;
+		index++;
+	}
+	/* "RSDTtXZPI"[index], without a table: a static one would go to .rodata, before cfg */
+	return index < 8 ? (MW_STATE_LETTERS >> (index * 8)) & 0xff : 'I';
+}
+
+/* CPU time of the group: its exited threads' (in signal_struct) plus each live thread's. */
+static __always_inline void read_cpu(struct task_struct *task, struct mw_task_record *r)
+{
+	struct signal_struct *sig = task->signal;
+	struct bpf_iter_task it;
+	struct task_struct *t;
+
+	r->runtime_ns = sig->sum_sched_runtime;
+	r->utime_ns = sig->utime;
+	r->stime_ns = sig->stime;
+	if (!bpf_iter_task_new || !bpf_iter_task_next || !bpf_iter_task_destroy) {
+		r->runtime_ns += task->se.sum_exec_runtime;
+		r->utime_ns += task->utime;
+		r->stime_ns += task->stime;
+		return;
+	}
+	bpf_iter_task_new(&it, task, BPF_TASK_ITER_PROC_THREADS);
+	while ((t = bpf_iter_task_next(&it))) {
+		r->runtime_ns += t->se.sum_exec_runtime;
+		r->utime_ns += t->utime;
+		r->stime_ns += t->stime;
+	}
+	bpf_iter_task_destroy(&it);
+}
+
+/* One record per process of memwatch's pid namespace, kernel threads included (no mm: no memory
+ * figures), in the order of their pids. */
+SEC("iter/task")
+int dump_tasks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct mw_task_record r = {};
+	struct task_struct *parent;
+	struct mm_struct *mm;
+
+	if (!task || task->pid != task->tgid)
+		return 0;   /* thread group leaders only */
+	if (cfg.pidns_ino) {
+		r.tgid = ns_pid(task->thread_pid);
+		if (!r.tgid)
+			return 0;   /* not in memwatch's namespace: not its to show */
+	} else {
+		r.tgid = task->tgid;
+	}
+	parent = task->real_parent;
+	if (parent && task->thread_pid)   /* /proc: 0 once the task is no longer alive */
+		r.ppid = cfg.pidns_ino ? ns_pid(parent->group_leader->thread_pid) : parent->tgid;
+	r.uid = task->cred->uid.val;
+	r.threads = task->signal->nr_threads;
+	r.start_boottime_ns = task->start_boottime;
+	r.exec_id = task->self_exec_id;
+	r.memcg_id = memcg_id(task);
+	r.flags = task->flags;
+	r.state = state_letter(task);
+	BPF_CORE_READ_STR_INTO(&r.comm, task, comm);
+	mm = task->mm;
+	if (mm && !(r.flags & MW_PF_KTHREAD)) {
+		r.total_vm = mm->total_vm;
+		r.hiwater_vm = mm->hiwater_vm;
+		r.hiwater_rss = mm->hiwater_rss;
+		read_rss(mm, r.rss);
+	}
+	read_cpu(task, &r);
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}
+
+struct mw_task_record _mw_task_record = {};
