@@ -36,6 +36,8 @@ LABEL_WIDTH = 10
 EBPF_OFF = "eBPF off: shows -"
 ON_DEMAND = "read on demand"
 NO_ROOM = "no room at this width"
+NOTE_WIDTH = max(len(n) for n in (EBPF_OFF, ON_DEMAND, NO_ROOM)) + 3
+"""The marks take a column of their own, so every line's title starts at the same place."""
 
 
 def entry_order(columns: tuple[str, ...]) -> list[Field]:
@@ -44,9 +46,10 @@ def entry_order(columns: tuple[str, ...]) -> list[Field]:
     return [by_key[k] for k in columns] + [f for f in FIELDS if f.key not in columns]
 
 
-def entry_text(f: Field, columns: tuple[str, ...], *, tracer_on: bool, visible: tuple[str, ...]) -> Text:
+def entry_text(f: Field, columns: tuple[str, ...], *, tracer_on: bool, visible: tuple[str, ...],
+               width: int = 0) -> Text:
     """One line of the chooser: place, check box, header, what it is, and a mark when the table
-    cannot fill it."""
+    cannot fill it; cut to ``width`` cells (when given) rather than wrapped."""
     shown = f.key in columns
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"{columns.index(f.key) + 1:>2} " if shown else "   ", style="dim")
@@ -59,9 +62,11 @@ def entry_text(f: Field, columns: tuple[str, ...], *, tracer_on: bool, visible: 
         note = ON_DEMAND
     elif shown and f.key not in visible:
         note = NO_ROOM
-    if note:  # before the title, so a narrow dialog cuts the title, not the warning
-        text.append(f"({note}) ", style="yellow")
+    # before the title, so a narrow dialog cuts the title, not the warning
+    text.append(f"({note}) ".ljust(NOTE_WIDTH) if note else " " * NOTE_WIDTH, style="yellow")
     text.append(f.title)
+    if width > 0:
+        text.truncate(width, overflow="ellipsis")
     return text
 
 
@@ -115,7 +120,7 @@ class ColumnChooser(ModalScreen[None]):
                 yield Button("Close", id="close", variant="primary")
 
     def on_mount(self) -> None:
-        self._drawn_for: tuple[bool, tuple[str, ...], tuple[str, ...]] | None = None
+        self._drawn_for: tuple[bool, tuple[str, ...], tuple[str, ...], int] | None = None
         self._fill(self.columns[0] if self.columns else None)
         self.entries.focus()
         # the marks follow the tracer (a recording's frames may differ) and the terminal's width
@@ -124,10 +129,12 @@ class ColumnChooser(ModalScreen[None]):
     def on_resize(self) -> None:
         self.call_after_refresh(self._refill_if_marks_moved)
 
-    def _marks(self) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    def _marks(self) -> tuple[bool, tuple[str, ...], tuple[str, ...], int]:
+        """What the lines depend on: the tracer, the columns, those with room, the lines' width."""
         snap = self.memwatch.snapshot
         tracer_on = snap is None or snap.tracer.enabled
-        return tracer_on, self.columns, self.memwatch.dashboard.table.visible_columns
+        width = self.entries.scrollable_content_region.width - 1  # the scroll bar may come and go
+        return tracer_on, self.columns, self.memwatch.dashboard.table.visible_columns, width
 
     def _refill_if_marks_moved(self, _snap: object = None) -> None:
         if self.is_mounted and self._marks() != self._drawn_for:
@@ -144,10 +151,11 @@ class ColumnChooser(ModalScreen[None]):
     def _fill(self, highlight: str | None) -> None:
         """Draw every line again and put the highlight on ``highlight`` (it may have moved)."""
         self._drawn_for = marks = self._marks()
-        tracer_on, columns, visible = marks
+        tracer_on, columns, visible, width = marks
         entries = self.entries
         entries.clear_options()
-        entries.add_options([Option(entry_text(f, columns, tracer_on=tracer_on, visible=visible), id=f.key)
+        entries.add_options([Option(entry_text(f, columns, tracer_on=tracer_on, visible=visible, width=width),
+                                    id=f.key)
                              for f in entry_order(columns)])
         if highlight is not None:
             entries.highlighted = entries.get_option_index(highlight)
