@@ -196,9 +196,12 @@ def build_serve_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _live_source(args: argparse.Namespace, *, recent_events: bool = True) -> SnapshotSource:
+def _live_source(args: argparse.Namespace, *, recent_events: bool = True,
+                 stacks_on_demand: bool = False) -> SnapshotSource:
     """The live source; ``recent_events=False`` keeps no per-process call events (the exporter
-    never shows them, and they are its largest per-process cost with eBPF on)."""
+    never shows them, and they are its largest per-process cost with eBPF on).
+    ``stacks_on_demand``: the tracer gets its stack ring, so the dashboard's allocation tab can
+    capture the stacks of the process it shows (no process is a target until then)."""
     from dataclasses import replace
 
     from memwatch.ebpf import TracerConfig
@@ -209,7 +212,8 @@ def _live_source(args: argparse.Namespace, *, recent_events: bool = True) -> Sna
     stacks = bool(getattr(args, "stacks", False))
     maps = bool(getattr(args, "maps", False))
     cfg = TracerConfig(mode=args.bpf_mode, event_threshold=args.event_threshold,
-                       events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota, stacks=stacks)
+                       events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota,
+                       stacks=stacks or stacks_on_demand)
     if args.bpf_map_size is not None:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
     budget = DEFAULT_EVENTS_BUDGET if args.events_budget is None else args.events_budget
@@ -358,7 +362,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
         return _fail(NOT_A_TERMINAL, 2)
     from memwatch.ui.app import run_dashboard as run_app
 
-    source = _replay_source(args.replay) if args.replay else _live_source(args)
+    source = _replay_source(args.replay) if args.replay else _live_source(args, stacks_on_demand=True)
     kw: dict[str, object] = {"top": args.top, "pids": tuple(args.pid), "sort": args.sort or "rss"}
     if args.theme is not None:
         kw["theme"] = args.theme
