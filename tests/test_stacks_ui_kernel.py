@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import Workload, bpf_unavailable
 from memwatch.ebpf import TracerConfig, parse_stack_record
+from memwatch.sources.base import StacksUnavailable
 from memwatch.sources.live import LiveSource
 from memwatch.ui.app import MemwatchApp
 from memwatch.ui.screens.detail_screen import DetailScreen
@@ -95,3 +96,37 @@ async def test_the_map_tab_shows_what_was_mapped_since_and_by_whom(workload: Wor
         assert "process has exited" not in view.state
         workload.close()
         await until(pilot, lambda: "process has exited" in view.state, "the exit said")
+
+
+async def test_start_stacks_refuses_what_it_cannot_capture(stacks_workload: Workload) -> None:
+    """No tracer: the sentence the tab shows. A pid that now names another process (the start
+    time differs) or none: ProcessLookupError, and nothing left in the kernel's map."""
+    w = stacks_workload
+    w("pid")
+    off = LiveSource(0.5, use_bpf=False, groups=False)
+    await off.open()
+    try:
+        key = off.store.key_of(w.pid)
+        assert key is not None
+        with pytest.raises(StacksUnavailable, match="eBPF off: allocation stacks need the tracer"):
+            await off.start_stacks(key)
+    finally:
+        await off.close()
+    source = LiveSource(0.5, tracer_config=TracerConfig(stacks=True), groups=False)
+    await source.open()
+    try:
+        if source.tracer is None:
+            bpf_unavailable(source.bpf_reason or "no tracer")
+        assert source.tracer is not None
+        key = source.store.key_of(w.pid)
+        assert key is not None
+        with pytest.raises(ProcessLookupError):
+            await source.start_stacks((w.pid, key[1] + 1))   # the store knows it by another start time
+        source.store.key_of = lambda pid: (w.pid, key[1] + 1)  # type: ignore[method-assign]
+        with pytest.raises(ProcessLookupError):               # the kernel's start time settles it
+            await source.start_stacks((w.pid, key[1] + 1))
+        assert source.tracer.stack_target_pids() == [] and not source.stack_targets
+        assert await source.stack_report(w.pid) is None
+        await source.stop_stacks(w.pid)   # not captured: nothing to do, no error
+    finally:
+        await source.close()

@@ -426,7 +426,9 @@ class LiveSource:
     def _stack_report(self, pid: int) -> StackReport | None:
         since = self._stacks_since.get(pid)
         tracer = self.tracer
-        stacks = self.allocation_stacks(pid)
+        # the table as the pump has it (at most every_s behind): flushing here would race the
+        # pump for records as long as the process keeps calling, and a report could wait seconds
+        stacks = self.stacks.stacks(pid)
         if since is None or tracer is None or stacks is None:
             return None
         with self._work:
