@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static, Tree
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from frames import LEAKY_PID, make_frames
+from frames import KERNEL_THREAD_PID, LEAKY_PID, make_frames
 from inspect_fixtures import InspectingScripted
 from memwatch.model import ProcessKey, Snapshot
 from memwatch.sources.base import InspectingSource, StacksUnavailable
@@ -252,3 +252,17 @@ def test_the_tab_keys_are_in_the_key_list() -> None:
     detail = {k.keys: k.action for k in keys.keys_of("detail")}
     assert detail["m"] == "show_tab('map')" and detail["a"] == "show_tab('sites')"
     assert "detail" in keys.DOCUMENTED
+
+
+async def test_a_kernel_thread_has_nothing_to_look_at() -> None:
+    frame = make_frames()[2]
+    source = InspectingScripted(frame)
+    app = MemwatchApp(source)
+    key = next(v.key for v in frame.processes if v.pid == KERNEL_THREAD_PID)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(app, pilot, key, "m")
+        assert "a kernel thread has no user memory" in status(app, "#map-status")
+        await pilot.press("a")
+        await pilot.pause()
+        assert "a kernel thread has no user memory" in status(app, "#sites-status")
+        assert source.map_reads == [] and source.started == []

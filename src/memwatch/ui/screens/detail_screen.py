@@ -48,6 +48,9 @@ class DetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         app = cast("MemwatchApp", self.app)
         looking, why_not = app.feed.inspecting()
+        shown = app.snapshot.by_key.get(self.key) if app.snapshot is not None else None
+        if looking is not None and shown is not None and shown.sample.kernel_thread:
+            looking, why_not = None, "a kernel thread has no user memory: no memory map, no allocation stacks"
         with TabbedContent(id="detail-tabs", initial=self.initial_tab):
             with TabPane("Figures", id="figures"):
                 yield DetailPane(id="detail-full", rollup=app.feed.source.rollup)
