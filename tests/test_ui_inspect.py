@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from frames import KERNEL_THREAD_PID, LEAKY_PID, make_frames
 from inspect_fixtures import InspectingScripted
+from memwatch.maps import Mapping, MemoryMap
 from memwatch.model import ProcessKey, Snapshot
 from memwatch.sources.base import InspectingSource, StacksUnavailable
 from memwatch.sources.live import LiveSource
@@ -26,7 +27,7 @@ from memwatch.ui.app import MemwatchApp
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.widgets import alloc_sites, memory_map
 from memwatch.ui.widgets.alloc_sites import AllocationSites, bar
-from memwatch.ui.widgets.memory_map import MemoryMapView, group_mappings
+from memwatch.ui.widgets.memory_map import MemoryMapView, group_mappings, listed
 from test_ui_support import ScriptedSource, until
 
 SIZE = (160, 40)
@@ -266,3 +267,21 @@ async def test_a_kernel_thread_has_nothing_to_look_at() -> None:
         await pilot.pause()
         assert "a kernel thread has no user memory" in status(app, "#sites-status")
         assert source.map_reads == [] and source.started == []
+
+
+def test_a_huge_map_lists_a_bounded_number_of_lines() -> None:
+    """Tens of thousands of mappings: each group's first ones, a line for the rest of a group, a
+    line for the groups that did not fit; the group lines still sum every mapping."""
+    anon = tuple(Mapping(0x7f00_0000_0000 + i * 0x2000, 0x7f00_0000_0000 + i * 0x2000 + 0x1000, "rw-p", 0, "",
+                         "anonymous", rss_kb=i % 5) for i in range(20_000))
+    libs = tuple(Mapping(0x7e00_0000_0000 + i * 0x2000, 0x7e00_0000_0000 + i * 0x2000 + 0x1000, "r-xp", 0,
+                         f"/lib/l{i}.so", "file", rss_kb=1) for i in range(1000))
+    groups = group_mappings(MemoryMap(1, anon + libs), "path", "rss_kb", True)
+    lines = list(listed(groups, per_group=12, rows=250))
+    assert len(lines) <= 250 + 2
+    assert lines[0][1] == groups[0] and groups[0].total("rss_kb") == sum(m.rss_kb for m in anon)
+    assert [k for k, _, _ in lines[:14]] == ["group", *["mapping"] * 12, "in-group"]
+    assert lines[13][2] == 20_000 - 12
+    assert lines[-1][0] == "rest"
+    shown = sum(1 for k, _, _ in lines if k == "mapping")
+    assert shown + sum(n for k, _, n in lines if k in ("in-group", "rest")) == 21_000

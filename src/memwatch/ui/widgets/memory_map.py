@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +29,10 @@ from memwatch.ui.widgets.quiet_update import set_static
 
 MAP_REFRESH_S = 5.0
 MAP_TIMEOUT_S = 2.0
+MAP_PER_GROUP = 12
+"""Mappings listed under a group at most (the first by the sort column)."""
+MAP_ROWS_MAX = 250
+"""Table lines at most, about."""
 GroupBy = Literal["path", "kind"]
 
 
@@ -96,6 +100,26 @@ def group_mappings(mm: MemoryMap, group_by: GroupBy, sort: str, descending: bool
     groups.sort(key=lambda g: g.name)
     groups.sort(key=lambda g: g.sort_value(sort), reverse=descending)
     return groups
+
+
+def listed(groups: list[MapGroup], per_group: int = MAP_PER_GROUP, rows: int = MAP_ROWS_MAX,
+           ) -> Iterator[tuple[str, MapGroup | Mapping | str, int]]:
+    """The table's lines: each group, then its first ``per_group`` mappings and a line saying how
+    many more it has, at most about ``rows`` lines, then a line for what did not fit. A table
+    line costs the dashboard's thread about 0.1 ms (DataTable), and a process can have tens of
+    thousands of mappings: the sums of every group, and the status line, still count them all."""
+    used = 0
+    for i, g in enumerate(groups):
+        if used >= rows:
+            yield "rest", f"{i}", sum(len(g.members) for g in groups[i:])
+            return
+        yield "group", g, 0
+        shown = g.members[:max(1, min(per_group, rows - used - 1))]
+        yield from (("mapping", m, 0) for m in shown)
+        used += 1 + len(shown)
+        if len(g.members) > len(shown):
+            yield "in-group", g.name, len(g.members) - len(shown)
+            used += 1
 
 
 def _kb(kb: int, human: bool) -> Text:
@@ -267,6 +291,7 @@ class MemoryMapView(Vertical):
         if not self.is_attached:
             return
         self.reads += 1
+        changed = mm is not None and mm != self.memory_map
         if mm is not None:
             self.memory_map = mm
         elif self.memory_map is not None and not self._gone:
@@ -274,7 +299,7 @@ class MemoryMapView(Vertical):
         self.state = state
         if self._gone:
             self._timer.pause()
-        self._draw(rebuild=mm is not None)
+        self._draw(rebuild=changed)   # the same map again: the rows stay as they are
 
     # -- drawing -----------------------------------------------------------------------------
 
@@ -310,10 +335,15 @@ class MemoryMapView(Vertical):
             if c.key == self.sort:
                 label += " ▼" if self.descending else " ▲"
             table.add_column(Text(label, justify="right" if c.figure else "left"), key=c.key, width=c.width)
-        for g in group_mappings(mm, self.group_by, self.sort, self.descending):
-            table.add_row(*group_cells(g, self.group_by, self.human), key=f"g:{g.name}")
-            for m in g.members:
-                table.add_row(*mapping_cells(m, self.group_by, self.human), key=f"m:{m.start:x}")
+        for kind, item, more in listed(group_mappings(mm, self.group_by, self.sort, self.descending)):
+            if isinstance(item, MapGroup):
+                table.add_row(*group_cells(item, self.group_by, self.human), key=f"g:{item.name}")
+            elif isinstance(item, Mapping):
+                table.add_row(*mapping_cells(item, self.group_by, self.human), key=f"m:{item.start:x}")
+            else:
+                what = f"… {more} more mapping{'s' if more != 1 else ''} not listed"
+                what += " (in the sums above)" if kind == "in-group" else " in the groups ranked below these"
+                table.add_row(Text(""), Text(""), Text(what, style="dim italic"), key=f"more:{kind}:{item}")
         if cursor is not None:
             with contextlib.suppress(RowDoesNotExist):  # that row is gone: the cursor stays at the top
                 table.move_cursor(row=table.get_row_index(cursor), animate=False)
