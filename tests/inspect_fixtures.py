@@ -79,6 +79,8 @@ class InspectingScripted(ScriptedSource):
         self.targets: set[int] = set()
         self.started: list[ProcessKey] = []
         self.stopped: list[int] = []
+        self.report: StackReport | None = None
+        """What stack_report gives while capturing (None: the fixture's)."""
 
     async def memory_map_of(self, key: ProcessKey, timeout_s: float) -> MemoryMap:
         self.map_reads.append(key)
@@ -99,7 +101,9 @@ class InspectingScripted(ScriptedSource):
         self.targets.discard(pid)
 
     async def stack_report(self, pid: int) -> StackReport | None:
-        return stack_report(pid) if pid in self.targets else None
+        if pid not in self.targets:
+            return None
+        return self.report if self.report is not None else stack_report(pid)
 
 
 __all__ = ["InspectingScripted", "StacksUnavailable", "memory_map", "stack_report"]

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static, Tree
 sys.path.insert(0, str(Path(__file__).parent))
 
 from frames import KERNEL_THREAD_PID, LEAKY_PID, make_frames
-from inspect_fixtures import InspectingScripted
+from inspect_fixtures import InspectingScripted, stack_report
 from memwatch.maps import Mapping, MemoryMap
 from memwatch.model import ProcessKey, Snapshot
 from memwatch.sources.base import InspectingSource, StacksUnavailable
@@ -285,3 +285,27 @@ def test_a_huge_map_lists_a_bounded_number_of_lines() -> None:
     assert lines[-1][0] == "rest"
     shown = sum(1 for k, _, _ in lines if k == "mapping")
     assert shown + sum(n for k, _, n in lines if k in ("in-group", "rest")) == 21_000
+
+
+async def test_refreshes_keep_an_expanded_stack_open_and_the_cursor_on_it(fast: None) -> None:
+    frame = make_frames()[2]
+    source = InspectingScripted(frame)
+    app = MemwatchApp(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_screen(app, pilot, leaky_key(frame), "a")
+        tree = app.screen.query_one("#sites-tree", Tree)
+        await until(pilot, lambda: len(tree.root.children) == 4, "the stacks shown")
+        await pilot.press("down", "enter")     # the brk stack, second
+        await until(pilot, lambda: tree.root.children[1].is_expanded, "expanded")
+        brk = tree.root.children[1].data
+        first = stack_report()
+        more = dataclasses.replace(first.stacks[1], calls=41)
+        source.report = dataclasses.replace(first, stacks=(first.stacks[0], more, *first.stacks[2:]))
+        await until(pilot, lambda: "41 calls" in str(tree.root.children[1].label), "the new figure")
+        assert tree.root.children[1].is_expanded and len(tree.root.children[1].children) == 4
+        # the brk stack overtakes the first: lines anew, still open, the cursor still on it
+        grown = dataclasses.replace(more, outstanding_bytes=1 << 30)
+        source.report = dataclasses.replace(first, stacks=(grown, first.stacks[0], *first.stacks[2:]))
+        await until(pilot, lambda: tree.root.children[0].data == brk, "re-ranked")
+        assert tree.root.children[0].is_expanded and not tree.root.children[1].is_expanded
+        assert tree.cursor_node is tree.root.children[0]

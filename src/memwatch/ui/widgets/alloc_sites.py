@@ -27,7 +27,7 @@ from memwatch.ui import workers
 from memwatch.ui.widgets.quiet_update import set_static
 
 SITES_REFRESH_S = 1.0
-SITES_SHOWN = 200
+SITES_SHOWN = 100
 BAR_WIDTH = 16
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 StackId = tuple[str, tuple[tuple[str | None, int], ...], bool]
@@ -113,7 +113,9 @@ class AllocationSites(Vertical):
         self._unavailable = source is None
         self._lock = asyncio.Lock()
         self._fetching = False
-        self._shown: tuple[object, ...] | None = None
+        self._shown: tuple[tuple[StackId, int, int, int], ...] | None = None
+        self._stacks: dict[StackId, AllocationStack] = {}
+        """The stacks on show, by id: their frames are added to the tree when expanded."""
 
     def compose(self) -> ComposeResult:
         yield Static(self.state, id="sites-status")
@@ -233,30 +235,41 @@ class AllocationSites(Vertical):
                 self._shown = None
             return
         stacks = report.stacks[:SITES_SHOWN]
-        fingerprint = tuple((stack_id(s), s.calls, s.bytes, s.outstanding_bytes, s.frames) for s in stacks)
+        fingerprint = tuple((stack_id(s), s.calls, s.bytes, s.outstanding_bytes) for s in stacks)
         if fingerprint == self._shown:
             return
-        self._shown = fingerprint
-        self._fill(tree, stacks)
+        before, self._shown = self._shown, fingerprint
+        self._stacks = {stack_id(s): s for s in stacks}
+        if before is not None and [f[0] for f in fingerprint] == [f[0] for f in before]:
+            self._relabel(tree, stacks, before)
+        else:
+            self._fill(tree, stacks)
+
+    def _relabel(self, tree: Tree[StackId], stacks: tuple[AllocationStack, ...],
+                 before: tuple[tuple[StackId, int, int, int], ...]) -> None:
+        """The same stacks in the same order (the usual refresh of a process that keeps calling):
+        new figures on the lines whose figures changed (all of them when the first one's did,
+        since every bar is drawn against it), no line added or removed."""
+        top = max((s.outstanding_bytes for s in stacks), default=0)
+        all_lines = top != max((f[3] for f in before), default=0)
+        for node, s, old in zip(tree.root.children, stacks, before, strict=True):
+            if all_lines or old[1:] != (s.calls, s.bytes, s.outstanding_bytes):
+                node.set_label(stack_label(s, top, self.human))
 
     def _fill(self, tree: Tree[StackId], stacks: tuple[AllocationStack, ...]) -> None:
-        expanded = {n.data for n in _nodes(tree.root) if n.is_expanded and n.data is not None}
+        """The tree anew, expanded stacks expanded again and the cursor on its stack. A stack's
+        frames are added when it is expanded (:meth:`on_tree_node_expanded`), not before."""
+        expanded = {n.data for n in tree.root.children if n.is_expanded and n.data is not None}
         cursor = tree.cursor_node.data if tree.cursor_node is not None else None
         tree.clear()
         top = max((s.outstanding_bytes for s in stacks), default=0)
         keep: TreeNode[StackId] | None = None
         for s in stacks:
             sid = stack_id(s)
-            node = tree.root.add(stack_label(s, top, self.human), data=sid, expand=sid in expanded,
-                                 allow_expand=True)
-            if not s.frames:
-                node.add_leaf(Text("not captured: the process was over its stack budget, or the ring was full",
-                                   style="dim"))
-            for f in s.frames:
-                node.add_leaf(frame_text(f))
-            if s.truncated:
-                node.add_leaf(Text("… the unwinder stopped here (the stack window ended, or code without CFI)",
-                                   style="dim"))
+            node = tree.root.add(stack_label(s, top, self.human), data=sid, allow_expand=True)
+            if sid in expanded:
+                self._add_frames(node, s)
+                node.expand()
             if sid == cursor:
                 keep = node
         if keep is not None:
@@ -264,7 +277,19 @@ class AllocationSites(Vertical):
         elif tree.cursor_line < 0:
             tree.cursor_line = 0
 
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[StackId]) -> None:
+        node = event.node
+        s = self._stacks.get(node.data) if node.data is not None else None
+        if s is not None and not node.children:
+            self._add_frames(node, s)
 
-def _nodes(root: TreeNode[StackId]) -> list[TreeNode[StackId]]:
-    return list(root.children)
-
+    @staticmethod
+    def _add_frames(node: TreeNode[StackId], s: AllocationStack) -> None:
+        if not s.frames:
+            node.add_leaf(Text("not captured: the process was over its stack budget, or the ring was full",
+                               style="dim"))
+        for f in s.frames:
+            node.add_leaf(frame_text(f))
+        if s.truncated:
+            node.add_leaf(Text("… the unwinder stopped here (the stack window ended, or code without CFI)",
+                               style="dim"))
