@@ -366,8 +366,8 @@ class LiveSource:
         """Make one more process a stack target, at run time (the dashboard's allocation tab
         opened): its modules are read and the kernel's target map updated in a worker thread."""
         if self.tracer is None:
-            raise StacksUnavailable("eBPF off: allocation stacks need the tracer"
-                                    + (f" ({self.bpf_reason})" if self.bpf_reason else ""))
+            raise StacksUnavailable("eBPF off: allocation stacks need the tracer."
+                                    + (f" {self.bpf_reason}" if self.bpf_reason else ""))
         if not self.tracer.config.stacks:
             raise StacksUnavailable("the tracer was started without stack capture (its ring was not made)")
         if self.store.key_of(key[0]) != key:
