@@ -304,8 +304,12 @@ async def test_refreshes_keep_an_expanded_stack_open_and_the_cursor_on_it(fast: 
         await until(pilot, lambda: "41 calls" in str(tree.root.children[1].label), "the new figure")
         assert tree.root.children[1].is_expanded and len(tree.root.children[1].children) == 4
         # the brk stack overtakes the first: lines anew, still open, the cursor still on it
+        await pilot.press("up", "enter")       # the first open too, and the cursor on it
+        await until(pilot, lambda: tree.root.children[0].is_expanded, "the first expanded")
+        lead = tree.root.children[0].data
         grown = dataclasses.replace(more, outstanding_bytes=1 << 30)
         source.report = dataclasses.replace(first, stacks=(grown, first.stacks[0], *first.stacks[2:]))
         await until(pilot, lambda: tree.root.children[0].data == brk, "re-ranked")
-        assert tree.root.children[0].is_expanded and not tree.root.children[1].is_expanded
-        assert tree.cursor_node is tree.root.children[0]
+        assert tree.root.children[0].is_expanded and tree.root.children[1].is_expanded
+        assert not tree.root.children[2].is_expanded
+        assert tree.cursor_node is not None and tree.cursor_node.data == lead

@@ -273,6 +273,7 @@ class AllocationSites(Vertical):
             if sid == cursor:
                 keep = node
         if keep is not None:
+            _ = tree.last_line   # lays the new lines out: a node knows its line only then
             tree.move_cursor(keep)
         elif tree.cursor_line < 0:
             tree.cursor_line = 0

@@ -132,10 +132,15 @@ def _mapped(m: Mapping) -> Text:
     return Text(f"{fmt.utc_time(m.mapped_at)} {m.mapped_by}", style="dim")
 
 
+def fit_path(text: str, width: int) -> str:
+    """A path cut at the left to ``width`` cells: the file's name is what tells mappings apart."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+
+
 def group_cells(g: MapGroup, group_by: GroupBy, human: bool) -> list[Text]:
-    name = Text(fmt.printable(g.name), style="bold")
-    if group_by == "path" and g.name != f"[{g.kind}]":
-        name.append(f" ({g.kind})", style="dim")
+    suffix = f" ({g.kind})" if group_by == "path" and g.name != f"[{g.kind}]" else ""
+    name = Text(fit_path(fmt.printable(g.name), MAP_BY_KEY["name"].width - len(suffix)), style="bold")
+    name.append(suffix, style="dim")
     count = len(g.members)
     cells = [Text(f"{count} mapping{'s' if count != 1 else ''}", style="bold"), Text(""), name]
     cells += [_kb(g.total(k), human) for k in FIGURES]
@@ -144,7 +149,8 @@ def group_cells(g: MapGroup, group_by: GroupBy, human: bool) -> list[Text]:
 
 def mapping_cells(m: Mapping, group_by: GroupBy, human: bool) -> list[Text]:
     label = m.kind if group_by == "path" else (m.path or f"[{m.kind}]")
-    cells = [Text(f"{m.start:012x}-{m.end:012x}", style="dim"), Text(m.perms), Text("  " + fmt.printable(label))]
+    cells = [Text(f"{m.start:012x}-{m.end:012x}", style="dim"), Text(m.perms),
+             Text("  " + fit_path(fmt.printable(label), MAP_BY_KEY["name"].width - 2))]
     cells += [_kb(int(getattr(m, k)), human) for k in FIGURES]
     return [*cells, _mapped(m)]
 
