@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 
 from memwatch.model import ProcessKey, Snapshot
 from memwatch.ui import keys
 from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.alloc_sites import AllocationSites
 from memwatch.ui.widgets.detail import DetailPane
+from memwatch.ui.widgets.footer import KeyFooter
 from memwatch.ui.widgets.memory_map import MemoryMapView
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class DetailScreen(Screen[None]):
             with TabPane("Allocation sites", id="sites"):
                 yield AllocationSites(self.key, looking, why_not or "eBPF off: allocation stacks need the tracer",
                                       id="alloc-sites")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         app = cast("MemwatchApp", self.app)
@@ -111,7 +112,7 @@ class DetailScreen(Screen[None]):
         self.sites.set_human(human)
         if snap is not None:
             view = snap.by_key.get(self.key)
-            self.pane.show(view, human, snap.timestamp)
+            self.pane.show(view, human, snap.timestamp, snap.interval_s, app.interval_since)
             if view is None and app.feed.replay is None:
                 self.memory_map.process_gone()
                 self.sites.process_gone()

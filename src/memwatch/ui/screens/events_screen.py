@@ -12,11 +12,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from memwatch.model import Event, EventKind, Snapshot
 from memwatch.ui import formatting as fmt
 from memwatch.ui import keys
+from memwatch.ui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from memwatch.ui.app import MemwatchApp
@@ -83,7 +84,7 @@ class EventsScreen(Screen[None]):
         yield Static("Exited processes and OOM kills (Escape returns)", id="events-title")
         table: DataTable[Text] = DataTable(id="events-table", cursor_type="row")
         yield table
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#events-table", DataTable)
