@@ -148,10 +148,20 @@ class Workload:
         return self.proc.wait(timeout=10)
 
 
-@pytest.fixture
-def workload(workload_bin: Path) -> Iterator[Workload]:
-    w = Workload(workload_bin)
+def _running(binary: Path) -> Iterator[Workload]:
+    w = Workload(binary)
     try:
         yield w
     finally:
         w.close()
+
+
+@pytest.fixture
+def stacks_workload(stacks_bin: Path) -> Iterator[Workload]:
+    """A running tests/stacks_workload.c."""
+    yield from _running(stacks_bin)
+
+
+@pytest.fixture
+def workload(workload_bin: Path) -> Iterator[Workload]:
+    yield from _running(workload_bin)

@@ -608,3 +608,17 @@ def test_serve_keeps_no_recent_call_events() -> None:
     dashboard = _live_source(build_parser().parse_args(["--no-bpf"]))
     assert serve.store.recent_len == 0  # type: ignore[attr-defined]
     assert dashboard.store.recent_len > 0  # type: ignore[attr-defined]
+
+
+def test_the_dashboard_opens_its_tracer_ready_for_stack_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process screen's allocation tab starts a capture at any moment: the dashboard's tracer
+    has its stack ring from the start; --once without --stacks does not pay for one."""
+    import memwatch.cli as cli
+    import memwatch.ui.app as ui_app
+
+    seen: list[object] = []
+    monkeypatch.setattr(ui_app, "run_dashboard", lambda source, **kw: seen.append(source) or 0)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert cli.run_dashboard(cli.build_parser().parse_args([])) == 0
+    assert seen[0].tracer_config.stacks  # type: ignore[attr-defined]
+    assert not cli._live_source(cli.build_parser().parse_args(["--once"])).tracer_config.stacks  # type: ignore[attr-defined]

@@ -906,6 +906,12 @@ check_bench_stacks = bench(
     (r"^  warm \(modules and rules cached\) +[\d.]+ us +warm/cold \d+\.\d{3}$", 1),
     (r"^  cold +[\d.]+ ms +warm +[\d.]+ ms +warm/cold \d+\.\d{3}$", 1),
 )
+check_bench_tabs = bench(
+    (r"^memory map tab: filling the table, median of \d+ rounds, ratio against the fixture's$", 1),
+    (rf"^  (13|1,000|20,000) mappings.* +[\d.]+ ms +{RATIO}$", 3),
+    (r"^allocation sites tab: one refresh, median of \d+ rounds, ratio against the fixture's$", 1),
+    (rf"^  (4|100) stacks, .* +[\d.]+ ms +{RATIO}$", 3),
+)
 check_bench_storm = bench(
     (r"^\(a\) dashboard", 1),
     (r"^\(b\) memwatch serve", 1),
@@ -962,6 +968,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_groups.py": Way(check_bench_groups, "bench"),
     ".venv/bin/python bench/bench_group_views.py": Way(check_bench_group_views, "bench"),
     ".venv/bin/python bench/bench_stacks.py": Way(check_bench_stacks, "bench"),
+    ".venv/bin/python bench/bench_tabs.py": Way(check_bench_tabs, "bench"),
     # docs/fleet.md: Run it as a service
     "sudo cp deploy/memwatch.service /etc/systemd/system/": Way(check_systemd_install),
     "sudo systemctl daemon-reload && sudo systemctl enable --now memwatch": Way(check_systemd_install),

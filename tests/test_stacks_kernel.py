@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,15 +25,6 @@ from memwatch.stacks.unwind import ElfCache
 pytestmark = pytest.mark.bpf
 
 K = 1024
-
-
-@pytest.fixture
-def stacks_workload(stacks_bin: Path) -> Iterator[Workload]:
-    w = Workload(stacks_bin)
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def records(tracer: Tracer, pid: int | None = None) -> list[RawStack]:

@@ -126,3 +126,40 @@ def test_small_terminal_sorted_by_a_full_width_label(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def _process_tab_app() -> tuple[MemwatchApp, Any]:
+    from frames import LEAKY_PID
+    from inspect_fixtures import InspectingScripted
+
+    frame = make_frames()[2]
+    key = next(v.key for v in frame.processes if v.pid == LEAKY_PID)
+    return MemwatchApp(InspectingScripted(frame), theme=THEME), key
+
+
+def _on_tab(key: Any, tab: str, *presses: str) -> Any:
+    """The process screen of ``key`` on ``tab``, once its fixture data is drawn."""
+    from memwatch.ui.screens.detail_screen import DetailScreen
+    from test_ui_support import until
+
+    async def run_before(pilot: Any) -> None:
+        await pilot.pause()
+        await pilot.app.push_screen(DetailScreen(key, tab=tab))
+        widget = "#map-table" if tab == "map" else "#sites-tree"
+        await until(pilot, lambda: bool(pilot.app.screen.query_one(widget).display), f"the {tab} tab drawn")
+        await pilot.press(*presses)
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_memory_map_tab(snap_compare: Any) -> None:
+    app, key = _process_tab_app()
+    assert snap_compare(app, terminal_size=(150, 36), run_before=_on_tab(key, "map"))
+
+
+def test_allocation_sites_tab(snap_compare: Any) -> None:
+    app, key = _process_tab_app()
+    assert snap_compare(app, terminal_size=(150, 30), run_before=_on_tab(key, "sites", "enter"))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from memwatch.model import ProcessKey, ProcessSample, ProcessView, SmapsRollup, Snapshot
 from memwatch.sources.replay import ReplaySource
@@ -81,8 +82,17 @@ def with_process(snap: Snapshot, pid: int, name: str, rss_kb: int = 10**9) -> Sn
     return dataclasses.replace(snap, processes=(*snap.processes, view), by_key={})
 
 
+async def until(pilot: Any, done: Callable[[], bool], what: str, tries: int = 250) -> None:
+    """Let the app run until ``done()`` (workers and timers included), or fail saying ``what``."""
+    for _ in range(tries):
+        if done():
+            return
+        await pilot.pause(0.04)
+    raise AssertionError(f"never: {what}")
+
+
 def sample_names(views: Sequence[ProcessView]) -> list[str]:
     return [v.sample.name for v in views]
 
 
-__all__ = ["ClosingReplay", "ProcessSample", "ScriptedSource", "sample_names", "with_process"]
+__all__ = ["ClosingReplay", "ProcessSample", "ScriptedSource", "sample_names", "until", "with_process"]

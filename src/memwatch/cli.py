@@ -212,9 +212,12 @@ def build_serve_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _live_source(args: argparse.Namespace, *, recent_events: bool = True) -> SnapshotSource:
+def _live_source(args: argparse.Namespace, *, recent_events: bool = True,
+                 stacks_on_demand: bool = False) -> SnapshotSource:
     """The live source; ``recent_events=False`` keeps no per-process call events (the exporter
-    never shows them, and they are its largest per-process cost with eBPF on)."""
+    never shows them, and they are its largest per-process cost with eBPF on).
+    ``stacks_on_demand``: the tracer gets its stack ring, so the dashboard's allocation tab can
+    capture the stacks of the process it shows (no process is a target until then)."""
     from dataclasses import replace
 
     from memwatch.ebpf import TracerConfig
@@ -225,7 +228,8 @@ def _live_source(args: argparse.Namespace, *, recent_events: bool = True) -> Sna
     stacks = bool(getattr(args, "stacks", False))
     maps = bool(getattr(args, "maps", False))
     cfg = TracerConfig(mode=args.bpf_mode, event_threshold=args.event_threshold,
-                       events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota, stacks=stacks)
+                       events_per_sec=args.events_per_sec, map_quota=args.bpf_map_quota,
+                       stacks=stacks or stacks_on_demand)
     if args.bpf_map_size is not None:
         cfg = replace(cfg, max_mappings=args.bpf_map_size)
     budget = DEFAULT_EVENTS_BUDGET if args.events_budget is None else args.events_budget
@@ -377,7 +381,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     settings = _settings_file(args.config)
     kw = dashboard_options(args, settings.settings)
-    source = _replay_source(args.replay) if args.replay else _live_source(args)
+    source = _replay_source(args.replay) if args.replay else _live_source(args, stacks_on_demand=True)
     return run_app(source, settings=settings, **kw)
 
 

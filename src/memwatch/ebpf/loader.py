@@ -543,6 +543,10 @@ class Tracer:
                 lib.bpf_map_delete_elem(fd, byref(key))
         return found
 
+    def stack_target_pids(self) -> list[int]:
+        """The pids in the kernel's stack-target map now, sorted."""
+        return sorted(self._stack_target_keys())
+
     def _stack_target_keys(self) -> list[int]:
         return [struct.unpack_from("<I", k, i * 4)[0] for k, _, n in self._dump(self._fd("stack_targets"), 4,
                 ctypes.sizeof(layouts.MwStackTarget), 256) for i in range(n)]

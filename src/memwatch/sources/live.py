@@ -53,6 +53,7 @@ from memwatch.model import (
     decode_wait_status,
 )
 from memwatch.procfs import ProcReader, read_smaps_rollup_async, read_system_memory, signal_process
+from memwatch.sources.base import StackReport, StacksUnavailable
 from memwatch.stacks.table import AllocationStack, StackCollector
 from memwatch.store import Store
 from memwatch.task_table import TaskTable
@@ -179,8 +180,22 @@ class MappedBy:
     """When and by which thread each traced mapping of some processes was made, from the call
     events (so it knows what the events knew: calls above the threshold, within the budgets)."""
 
+    WATCHED_MAX = 16
+    """Processes followed on request (:meth:`watch`) at most; the oldest request goes first."""
+
     def __init__(self, pids: Sequence[int]) -> None:
         self._by_pid: dict[int, tuple[list[int], dict[int, tuple[float, int]]]] = {p: ([], {}) for p in pids}
+        self._fixed = frozenset(pids)
+        self._watched: list[int] = []
+
+    def watch(self, pid: int) -> None:
+        """Follow ``pid``'s mappings from now on too (someone looks at its memory map)."""
+        if pid in self._fixed or pid in self._watched:
+            return
+        self._watched.append(pid)
+        self._by_pid[pid] = ([], {})
+        if len(self._watched) > self.WATCHED_MAX:
+            self._by_pid.pop(self._watched.pop(0), None)
 
     def add(self, events: Sequence[Event]) -> None:
         for ev in events:
@@ -269,6 +284,8 @@ class LiveSource:
         """Of those, the ones the kernel found: pid -> kernel start time."""
         self.stacks = StackCollector(proc_root)
         self._stack_pump: StackPump | None = None
+        self._stacks_since: dict[int, float] = {}
+        """Stack targets added at run time (:meth:`start_stacks`): pid -> when."""
         self._mapped = MappedBy(map_pids)
 
     @property
@@ -365,6 +382,81 @@ class LiveSource:
         self._stack_pump = StackPump(tracer, self.stacks)
         log.info("allocation stacks of %s", ", ".join(map(str, self.stack_targets)) or "no process")
 
+    async def start_stacks(self, key: ProcessKey) -> None:
+        """Make one more process a stack target, at run time (the dashboard's allocation tab
+        opened): its modules are read and the kernel's target map updated in a worker thread."""
+        if self.tracer is None:
+            raise StacksUnavailable("eBPF off: allocation stacks need the tracer."
+                                    + (f" {self.bpf_reason}" if self.bpf_reason else ""))
+        if not self.tracer.config.stacks:
+            raise StacksUnavailable("the tracer was started without stack capture (its ring was not made)")
+        if self.store.key_of(key[0]) != key:
+            raise ProcessLookupError(f"process {key[0]} has exited")
+        await asyncio.to_thread(self._add_stack_target, key)
+
+    def _add_stack_target(self, key: ProcessKey) -> None:
+        pid = key[0]
+        with self._work:   # close() waits: the tracer is not closed under the map update
+            tracer = self.tracer
+            if tracer is None:
+                raise StacksUnavailable("the tracer is closed")
+            if pid in self._stacks_since:
+                return
+            self.stacks.watch(pid)
+            found = tracer.set_stack_targets({*self.stack_targets, pid})
+            if pid not in found or tracer.start_ticks(found[pid]) != key[1]:
+                # gone, or the pid is another process's now: that one is nobody's target
+                found = tracer.set_stack_targets(set(found) - {pid})
+                self.stack_targets = found
+                self.stacks.forget(pid)
+                raise ProcessLookupError(f"process {pid} has exited")
+            self.stack_targets = found
+            self._stacks_since[pid] = time.time()
+            if self._stack_pump is None:
+                tracer.stacks.discard(1 << 20)   # left over from an earlier capture
+                self._stack_pump = StackPump(tracer, self.stacks)
+        log.info("allocation stacks of %d: on", pid)
+
+    async def stop_stacks(self, pid: int) -> None:
+        """Stop a run-time stack target (:meth:`start_stacks`): the kernel map entry goes, the
+        records still in the ring and the table are dropped; the pump stops with the last one."""
+        if pid in self._stacks_since:
+            await asyncio.to_thread(self._remove_stack_target, pid)
+
+    def _remove_stack_target(self, pid: int) -> None:
+        with self._work:
+            if self._stacks_since.pop(pid, None) is None:
+                return
+            tracer = self.tracer
+            self.stack_targets.pop(pid, None)
+            if tracer is not None:
+                self.stack_targets = tracer.set_stack_targets(set(self.stack_targets))
+            if not self.stack_targets and self._stack_pump is not None:
+                self._stack_pump.stop()
+                self._stack_pump = None
+                if tracer is not None:
+                    tracer.stacks.discard(1 << 20)
+            self.stacks.forget(pid)
+        log.info("allocation stacks of %d: off", pid)
+
+    async def stack_report(self, pid: int) -> StackReport | None:
+        """What the capture of ``pid`` found so far, unwound and symbolized in a worker thread."""
+        return await asyncio.to_thread(self._stack_report, pid)
+
+    def _stack_report(self, pid: int) -> StackReport | None:
+        since = self._stacks_since.get(pid)
+        tracer = self.tracer
+        # the table as the pump has it (at most every_s behind): flushing here would race the
+        # pump for records as long as the process keeps calling, and a report could wait seconds
+        stacks = self.stacks.stacks(pid)
+        if since is None or tracer is None or stacks is None:
+            return None
+        with self._work:
+            counts = tracer.stack_target_counts(pid) if self.tracer is not None else None
+        return StackReport(pid, since, tuple(stacks), captured=counts.captured if counts else 0,
+                           throttled=counts.throttled if counts else 0, dropped=counts.dropped if counts else 0,
+                           unreadable=self.unreadable_modules(pid))
+
     def allocation_stacks(self, pid: int) -> list[AllocationStack] | None:
         """The call stacks of a stack target so far (everything the kernel sent is applied first);
         None when it is not one (not asked for, not found, or eBPF is off)."""
@@ -383,6 +475,7 @@ class LiveSource:
         traced mapping annotated with when and by which thread it was made, where memwatch kept
         that call event (``map_pids``). ProcessLookupError when it is gone."""
         mm = await read_memory_map_async(pid, timeout_s, self.proc_root)
+        self._mapped.watch(pid)   # asked once: the mappings it makes from now on are followed
         starts, info = self._mapped.lookup(pid)
 
         def mapped(lo: int, hi: int) -> tuple[float, int] | None:
@@ -390,6 +483,16 @@ class LiveSource:
             return info[starts[i]] if i < len(starts) and starts[i] < hi else None
 
         return annotate(mm, mapped)
+
+    async def memory_map_of(self, key: ProcessKey, timeout_s: float = 2.0) -> MemoryMap:
+        """:meth:`memory_map` of exactly that process (pid and start time): ProcessLookupError
+        when its pid names another process now, or no process."""
+        if self.store.key_of(key[0]) != key:
+            raise ProcessLookupError(f"process {key[0]} has exited")
+        mm = await self.memory_map(key[0], timeout_s)
+        if self.store.key_of(key[0]) != key:
+            raise ProcessLookupError(f"process {key[0]} has exited")
+        return mm
 
     # -- the ring buffer -------------------------------------------------------------------------
 

@@ -238,6 +238,11 @@ class StackCollector:
             if pid not in self._procs:
                 self._procs[pid] = ProcessStacks(pid, ProcessModules(pid, self.proc_root, self.cache))
 
+    def forget(self, pid: int) -> None:
+        """Drop ``pid``'s table: records for it are ignored from now on."""
+        with self._lock:
+            self._procs.pop(pid, None)
+
     def add(self, records: Iterable[RawStack]) -> int:
         """Apply records to their processes' tables; returns how many were applied."""
         n = 0

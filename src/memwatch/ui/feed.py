@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 
 from memwatch.model import Snapshot
-from memwatch.sources.base import SeekableSource, SnapshotSource
+from memwatch.sources.base import InspectingSource, SeekableSource, SnapshotSource
 
 INTERVAL_STEPS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -86,6 +86,15 @@ class Feed:
         new = next_interval(self.source.interval_s, faster)
         self.source.set_interval(new)
         return new
+
+    def inspecting(self) -> tuple[InspectingSource | None, str]:
+        """The source, if it can look inside running processes (memory maps, allocation stacks);
+        else None and why not, in a sentence for the tab that would have shown it."""
+        if self.replay is not None:
+            return None, "not available in a replay: this looks at a running process, now"
+        if isinstance(self.source, InspectingSource):
+            return self.source, ""
+        return None, "not available from this source"
 
     async def close(self) -> None:
         """Close the source once, whichever way out calls it first."""

@@ -26,7 +26,7 @@ from textual.binding import Binding, BindingType
 
 Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "help", "signal",
                "columns"]
-DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app")
+DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app", "detail")
 """The rooms of the help screen and README's table; the others show their keys in their own footer."""
 PALETTE_KEY = "ctrl+p"
 """Textual's command palette key (App.COMMAND_PALETTE_BINDING); a test holds them equal."""
@@ -123,8 +123,15 @@ KEY_ROWS: tuple[KeyRow, ...] = (
     # the prompt (filter or time); Enter is the Input's own
     _row("prompt", "close the line; a filter is cleared", Key("escape", "cancel", "Cancel")),
     # the other screens
-    _row("detail", "back to the table", Key("escape", "app.pop_screen", "Back", show=True),
+    _row("detail", "process screen: back to the table", Key("escape", "app.pop_screen", "Back", show=True),
          Key("q", "app.pop_screen", "Back")),
+    _row("detail", "process screen tabs: figures, memory map (smaps, read while open), allocation sites "
+         "(call stacks, captured while open)",
+         Key("f", "show_tab('figures')", "Figures", show=True), Key("m", "show_tab('map')", "Memory map", show=True),
+         Key("a", "show_tab('sites')", "Allocation sites", show=True), also="click a tab"),
+    _row("detail", "memory map: cycle the sort column / reverse / group by path or kind; a click on a header sorts",
+         Key("s", "map_sort", "Sort"), Key("r", "map_reverse", "Reverse"), Key("g", "map_group", "Group"),
+         also="click a header"),
     _row("events", "back to the table", Key("escape", "app.pop_screen", "Back", show=True),
          Key("e", "app.pop_screen", "Back"), Key("q", "app.pop_screen", "Back")),
     _row("help", "close", Key("escape", "dismiss", "Close", show=True), Key("q", "dismiss", "Close"),
