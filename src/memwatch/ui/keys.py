@@ -10,7 +10,8 @@ A key belongs to a *room*, the place where it works:
 - ``shared``: on each of the main screens (dashboard, process, events): pause, units, interval, help;
 - ``dashboard``: the table's screen; ``replay``: the same, on a recording;
 - ``table``, ``prompt``: those widgets, when they have the focus;
-- ``detail``, ``events``, ``help``, ``signal``: the screen or dialog of that name.
+- ``detail``, ``events``, ``help``, ``signal``: the screen or dialog of that name;
+- ``event_table``: the tables of the events screen.
 
 A key of the dashboard does nothing on the events screen, so ``/`` typed there cannot filter a
 table no one sees. Rows of the rooms in :data:`DOCUMENTED` make the help screen and README's table.
@@ -24,8 +25,9 @@ from typing import Literal
 
 from textual.binding import Binding, BindingType
 
-Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "help", "signal"]
-DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app")
+Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "event_table", "help",
+               "signal"]
+DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app", "events", "event_table")
 """The rooms of the help screen and README's table; the others show their keys in their own footer."""
 PALETTE_KEY = "ctrl+p"
 """Textual's command palette key (App.COMMAND_PALETTE_BINDING); a test holds them equal."""
@@ -111,8 +113,21 @@ KEY_ROWS: tuple[KeyRow, ...] = (
     # the other screens
     _row("detail", "back to the table", Key("escape", "app.pop_screen", "Back", show=True),
          Key("q", "app.pop_screen", "Back")),
-    _row("events", "back to the table", Key("escape", "app.pop_screen", "Back", show=True),
+    _row("events", "events screen: back to the table", Key("escape", "app.pop_screen", "Back", show=True),
          Key("e", "app.pop_screen", "Back"), Key("q", "app.pop_screen", "Back")),
+    _row("events", "events screen: filter by name, pid, kind (exit, oom) or signal",
+         Key("slash", "start_filter", "Filter", show=True, palette="Events by name, pid, kind or signal")),
+    _row("events", "events screen: cycle the sort (time, pid, name, peak) / reverse it",
+         Key("s", "cycle_sort", "Sort", show=True, palette="Events by the next column"),
+         Key("r", "reverse_sort", "Reverse", palette="Flip the events' order")),
+    _row("events", "events screen: sort by time, pid, name, peak RSS",
+         Key("T", "sort_by('time')", "Sort time"), Key("P", "sort_by('pid')", "Sort PID"),
+         Key("N", "sort_by('name')", "Sort name"), Key("M", "sort_by('peak')", "Sort peak")),
+    _row("event_table", "events screen: move",
+         Key("up", "cursor_up", "Up"), Key("down", "cursor_down", "Down"), Key("pageup", "page_up", "Page up"),
+         Key("pagedown", "page_down", "Page down"), also="mouse"),
+    _row("event_table", "events screen: the newest exit, then follow new ones (moving up stops it) / the oldest",
+         Key("end,ctrl+end", "last", "Last"), Key("home,ctrl+home", "first", "First")),
     _row("help", "close", Key("escape", "dismiss", "Close", show=True), Key("q", "dismiss", "Close"),
          Key("question_mark", "dismiss", "Close")),
     _row("signal", "cancel / send", Key("escape", "cancel", "Cancel", show=True), Key("n", "cancel", "Cancel"),
