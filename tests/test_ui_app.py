@@ -29,7 +29,7 @@ from memwatch.ui.columns import COLUMNS
 from memwatch.ui.screens.dashboard import DashboardScreen, send_signal
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
-from memwatch.ui.screens.signal_modal import SignalModal
+from memwatch.ui.screens.signal_modal import SIGNAL_CHOICES, SignalModal
 from memwatch.ui.widgets.detail import DetailPane
 from memwatch.ui.workers import SignalNotSent
 from test_ui_support import ClosingReplay, ScriptedSource, with_process
@@ -202,7 +202,7 @@ async def test_signal_is_sent_after_confirmation(sleeper: subprocess.Popen[bytes
     app = MemwatchApp(source)
     async with app.run_test(size=SIZE) as pilot:
         await _open_signal_modal(pilot, app, sleeper)
-        await pilot.press("enter")  # the Send button has the focus
+        await pilot.press("enter")  # the list has the focus, SIGTERM highlighted
         await pilot.pause()
         await _signal_workers_done(app)
         assert sleeper.wait(timeout=5) == -signal.SIGTERM
@@ -224,13 +224,42 @@ async def test_signal_choice_and_cancel(sleeper: subprocess.Popen[bytes]) -> Non
         await pilot.pause()
         modal = app.screen
         assert isinstance(modal, SignalModal)
-        assert await pilot.click("#sig-SIGKILL")
-        await pilot.pause()
-        assert modal.chosen is signal.SIGKILL
-        await pilot.press("y")
+        await pilot.press("k")  # an initial moves to it, sends nothing
+        assert modal.chosen is signal.SIGKILL and app.screen is modal
+        await pilot.press("2")  # a number too
+        assert modal.chosen is signal.SIGINT
+        await pilot.press("k", "y")
         await pilot.pause()
         await _signal_workers_done(app)
         assert sleeper.wait(timeout=5) == -signal.SIGKILL
+
+
+async def test_down_down_down_enter_sends_the_fourth_signal(sleeper: subprocess.Popen[bytes]) -> None:
+    """The list has the focus and Enter sends what is highlighted (it used to send SIGTERM, the
+    Send button having the focus, whatever the arrows had moved)."""
+    app = MemwatchApp(ScriptedSource(with_process(make_frames()[1], sleeper.pid, "sleep")))
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_signal_modal(pilot, app, sleeper)
+        await pilot.press("down", "down", "down", "enter")
+        await pilot.pause()
+        await _signal_workers_done(app)
+        assert SIGNAL_CHOICES[3][0] is signal.SIGKILL
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL
+
+
+async def test_a_click_on_a_signal_only_highlights_it(sleeper: subprocess.Popen[bytes]) -> None:
+    app = MemwatchApp(ScriptedSource(with_process(make_frames()[1], sleeper.pid, "sleep")))
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_signal_modal(pilot, app, sleeper)
+        modal = app.screen
+        assert isinstance(modal, SignalModal)
+        assert await pilot.click("#signal-choice", offset=(4, 3))  # under the border, the third: SIGHUP
+        await pilot.pause()
+        assert modal.chosen is signal.SIGHUP and app.screen is modal
+        assert await pilot.click("#send")
+        await pilot.pause()
+        await _signal_workers_done(app)
+        assert sleeper.wait(timeout=5) == -signal.SIGHUP
 
 
 async def test_signal_errors_are_sentences_not_tracebacks() -> None:
@@ -254,16 +283,8 @@ async def test_a_replay_refuses_to_signal_with_a_notification() -> None:
         app.notify = lambda message, **kw: messages.append((message, kw.get("severity", "")))  # type: ignore
         await pilot.press("k")
         await pilot.pause()
-        assert isinstance(app.screen, SignalModal)
-        await pilot.press("enter")
-        for _ in range(20):
-            if messages:
-                break
-            await pilot.pause()
-        assert not isinstance(app.screen, SignalModal)
-    assert len(messages) == 1
-    text, severity = messages[0]
-    assert severity == "error" and "recording" in text and "Sent" not in text
+        assert not isinstance(app.screen, SignalModal)  # no dialog to fill in first
+    assert messages == [("This is a recording: signals go to live processes.", "warning")]
 
 
 async def test_quit_closes_the_source() -> None:

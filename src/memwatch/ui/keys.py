@@ -93,7 +93,7 @@ KEY_ROWS: tuple[KeyRow, ...] = (
     _row("shared", "sample more / less often (the header shows the interval)",
          Key("plus,equals_sign", "app.faster", "Faster", palette="Shorter interval"),
          Key("minus", "app.slower", "Slower", palette="Longer interval")),
-    _row("dashboard", "send a signal to the highlighted process (SIGTERM unless changed; asks first)",
+    _row("dashboard", "send a signal to the highlighted process (asks which first; not in a replay)",
          Key("k", "kill", "Signal", show=True, palette="Send a signal to the highlighted process")),
     _row("dashboard", "exits with their final figures, and OOM kills (which also raise a notification)",
          Key("e", "events", "Events", show=True, palette="Exited processes and OOM kills")),
@@ -130,8 +130,9 @@ KEY_ROWS: tuple[KeyRow, ...] = (
          Key("end,ctrl+end", "last", "Last"), Key("home,ctrl+home", "first", "First")),
     _row("help", "close", Key("escape", "dismiss", "Close", show=True), Key("q", "dismiss", "Close"),
          Key("question_mark", "dismiss", "Close")),
-    _row("signal", "cancel / send", Key("escape", "cancel", "Cancel", show=True), Key("n", "cancel", "Cancel"),
-         Key("y", "send", "Send")),
+    _row("signal", "cancel / send the highlighted signal (Enter too)", Key("escape", "cancel", "Cancel", show=True),
+         Key("n", "cancel", "Cancel"), Key("y", "send", "Send")),
+    _row("signal", "choose a signal", also="↑ ↓, 1-9, a signal's initial"),
 )
 
 

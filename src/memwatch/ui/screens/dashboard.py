@@ -44,6 +44,7 @@ TOO_SMALL = f"Terminal too small: need at least {MIN_WIDTH}x{MIN_HEIGHT}"
 PANE_RIGHT_MIN_WIDTH = 170
 PANE_BOTTOM_MIN_HEIGHT = 34
 RECORDINGS_ONLY = "Time controls work on recordings only (memwatch --replay FILE)."
+NO_SIGNALS_IN_REPLAY = "This is a recording: signals go to live processes."
 
 
 def layout_class(width: int, height: int) -> str:
@@ -264,6 +265,9 @@ class DashboardScreen(Screen[None]):
             self._set_view(replace(self.memwatch.view, filter=""))
 
     def action_kill(self) -> None:
+        if self.memwatch.feed.replay is not None:  # say no before asking anything
+            self.notify(NO_SIGNALS_IN_REPLAY, severity="warning")
+            return
         view = self._highlighted_view()
         if view is None:
             self.notify("No process highlighted.", severity="warning")
@@ -277,7 +281,7 @@ class DashboardScreen(Screen[None]):
                 workers.start(self, self._signal(source, key, name, sig), name="signal",
                               description=f"sending {sig.name} to pid {key[0]}")
 
-        self.app.push_screen(SignalModal(view.pid, name), callback=send)
+        self.app.push_screen(SignalModal([(view.pid, name)]), callback=send)
 
     async def _signal(self, source: SnapshotSource, key: ProcessKey, name: str, sig: signal.Signals) -> None:
         self.notify(await send_signal(source, key, name, sig))
