@@ -165,7 +165,7 @@ async def test_pause_keeps_the_frame_and_resume_shows_the_latest() -> None:
         await pilot.pause()
         assert app.snapshot is not None and app.snapshot.timestamp == frames[0].timestamp
         assert cell(app, leaky, "rss") == before
-        await pilot.press("space")
+        await pilot.press("p")
         assert not app.view.paused
         assert app.snapshot is not None and app.snapshot.timestamp == frames[2].timestamp
         assert cell(app, leaky, "rss") != before

@@ -75,6 +75,29 @@ async def send_signal(source: SnapshotSource, key: ProcessKey, name: str, sig: s
     return f"Sent {sig.name} to {who}."
 
 
+async def send_signals(source: SnapshotSource, targets: list[tuple[ProcessKey, str]],
+                       sig: signal.Signals) -> tuple[str, workers.Severity]:
+    """:func:`send_signal` to each target, all of them whatever fails; one sentence for the lot
+    and how grave it is. Raises :class:`~memwatch.ui.workers.SignalNotSent` (every failure in it)
+    if none was sent."""
+    if len(targets) == 1:
+        return await send_signal(source, *targets[0], sig), "information"
+    failures: list[workers.SignalNotSent] = []
+    for key, name in targets:
+        try:
+            await send_signal(source, key, name, sig)
+        except workers.SignalNotSent as failure:
+            failures.append(failure)
+    sent = len(targets) - len(failures)
+    if not failures:
+        return f"Sent {sig.name} to {sent} processes.", "information"
+    why = " ".join(f.message for f in failures)
+    if not sent:
+        severity: workers.Severity = "warning" if all(f.severity == "warning" for f in failures) else "error"
+        raise workers.SignalNotSent(f"{sig.name} sent to none of {len(targets)} processes. {why}", severity=severity)
+    return f"Sent {sig.name} to {sent} of {len(targets)} processes. Not sent: {why}", "warning"
+
+
 class DashboardScreen(Screen[None]):
     """The main screen, and the bottom of the stack: the app's default screen."""
 
@@ -85,6 +108,8 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self._layout_class = ""
         self._detail_due = False
+        self.tags: set[ProcessKey] = set()
+        """Tagged processes (space): the signal dialog's targets; pruned as they exit."""
 
     @property
     def memwatch(self) -> MemwatchApp:
@@ -144,6 +169,8 @@ class DashboardScreen(Screen[None]):
     def _show_snapshot(self, snap: Snapshot | None) -> None:
         if snap is None:
             return
+        if self.tags:
+            self._set_tags(self.tags & snap.by_key.keys())  # an exited process is no longer tagged
         self._render_header()
         self._render_table()
         self._render_detail()
@@ -264,27 +291,50 @@ class DashboardScreen(Screen[None]):
         if self.memwatch.view.filter:
             self._set_view(replace(self.memwatch.view, filter=""))
 
+    def _set_tags(self, tags: set[ProcessKey]) -> None:
+        self.tags = tags
+        self.table.set_tagged(frozenset(f"{pid}:{start}" for pid, start in tags))
+
+    def action_toggle_tag(self) -> None:
+        view = self._highlighted_view()
+        if view is not None:
+            self._set_tags(self.tags ^ {view.key})
+
+    def action_clear_tags(self) -> None:
+        self._set_tags(set())
+
+    def _signal_targets(self) -> list[tuple[ProcessKey, str]]:
+        """The tagged processes (by pid), or else the highlighted one."""
+        snap = self.memwatch.snapshot
+        if self.tags and snap is not None:
+            tagged = (snap.by_key.get(key) for key in sorted(self.tags))
+            return [(v.key, v.sample.name) for v in tagged if v is not None]
+        view = self._highlighted_view()
+        return [(view.key, view.sample.name)] if view is not None else []
+
     def action_kill(self) -> None:
         if self.memwatch.feed.replay is not None:  # say no before asking anything
             self.notify(NO_SIGNALS_IN_REPLAY, severity="warning")
             return
-        view = self._highlighted_view()
-        if view is None:
+        targets = self._signal_targets()
+        if not targets:
             self.notify("No process highlighted.", severity="warning")
             return
-        key, name = view.key, view.sample.name
         source = self.memwatch.feed.source
 
         def send(sig: signal.Signals | None) -> None:
             self.table.focus()
             if sig is not None:
-                workers.start(self, self._signal(source, key, name, sig), name="signal",
-                              description=f"sending {sig.name} to pid {key[0]}")
+                who = f"pid {targets[0][0][0]}" if len(targets) == 1 else f"{len(targets)} processes"
+                workers.start(self, self._signal(source, targets, sig), name="signal",
+                              description=f"sending {sig.name} to {who}")
 
-        self.app.push_screen(SignalModal([(view.pid, name)]), callback=send)
+        self.app.push_screen(SignalModal([(key[0], name) for key, name in targets]), callback=send)
 
-    async def _signal(self, source: SnapshotSource, key: ProcessKey, name: str, sig: signal.Signals) -> None:
-        self.notify(await send_signal(source, key, name, sig))
+    async def _signal(self, source: SnapshotSource, targets: list[tuple[ProcessKey, str]],
+                      sig: signal.Signals) -> None:
+        message, severity = await send_signals(source, targets, sig)
+        self.notify(message, severity=severity)
 
     def action_events(self) -> None:
         self.app.push_screen(EventsScreen(), callback=self._refocus_table)

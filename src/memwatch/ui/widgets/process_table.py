@@ -90,7 +90,7 @@ class ProcessTable(ScrollView, can_focus=True):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "process-table--header", "process-table--cursor", "process-table--hover",
-        "process-table--header-hover",
+        "process-table--header-hover", "process-table--tagged",
     }
     DEFAULT_CSS = """
     ProcessTable {
@@ -116,6 +116,7 @@ class ProcessTable(ScrollView, can_focus=True):
         }
         & > .process-table--hover { background: $block-hover-background; }
         & > .process-table--header-hover { background: $accent 30%; }
+        & > .process-table--tagged { color: $warning; text-style: bold; }
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("table")
@@ -171,6 +172,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(LINE_CACHE_SIZE)
         self._bodies: LRUCache[tuple[object, ...], list[Segment]] = LRUCache(BODY_CACHE_SIZE)
         self._drawn: dict[int, tuple[object, ...]] = {}
+        self._tagged: frozenset[str] = frozenset()
 
     # ----- what the app and the tests read ------------------------------------------------------
 
@@ -236,7 +238,18 @@ class ProcessTable(ScrollView, can_focus=True):
                 return spec
         return None
 
+    @property
+    def tagged(self) -> frozenset[str]:
+        """Row keys of the tagged processes (marked with a ``*`` before the first column)."""
+        return self._tagged
+
     # ----- feeding it ---------------------------------------------------------------------------
+
+    def set_tagged(self, row_keys: frozenset[str]) -> None:
+        """Mark these rows (tagged processes); only lines whose mark changed are redrawn."""
+        if row_keys != self._tagged:
+            self._tagged = row_keys
+            self._refresh_changed_lines()
 
     def set_presentation(self, *, sort: str, descending: bool, human: bool) -> None:
         """Sort column, direction and units; the caller re-ranks and calls :meth:`show`."""
@@ -410,7 +423,8 @@ class ProcessTable(ScrollView, can_focus=True):
                     width)
         if not 0 <= row < len(self._order):
             return ("blank", self._styles, width)
-        return ("row", self._row(self._order[row])[1], row == self.cursor_row, hover, self._styles, width)
+        key = self._order[row]
+        return ("row", self._row(key)[1], row == self.cursor_row, hover, key in self._tagged, self._styles, width)
 
     def _screen_row(self, y: int) -> int:
         return -1 if y == 0 else round(self.scroll_y) + y - 1
@@ -440,7 +454,7 @@ class ProcessTable(ScrollView, can_focus=True):
     def _current_styles(self) -> tuple[Style, ...]:
         get = self.get_component_rich_style
         return (self.rich_style, get("process-table--header"), get("process-table--cursor"),
-                get("process-table--hover"), get("process-table--header-hover"))
+                get("process-table--hover"), get("process-table--header-hover"), get("process-table--tagged"))
 
     def render_lines(self, crop: Region) -> list[Strip]:
         styles = self._current_styles()
@@ -459,7 +473,8 @@ class ProcessTable(ScrollView, can_focus=True):
         return strip
 
     def _draw_row(self, row: int) -> Strip:
-        base, header, cursor, hover, header_hover = self._styles or self._current_styles()
+        base, header, cursor, hover, header_hover, tagged = self._styles or self._current_styles()
+        mark = False
         width = self.scrollable_content_region.width
         if not 0 <= row < len(self._order) and row != -1:
             return Strip.blank(width, base)
@@ -473,6 +488,9 @@ class ProcessTable(ScrollView, can_focus=True):
         else:
             cells, prints = self._row(self._order[row])
             pre = base
+            mark = self._order[row] in self._tagged
+            if mark:
+                pre += tagged
             if self._show_hover and self._hover_row == row:
                 pre += hover
             if row == self.cursor_row:
@@ -490,6 +508,9 @@ class ProcessTable(ScrollView, can_focus=True):
                 styled = list(Segment.apply_style([pad, *body, pad], pre + column_meta(column), post))
                 self._bodies[key] = styled
             line.extend(styled)
+        if mark and line:  # the padding before the first column carries the mark
+            first = line[0]
+            line[0] = Segment("*" + first.text[1:], first.style)
         used = sum(s.width + 2 * CELL_PADDING for s in self._specs)
         if used < width:
             line.append(Segment(" " * (width - used), pre))
