@@ -19,7 +19,7 @@ from memwatch.ui import event_log, keys
 from memwatch.ui.app import MemwatchApp
 from memwatch.ui.event_log import EXIT_WINDOW, EventLog
 from memwatch.ui.screens.events_screen import EventsScreen, EventTable
-from test_ui_support import ScriptedSource
+from test_ui_support import ScriptedSource, push_and_show
 
 SIZE = (160, 40)
 STORE_LOG = 1000
@@ -62,18 +62,6 @@ async def open_events(pilot: Any, app: MemwatchApp) -> EventsScreen:
     return screen
 
 
-async def feed(pilot: Any, source: ScriptedSource, app: MemwatchApp, snap: Snapshot) -> None:
-    """Push a frame and wait until the app shows it (and the screen has drawn it)."""
-    source.push(snap)
-    for _ in range(200):
-        if app.snapshot is snap:
-            break
-        await pilot.pause()
-    assert app.snapshot is snap
-    await pilot.pause()
-    await pilot.pause()
-
-
 def cursor_key(table: EventTable) -> str | None:
     return table.cursor_key
 
@@ -91,16 +79,16 @@ async def test_end_reaches_the_newest_exit_and_the_view_follows_until_the_user_m
         table = screen.exits_table
         assert table.row_count == 100
         assert cursor_key(table) == event_log.event_key(exit_event(99))  # opens at the newest
-        await feed(pilot, source, app, storm.frame([exit_event(n) for n in range(100, 150)]))
+        await push_and_show(pilot, source, storm.frame([exit_event(n) for n in range(100, 150)]))
         assert cursor_key(table) == event_log.event_key(exit_event(149))  # followed
         assert table.scroll_y == table.max_scroll_y
         await pilot.press("up", "up")
         held = cursor_key(table)
-        await feed(pilot, source, app, storm.frame([exit_event(n) for n in range(150, 160)]))
+        await push_and_show(pilot, source, storm.frame([exit_event(n) for n in range(150, 160)]))
         assert cursor_key(table) == held  # moved up: stays on its row
         await pilot.press("end")
         assert cursor_key(table) == event_log.event_key(exit_event(159))
-        await feed(pilot, source, app, storm.frame([exit_event(n) for n in range(160, 170)]))
+        await push_and_show(pilot, source, storm.frame([exit_event(n) for n in range(160, 170)]))
         assert cursor_key(table) == event_log.event_key(exit_event(169))  # following again
         await pilot.pause()
         assert table.scroll_y == table.max_scroll_y
@@ -122,7 +110,7 @@ async def test_a_storm_of_exits_keeps_the_screen_bounded_and_the_oom_kills() -> 
             screen = await open_events(pilot, app)
             for batch in range(25):
                 new = [exit_event(n) for n in range(1 + 2000 * batch, 1 + 2000 * (batch + 1))]
-                await feed(pilot, source, app, storm.frame(new))
+                await push_and_show(pilot, source, storm.frame(new))
                 if batch == 4:  # the window is full: from here on the memory should stay put
                     tracemalloc.start()
                 if batch in (12, 24):  # what was allocated since and is still held, twice

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from memwatch.model import ProcessKey, ProcessSample, ProcessView, SmapsRollup, Snapshot
 from memwatch.sources.replay import ReplaySource
@@ -81,8 +82,29 @@ def with_process(snap: Snapshot, pid: int, name: str, rss_kb: int = 10**9) -> Sn
     return dataclasses.replace(snap, processes=(*snap.processes, view), by_key={})
 
 
+async def push_and_show(pilot: Any, source: ScriptedSource, snap: Snapshot) -> None:
+    """Push a frame and wait until the app shows it and its screens have drawn it."""
+    source.push(snap)
+    for _ in range(200):
+        if pilot.app.snapshot is snap:
+            break
+        await pilot.pause()
+    assert pilot.app.snapshot is snap
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def move_to(pilot: Any, row_key: str) -> None:
+    """Move the dashboard table's cursor to ``row_key`` ("pid:start_ticks") with the arrow keys."""
+    table = pilot.app.dashboard.table
+    await pilot.press("home")
+    while table.current_key != row_key:
+        await pilot.press("down")
+
+
 def sample_names(views: Sequence[ProcessView]) -> list[str]:
     return [v.sample.name for v in views]
 
 
-__all__ = ["ClosingReplay", "ProcessSample", "ScriptedSource", "sample_names", "with_process"]
+__all__ = ["ClosingReplay", "ProcessSample", "ScriptedSource", "move_to", "push_and_show", "sample_names",
+           "with_process"]

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,7 @@ from memwatch.model import ProcessKey, Snapshot
 from memwatch.ui.app import MemwatchApp
 from memwatch.ui.screens.signal_modal import SignalModal
 from memwatch.ui.widgets.process_table import ProcessTable
-from test_ui_support import ScriptedSource, with_process
+from test_ui_support import ScriptedSource, move_to, push_and_show, with_process
 
 SIZE = (200, 50)
 
@@ -34,12 +33,6 @@ def key_str(snap: Snapshot, pid: int) -> str:
     return f"{pid}:{view.sample.start_ticks}"
 
 
-async def move_to(pilot: Any, table: ProcessTable, row_key: str) -> None:
-    await pilot.press("home")
-    while table.current_key != row_key:
-        await pilot.press("down")
-
-
 async def test_space_tags_the_process_across_sorts_and_frames_until_it_exits() -> None:
     frames = make_frames()
     source = ScriptedSource(frames[2])
@@ -49,7 +42,7 @@ async def test_space_tags_the_process_across_sorts_and_frames_until_it_exits() -
         table = app.dashboard.table
         short, leaky = key_str(frames[2], SHORT_JOB_PID), key_str(frames[2], LEAKY_PID)
         for row_key in (short, leaky):
-            await move_to(pilot, table, row_key)
+            await move_to(pilot, row_key)
             await pilot.press("space")
         assert table.tagged == {short, leaky}
         assert line_of(table, leaky).startswith("*") and line_of(table, short).startswith("*")
@@ -57,13 +50,10 @@ async def test_space_tags_the_process_across_sorts_and_frames_until_it_exits() -
         assert line_of(table, untagged).startswith(" ")
         await pilot.press("P")  # re-sorted: the marks go with their processes
         assert line_of(table, leaky).startswith("*")
-        source.push(frames[3])  # short-job exited
-        while app.snapshot is not None and app.snapshot.timestamp != frames[3].timestamp:
-            await pilot.pause()
-        await pilot.pause()
+        await push_and_show(pilot, source, frames[3])  # short-job exited
         assert table.tagged == {leaky} and app.dashboard.tags == {(LEAKY_PID, 70_000)}
         assert line_of(table, leaky).startswith("*")
-        await move_to(pilot, table, leaky)
+        await move_to(pilot, leaky)
         await pilot.press("space")  # untags
         assert table.tagged == frozenset() and line_of(table, leaky).startswith(" ")
         await pilot.press("space", "U")
@@ -108,12 +98,11 @@ async def test_the_signal_goes_to_every_tagged_process_and_failures_come_in_one_
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.notify = lambda message, **kw: seen.append((message, kw.get("severity", "")))  # type: ignore
-        table = app.dashboard.table
         tagged = [f"{p}:424242" for p in (gone.pid, *(c.pid for c in sleepers))]
         for row_key in tagged:
-            await move_to(pilot, table, row_key)
+            await move_to(pilot, row_key)
             await pilot.press("space")
-        await move_to(pilot, table, key_str(frame, 1))  # the cursor elsewhere: the tags decide
+        await move_to(pilot, key_str(frame, 1))  # the cursor elsewhere: the tags decide
         await pilot.press("k")
         await pilot.pause()
         modal = app.screen

@@ -114,6 +114,14 @@ class EventLog:
             self.version += 1
         return added
 
+    def exit_of(self, key: tuple[int, int]) -> Event | None:
+        """The exit record of the process (pid, start ticks), if it is in the window."""
+        pid, start = key
+        for event in reversed(self.exits):
+            if event.pid == pid and event.start_ticks in (start, None):
+                return event
+        return None
+
     def _take(self, event: Event, added: Added) -> None:
         if event.kind not in (EventKind.EXIT, EventKind.OOM):
             return

@@ -108,6 +108,9 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self._layout_class = ""
         self._detail_due = False
+        self._exited: tuple[ProcessView, float] | None = None
+        """The pane's process exited (its last view, and the first frame without it): the pane
+        keeps it, under how it ended, until the user moves the cursor."""
         self.tags: set[ProcessKey] = set()
         """Tagged processes (space): the signal dialog's targets; pruned as they exit."""
 
@@ -132,7 +135,7 @@ class DashboardScreen(Screen[None]):
             yield Prompt(id="prompt")
             with Horizontal(id="body"):
                 yield ProcessTable(id="processes", columns=app.view.columns)
-                yield DetailPane(id="detail", rollup=app.feed.source.rollup)
+                yield DetailPane(id="detail", rollup=app.feed.source.rollup, replay=app.feed.replay is not None)
             yield StatusBar(id="status")
             yield Footer()
         yield Static(TOO_SMALL, id="too-small")
@@ -171,6 +174,11 @@ class DashboardScreen(Screen[None]):
             return
         if self.tags:
             self._set_tags(self.tags & snap.by_key.keys())  # an exited process is no longer tagged
+        if self._exited is not None and self._exited[0].key in snap.by_key:
+            self._exited = None  # alive in this frame after all (a replay moved back)
+        shown = self.pane.shown_view
+        if self._exited is None and shown is not None and shown.key not in snap.by_key:
+            self._exited = (shown, snap.timestamp)
         self._render_header()
         self._render_table()
         self._render_detail()
@@ -190,6 +198,7 @@ class DashboardScreen(Screen[None]):
         else:
             self._render_status()
         if new.filter != old.filter:
+            self._exited = None
             self._render_detail()
         elif new.human != old.human:
             self._show_detail()
@@ -232,13 +241,24 @@ class DashboardScreen(Screen[None]):
         return self.table.current_view if self.memwatch.snapshot is not None else None
 
     def _render_detail(self) -> None:
-        """The pane, for the process under the cursor."""
+        """The pane, for the process under the cursor (or the one that exited under it)."""
         snap = self.memwatch.snapshot
+        if self._show_exited():
+            return
         self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0)
+
+    def _show_exited(self) -> bool:
+        if self._exited is None:
+            return False
+        view, gone_by = self._exited
+        self.pane.show_exited(view, self.memwatch.view.human, self.memwatch.events.exit_of(view.key), gone_by)
+        return True
 
     def _show_detail(self) -> None:
         """The pane again, for the process it shows (new units)."""
         snap = self.memwatch.snapshot
+        if self._show_exited():
+            return
         if snap is not None:
             key = self.pane.view_key
             self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp)
@@ -246,6 +266,8 @@ class DashboardScreen(Screen[None]):
     # ----- the table ---------------------------------------------------------------------------------
 
     def on_process_table_row_highlighted(self, event: ProcessTable.RowHighlighted) -> None:
+        if event.by_user:  # the user moved on from a process that exited
+            self._exited = None
         # The cursor's frame first, the pane in the next one: Textual repaints the box around
         # all dirty regions, and the pane's box spans most of the table's rows; apart, the
         # cursor's frame holds its two lines. Keys that come faster than frames draw it once.

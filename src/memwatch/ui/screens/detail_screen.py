@@ -27,10 +27,11 @@ class DetailScreen(Screen[None]):
     def __init__(self, key: ProcessKey) -> None:
         super().__init__()
         self.key = key
+        self._gone_by = 0.0
 
     def compose(self) -> ComposeResult:
         app = cast("MemwatchApp", self.app)
-        yield DetailPane(id="detail-full", rollup=app.feed.source.rollup)
+        yield DetailPane(id="detail-full", rollup=app.feed.source.rollup, replay=app.feed.replay is not None)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -46,5 +47,13 @@ class DetailScreen(Screen[None]):
     def _refresh_pane(self, _changed: Snapshot | ViewState | None = None) -> None:
         app = cast("MemwatchApp", self.app)
         snap = app.snapshot
-        if snap is not None:
-            self.pane.show(snap.by_key.get(self.key), app.view.human, snap.timestamp)
+        if snap is None:
+            return
+        view = snap.by_key.get(self.key)
+        last = self.pane.shown_view
+        if view is None and last is not None and last.key == self.key:  # it exited: keep its last figures
+            gone_by = self._gone_by if self.pane.exited else snap.timestamp
+            self._gone_by = gone_by
+            self.pane.show_exited(last, app.view.human, app.events.exit_of(self.key), gone_by)
+        else:
+            self.pane.show(view, app.view.human, snap.timestamp)

@@ -133,11 +133,13 @@ class ProcessTable(ScrollView, can_focus=True):
             return self.table
 
     class RowHighlighted(_TableMessage):
-        """The cursor moved to another process (``key`` None: the table is empty)."""
+        """The cursor moved to another process (``key`` None: the table is empty); ``by_user``:
+        moved by a key or a click, not because its row went (the process exited) in a new frame."""
 
-        def __init__(self, table: ProcessTable, key: str | None) -> None:
+        def __init__(self, table: ProcessTable, key: str | None, by_user: bool = False) -> None:
             super().__init__(table)
             self.key = key
+            self.by_user = by_user
 
     class RowSelected(_TableMessage):
         """Enter on a row, or a click on the highlighted row."""
@@ -300,7 +302,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self.cursor_row = row
         if not self._scroll_cursor_into_view():
             self._refresh_rows(old, row)
-        self.post_message(self.RowHighlighted(self, self.current_key))
+        self.post_message(self.RowHighlighted(self, self.current_key, by_user=True))
 
     def _scroll_cursor_into_view(self) -> bool:
         """Scroll so the cursor row is on screen; True if the view scrolled (a full redraw)."""
