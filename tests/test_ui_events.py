@@ -194,3 +194,16 @@ async def test_the_footer_shows_only_keys_of_the_events_screen() -> None:
                  if binding.show and enabled}
         ours = {k.title for k in keys.keys_of("events", "shared", "event_table") if k.show}
         assert shown == ours == {"Back", "Filter", "Sort", "Pause", "Units", "Help"}
+
+
+async def test_a_following_view_stays_at_the_end_when_the_terminal_changes_size() -> None:
+    storm = Storm()
+    app = MemwatchApp(ScriptedSource(storm.frame([exit_event(n) for n in range(300)])))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_events(pilot, app)
+        table = screen.exits_table
+        await pilot.resize_terminal(160, 25)
+        await pilot.pause()
+        await pilot.pause()
+        assert table.cursor_key == event_log.event_key(exit_event(299))
+        assert table.scroll_y == table.max_scroll_y > 0

@@ -179,6 +179,8 @@ class EventList(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self.virtual_size = Size(self.scrollable_content_region.width, len(self._events) + 1)
         self._lines.clear()
+        if self.follow:  # a taller or shorter view still ends at the newest row
+            self._scroll_to_row_end()
 
     # ----- drawing ---------------------------------------------------------------------------------
 
