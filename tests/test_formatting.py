@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memwatch.ui import formatting as fmt
-from memwatch.ui.columns import COLUMNS, fit_columns, header_label
+from memwatch.ui.columns import ALL_COLUMNS, ARROW_ROOM, COLUMNS, fit_columns, header_label
 
 
 @pytest.mark.parametrize(("kb", "text"), [
@@ -37,13 +37,6 @@ def test_growth_is_signed_and_fits_seven_cells() -> None:
     assert fmt.growth(12_345.6) == "+12346"
     for value in (0.0, 999.9, 999.96, -999.9, 999_999.0, -5e6, 99.96e6, 1e9, -1e12):
         assert len(fmt.growth(value)) <= 7
-
-
-def test_trend_scales_the_last_points() -> None:
-    assert fmt.trend([]) == ""
-    assert fmt.trend([5, 5, 5]) == "▁▁▁"
-    assert fmt.trend(list(range(20))) == "▁▂▃▄▅▆▇█"
-    assert fmt.trend([0, 10, 0]) == "▁█▁"
 
 
 def test_utc_time_and_parse_round_trip() -> None:
@@ -92,15 +85,21 @@ def test_fit_columns_keeps_the_original_monitors_columns_at_80() -> None:
     assert [c.key for c in fit_columns(5)] == ["pid", "name"]
 
 
-def test_header_label_marks_the_sorted_column_without_overflowing() -> None:
-    for spec in COLUMNS:
+def test_header_label_marks_the_sorted_column_and_keeps_its_unit() -> None:
+    for spec in ALL_COLUMNS:
         for descending in (True, False):
             for human in (True, False):
                 label = header_label(spec, spec.sort or "", descending, human)
-                assert len(label.plain) <= spec.width
+                assert len(label.plain) <= spec.width + ARROW_ROOM  # the arrow may take the padding
+                assert spec.label in label.plain  # never cut: "MUNMAP#" keeps its "#"
+                assert len(header_label(spec, "", descending, human).plain) <= spec.width
     rss = next(c for c in COLUMNS if c.key == "rss")
     assert header_label(rss, "rss", True, False).plain == "▼RSS(KB)"
     assert header_label(rss, "pid", True, True).plain == "RSS"
+    munmap = next(c for c in COLUMNS if c.key == "munmap")
+    assert header_label(munmap, "munmap", True, False).plain == "▼MUNMAP#"
+    peak = next(c for c in COLUMNS if c.key == "peak")
+    assert header_label(peak, "peak", False, False).plain == "▲PEAK(KB)"
 
 
 def test_the_header_shows_what_memwatch_costs() -> None:
@@ -115,3 +114,23 @@ def test_the_header_shows_what_memwatch_costs() -> None:
                    tracer=replace(frame.tracer, kernel_cpu_percent=0.4, ns_per_call=351.6))
     assert own_cost(live) == "memwatch 1.2% CPU, +0.40% in kernel, 352 ns/call"
     assert tracer_line(live, 3.0, False).plain.endswith("memwatch 1.2% CPU, +0.40% in kernel, 352 ns/call")
+
+
+def test_one_formatter_for_kb_and_bytes_figures() -> None:
+    # a zero reads the same whether the figure counts bytes or KB
+    assert fmt.size_bytes(0, True) == fmt.size_kb(0, True) == "0 KiB"
+    assert fmt.human_bytes(512) == "512 B"
+    # KB mode: the same KB for a bytes figure as for a KB one, with the unit when asked for
+    assert fmt.size_bytes(226_492_416, False, unit=True) == "221184 KB"
+    assert fmt.size_kb(221_184, False, unit=True) == "221184 KB"
+    assert fmt.size_bytes(226_492_416, True, unit=True) == fmt.size_kb(221_184, True) == "216 MiB"
+    assert fmt.size_bytes(-100, False) == "0"  # toward zero, not -1
+    assert fmt.size_bytes(-4096, False) == "-4"
+
+
+def test_a_rate_follows_the_units_too() -> None:
+    assert fmt.rate_kb_s(682.7, False) == "+682.7 KB/s"
+    assert fmt.rate_kb_s(682.7, True) == "+682.7 KiB/s"
+    assert fmt.rate_kb_s(0.3, True) == "+0.3 KiB/s"
+    assert fmt.rate_kb_s(-10.7, True) == "-10.7 KiB/s"
+    assert fmt.rate_kb_s(2048.0, True) == "+2.00 MiB/s"

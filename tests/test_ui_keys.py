@@ -81,7 +81,7 @@ def test_every_action_exists(holder: type[DOMNode]) -> None:
 
 def test_the_dashboard_footer_keeps_its_order() -> None:
     shown = [k.title for k in keys.keys_of(*HOLDERS[DashboardScreen]) if k.show]
-    assert shown == ["Quit", "Pause", "Filter", "Sort", "Units", "Signal", "Events", "Help"]
+    assert shown == ["Quit", "Pause", "Filter", "Sort", "View", "Units", "Signal", "Events", "Help"]
 
 
 def test_the_palette_key_is_textuals() -> None:

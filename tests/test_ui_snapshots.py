@@ -82,6 +82,38 @@ def test_too_small(snap_compare: Any) -> None:
     assert snap_compare(_app(), terminal_size=(40, 12), run_before=_at_last_frame)
 
 
+GROUP_VIEWS = {
+    "tree-collapsed": (("2", "down", "down", "down", "left"), (120, 40)),  # sshd's children hidden
+    "tree": (("2",), (200, 50)),
+    "cgroups": (("3", "down", "down"), (160, 30)),
+    "cgroups-80x24": (("3",), (80, 24)),
+}
+
+
+@pytest.mark.parametrize("view", list(GROUP_VIEWS))
+def test_group_views(snap_compare: Any, view: str) -> None:
+    presses, size = GROUP_VIEWS[view]
+
+    async def run_before(pilot: Any) -> None:
+        await _at_last_frame(pilot)
+        await pilot.press(*presses)
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=size, run_before=run_before)
+
+
+def test_small_terminal_sorted_by_a_full_width_label(snap_compare: Any) -> None:
+    """80x24 sorted by MUNMAP#: the arrow takes the padding, the label keeps its "#"; the header
+    keeps avail and the clock, the footer shows whole hints with help."""
+
+    async def run_before(pilot: Any) -> None:
+        await _at_last_frame(pilot)
+        pilot.app.view = pilot.app.view.sorted_by("munmap")
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_exited_detail(snap_compare: Any) -> None:
     """The pane on short-job, which exited after frame 2: its last figures under how it ended."""
 

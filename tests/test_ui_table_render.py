@@ -71,9 +71,11 @@ async def test_a_drawn_line_is_the_cells_side_by_side_and_the_cursor_is_styled()
             left = 0
             for spec in table._specs:  # each cell in its fixed place, padded, justified
                 cell = table.get_cell(key, spec.key).plain
-                shown = text[left + CELL_PADDING: left + CELL_PADDING + spec.width]
+                start = left + spec.lead + CELL_PADDING  # a chart column keeps a blank lead cell
+                assert text[left:start].strip() == ""
+                shown = text[start: start + spec.width]
                 assert shown == (cell.rjust(spec.width) if spec.justify == "right" else cell.ljust(spec.width))
-                left += spec.width + 2 * CELL_PADDING
+                left += spec.lead + spec.width + 2 * CELL_PADDING
             cursor_bg = {seg.style.bgcolor for seg in strip if seg.style is not None and seg.text.strip()}
             if row == table.cursor_row:
                 assert cursor_bg == {table.get_component_rich_style("process-table--cursor").bgcolor}

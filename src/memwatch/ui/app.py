@@ -99,6 +99,10 @@ class MemwatchApp(App[int]):
         self.set_reactive(MemwatchApp.interval_s, source.interval_s)
         self._requested_theme = theme
         self._pending: Snapshot | None = None
+        self._last_arrived: Snapshot | None = None
+        self.interval_since: float | None = None
+        """When the snapshots' interval last changed (the first snapshot at the new one); None:
+        not since the first one seen. A chart whose window reaches further back marks its span."""
         self._quitting = False
         self.events = EventLog()
         """Exits and OOM kills for the events screen: taken from every frame, paused or not."""
@@ -192,7 +196,17 @@ class MemwatchApp(App[int]):
     def on_source_ended(self, message: SourceEnded) -> None:
         self.source_ended = message.reason
 
+    def _track_interval(self, snap: Snapshot, jumped: bool = False) -> None:
+        """Note when the snapshots' interval changed, for the charts' spans (see interval_since)."""
+        last = self._last_arrived
+        if jumped or last is None or snap.timestamp < last.timestamp:
+            self.interval_since = None
+        elif snap.interval_s != last.interval_s:
+            self.interval_since = snap.timestamp
+        self._last_arrived = snap
+
     def _receive(self, snap: Snapshot) -> None:
+        self._track_interval(snap)
         self._take_events(snap)
         if self.view.paused:
             self._pending = snap
@@ -204,6 +218,7 @@ class MemwatchApp(App[int]):
         if not self.view.paused:
             self.view = replace(self.view, paused=True)
         self._pending = None
+        self._track_interval(snap, jumped=True)
         self._take_events(snap)
         self.snapshot = snap
 

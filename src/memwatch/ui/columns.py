@@ -2,9 +2,12 @@
 
 Each field becomes a column with a fixed width, a drop priority and a renderer chosen by its unit;
 a few figures get a style of their own (the leak marker on the name, growth in colour, the RSS
-trend). Fixed widths keep the table from re-measuring every tick; the priority decides which
-columns go first when the terminal is narrow (PID and NAME always stay). Every process-derived
-string becomes a ``rich.text.Text`` so a name like ``[red]x`` shows literally.
+trend, which keeps a blank cell before it so it never runs into the figure on its left). The
+sorted column's arrow may take a cell of the column's padding (:data:`ARROW_ROOM`), so a label as
+wide as its column keeps every character ("▼MUNMAP#", never "▼MUNMAP"). Fixed widths keep the
+table from re-measuring every tick; the priority decides which columns go first when the terminal
+is narrow (PID and NAME always stay). Every process-derived string becomes a ``rich.text.Text``
+so a name like ``[red]x`` shows literally.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from rich.text import Text
 from memwatch.fields import DEFAULT_COLUMNS, FIELDS, Field, Unit, Value
 from memwatch.model import ProcessView
 from memwatch.ui import formatting as fmt
+from memwatch.ui.charts import trend
 
 Justify = Literal["left", "right"]
 NAME_WIDTH = 20
+ARROW_ROOM = 1
+"""Cells of padding the sort arrow may take beside its label (the table pads cells by at least this)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +41,8 @@ class ColumnSpec:
     justify: Justify
     render: Callable[[ProcessView, bool], Text]
     field: Field
+    lead: int = 0
+    """Blank cells before the column, beyond the padding (a chart beside figures)."""
 
 
 DASH = Text("-", justify="right", style="dim")
@@ -57,11 +65,11 @@ def figure_text(f: Field, value: Value, human: bool) -> str:
     if f.unit is Unit.PERCENT:
         return f"{float(value):.1f} %"
     if f.unit is Unit.KB_S:
-        return f"{fmt.growth(float(value))} KB/s"
+        return fmt.rate_kb_s(float(value), human)
     if f.unit is Unit.KB:
-        return fmt.human_kb(int(value)) if human else f"{value} KB"
+        return fmt.size_kb(int(value), human, unit=True)
     if f.unit is Unit.BYTES:
-        return fmt.human_bytes(int(value)) if human else f"{int(value) // 1024} KB"
+        return fmt.size_bytes(int(value), human, unit=True)
     return str(value)
 
 
@@ -117,7 +125,7 @@ def _growth(view: ProcessView, human: bool) -> Text:
 
 
 def _trend(view: ProcessView, human: bool) -> Text:
-    return Text(fmt.trend(view.rss_history), style="red" if view.leak_suspect else "green")
+    return Text(trend(view.rss_history), style="red" if view.leak_suspect else "green")
 
 
 _OWN_STYLE: dict[str, Callable[[ProcessView, bool], Text]] = {"name": _name, "growth": _growth, "trend": _trend}
@@ -126,7 +134,7 @@ _OWN_STYLE: dict[str, Callable[[ProcessView, bool], Text]] = {"name": _name, "gr
 def _spec(f: Field) -> ColumnSpec:
     justify: Justify = "left" if f.unit in (Unit.TEXT, Unit.HISTORY) else "right"
     return ColumnSpec(f.key, f.label, f.width, f.drop_priority, f.key if f.sortable else None, justify,
-                      _OWN_STYLE.get(f.key) or _by_unit(f), f)
+                      _OWN_STYLE.get(f.key) or _by_unit(f), f, lead=1 if f.unit is Unit.HISTORY else 0)
 
 
 ALL_COLUMNS: tuple[ColumnSpec, ...] = tuple(_spec(f) for f in FIELDS)
@@ -139,8 +147,8 @@ ASCENDING_BY_DEFAULT = frozenset(f.key for f in FIELDS if not f.descending)
 
 
 def column_cost(spec: ColumnSpec, padding: int) -> int:
-    """Cells a column takes on screen, padding on both sides included."""
-    return spec.width + 2 * padding
+    """Cells a column takes on screen, padding on both sides (and its lead) included."""
+    return spec.lead + spec.width + 2 * padding
 
 
 def fit_columns(available: int, padding: int = 1,
@@ -159,14 +167,16 @@ def fit_columns(available: int, padding: int = 1,
 
 
 def header_label(spec: ColumnSpec, sort: str, descending: bool, human: bool) -> Text:
-    """The header with its unit (KB mode) and a ▲/▼ on the sorted column."""
+    """The header with its unit (KB mode) and a ▲/▼ on the sorted column: ``spec.width`` cells,
+    or one more (:data:`ARROW_ROOM`, taken from the padding on the arrow's side) with the arrow."""
     arrow = ""
     if spec.sort == sort:
         arrow = "▼" if descending else "▲"
+    room = spec.width + (ARROW_ROOM if arrow else 0)
     label = spec.label
-    if not human and spec.field.unit is Unit.KB and len(label) + 4 + len(arrow) <= spec.width:
+    if not human and spec.field.unit is Unit.KB and len(label) + 4 + len(arrow) <= room:
         label = f"{label}(KB)"
-    label = label[: spec.width - len(arrow)]
+    label = label[: room - len(arrow)]
     text = Text(justify=spec.justify)
     if spec.justify == "right":
         text.append(arrow, style="bold")

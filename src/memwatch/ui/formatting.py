@@ -6,7 +6,6 @@ way: KB like the original C monitor, or human sizes (KiB/MiB/GiB) when the user 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from memwatch.text import printable as printable  # widgets format every string through this module
@@ -34,27 +33,32 @@ def human_kb(kb: int | float) -> str:
 
 
 def human_bytes(n: int | float) -> str:
-    """A byte count in human units; under 1 KiB it stays in bytes."""
-    if abs(n) < 1024:
+    """A byte count in human units; under 1 KiB it stays in bytes, but zero is "0 KiB" so a zero
+    reads the same in a bytes figure as in a KB one."""
+    if abs(n) < 1024 and n != 0:
         return f"{int(n)} B"
     return human_kb(n / 1024)
 
 
-def size_kb(kb: int, human: bool, width: int | None = None) -> str:
-    """A memory figure in the chosen unit; KB that would not fit ``width`` falls back to human."""
+def size_kb(kb: int, human: bool, width: int | None = None, *, unit: bool = False) -> str:
+    """A KB figure in the chosen units: the one formatter of table, detail, header and events.
+
+    KB that would not fit ``width`` falls back to human; ``unit`` adds " KB" in KB mode (the
+    detail pane's figures, which have no column header to say it)."""
     if human:
         return human_kb(kb)
     text = str(kb)
     if width is not None and len(text) > width:
         return human_kb(kb)
-    return text
+    return f"{text} KB" if unit else text
 
 
-def size_bytes(n: int, human: bool, width: int | None = None) -> str:
-    """Bytes shown as KB (truncated) or human sizes, matching the KB columns."""
+def size_bytes(n: int, human: bool, width: int | None = None, *, unit: bool = False) -> str:
+    """A byte count in the chosen units: KB (truncated) like the KB figures, or human sizes."""
     if human:
         return human_bytes(n)
-    return size_kb(n // 1024, False, width)
+    kb = n // 1024 if n >= 0 else -(-n // 1024)  # toward zero: -100 B is not -1 KB
+    return size_kb(kb, False, width, unit=unit)
 
 
 def count(n: int) -> str:
@@ -84,6 +88,14 @@ def growth(kb_s: float | None) -> str:
     return f"{kb_s / 1e9:+.0f}G"
 
 
+def rate_kb_s(kb_s: float, human: bool) -> str:
+    """A signed KB/s rate with its unit, in the chosen units: "+682.7 KB/s", "+682.7 KiB/s",
+    "+2.00 MiB/s" (under 1 MiB/s with its decimal: a slow leak is not "+0")."""
+    if not human or abs(kb_s) < 1024:
+        return f"{growth(kb_s)} {'KiB' if human else 'KB'}/s"
+    return ("+" if kb_s >= 0 else "") + human_kb(kb_s) + "/s"
+
+
 def rate(per_s: float) -> str:
     """An event rate for the header: 0, 12.5, 1.2k, 3.4M per second."""
     if per_s < 1000:
@@ -93,17 +105,16 @@ def rate(per_s: float) -> str:
     return f"{per_s / 1_000_000:.1f}M"
 
 
-def trend(history: Sequence[float], points: int = 8) -> str:
-    """The last ``points`` values as block characters scaled between their own min and max."""
-    recent = list(history[-points:])
-    if not recent:
-        return ""
-    low, high = min(recent), max(recent)
-    if high == low:
-        return BLOCKS[0] * len(recent)
-    span = high - low
-    top = len(BLOCKS) - 1
-    return "".join(BLOCKS[round((v - low) / span * top)] for v in recent)
+def duration(seconds: float) -> str:
+    """A span of time, short: "45 s", "5 min", "1.5 h", "3 d"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    for size, unit in ((86_400.0, "d"), (3_600.0, "h"), (60.0, "min")):
+        if seconds >= 2 * size or unit == "min":
+            value = seconds / size
+            whole = value >= 10 or abs(value - round(value)) < 0.05
+            return f"{value:.0f} {unit}" if whole else f"{value:.1f} {unit}"
+    return f"{seconds:.0f} s"  # pragma: no cover - unreachable
 
 
 def utc_time(timestamp: float, with_date: bool = False) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from memwatch.fields import DEFAULT_COLUMNS, FIELDS, SORT_KEYS
-from memwatch.model import ProcessView, Snapshot
+from memwatch.model import ProcessKey, ProcessView, Snapshot
+from memwatch.ui.group_rows import ASCENDING, DEFAULT_SORT, MODES, SORTS, GroupChoice, Mode, in_group
 
 ASCENDING_BY_DEFAULT = frozenset(f.key for f in FIELDS if not f.descending)
 DEFAULT_TOP = 100
@@ -42,10 +43,22 @@ class ViewState:
     """Rank this many (0: all); negative: only the ``pids``, as ``--pid`` alone means."""
     pids: tuple[int, ...] = ()
     """Processes shown whatever their rank (``--pid``)."""
+    mode: Mode = "processes"
+    """Which view: the processes, the process tree, the memory cgroups or the users."""
+    group_sorts: tuple[tuple[Mode, str, bool], ...] = ()
+    """(view, sort, descending) of the group views sorted away from their default."""
+    group: GroupChoice | None = None
+    """The cgroup or user whose processes the table shows (Enter on a group); Escape returns."""
+    back_filter: str = ""
+    """The group view's filter, given back when Escape leaves the group."""
+    collapsed: frozenset[ProcessKey] = frozenset()
+    """Processes of the tree whose children are hidden."""
 
     def __post_init__(self) -> None:
         if self.sort not in SORT_KEYS:
             raise ValueError(f"unknown sort column {self.sort!r}; choose one of {', '.join(SORT_KEYS)}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown view {self.mode!r}; choose one of {', '.join(MODES)}")
 
     @classmethod
     def initial(cls, *, sort: str = "rss", descending: bool = True, top: int | None = None,
@@ -59,26 +72,85 @@ class ViewState:
 
     def sorted_by(self, column: str) -> ViewState:
         """Sort by ``column``; asking for the current one again reverses it, a new one starts in
-        its natural direction (largest first for figures, A-Z for names)."""
+        its natural direction (largest first for figures, A-Z for names). In a group view, the
+        view's own sort (ValueError for a figure it has not)."""
+        if self.mode != "processes":
+            if column not in SORTS[self.mode]:
+                raise ValueError(f"the {self.mode} view cannot be sorted by {column}")
+            if column == self.group_sort[0]:
+                return self.reversed()
+            return self._group_sorted(column, column not in ASCENDING)
         if column == self.sort:
             return self.reversed()
         return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
 
     def reversed(self) -> ViewState:
+        if self.mode != "processes":
+            sort, descending = self.group_sort
+            return self._group_sorted(sort, not descending)
         return replace(self, descending=not self.descending)
 
     def next_sort(self, visible: tuple[str, ...]) -> ViewState:
         """The next sortable column among ``visible`` ones (all sortable ones if none is)."""
-        order = [c for c in SORT_KEYS if c in visible] or list(SORT_KEYS)
-        index = order.index(self.sort) if self.sort in order else -1
+        if self.mode == "processes":
+            keys, current = SORT_KEYS, self.sort
+            order = [c for c in keys if c in visible] or list(keys)
+        else:  # a group view's columns come in their own order
+            keys, current = SORTS[self.mode], self.group_sort[0]
+            order = [c for c in visible if c in keys] or list(keys)
+        index = order.index(current) if current in order else -1
         column = order[(index + 1) % len(order)]
+        if self.mode != "processes":
+            return self._group_sorted(column, column not in ASCENDING)
         return replace(self, sort=column, descending=column not in ASCENDING_BY_DEFAULT)
+
+    # ----- the group views ---------------------------------------------------------------------
+
+    @property
+    def group_sort(self) -> tuple[str, bool]:
+        """(sort, descending) of the current group view."""
+        for mode, sort, descending in self.group_sorts:
+            if mode == self.mode:
+                return sort, descending
+        return DEFAULT_SORT.get(self.mode, "rss"), True
+
+    def _group_sorted(self, sort: str, descending: bool) -> ViewState:
+        others = tuple(s for s in self.group_sorts if s[0] != self.mode)
+        return replace(self, group_sorts=(*others, (self.mode, sort, descending)))
+
+    def switched(self, mode: Mode) -> ViewState:
+        """Another view; leaving a group's processes gives the group view's filter back."""
+        if self.group is not None:
+            return replace(self, mode=mode, group=None, filter=self.back_filter, back_filter="")
+        return replace(self, mode=mode)
+
+    def next_mode(self) -> ViewState:
+        """The next view in turn (a group's processes count as the processes view)."""
+        current = "processes" if self.group is not None else self.mode
+        return self.switched(MODES[(MODES.index(current) + 1) % len(MODES)])
+
+    def entered(self, group: GroupChoice) -> ViewState:
+        """The processes of ``group``: the process table, filtered to it (its own filter empty)."""
+        return replace(self, mode="processes", group=group, back_filter=self.filter, filter="")
+
+    def left_group(self) -> ViewState:
+        """Back to the view the group was chosen in, with its filter."""
+        if self.group is None:
+            return self
+        return self.switched("cgroups" if self.group.kind == "cgroup" else "users")
+
+    def folded(self, key: ProcessKey, collapse: bool) -> ViewState:
+        """The tree with the children of ``key`` hidden (or shown again)."""
+        collapsed = self.collapsed | {key} if collapse else self.collapsed - {key}
+        return replace(self, collapsed=collapsed)
 
     def rank(self, snap: Snapshot | None) -> list[ProcessView]:
         """The processes the table shows, in order: the filter first, then the top N plus the
         ``pids`` (which the filter still applies to)."""
         if snap is None:
             return []
+        if self.group is not None:
+            return self._rank_group(snap)
         if not self.filter:
             if self.top < 0:
                 wanted = set(self.pids)
@@ -93,3 +165,11 @@ class ViewState:
             wanted, have = set(self.pids), {v.pid for v in chosen}
             chosen += [v for v in ranked if v.pid in wanted and v.pid not in have]
         return chosen
+
+    def _rank_group(self, snap: Snapshot) -> list[ProcessView]:
+        """A group's processes: every one of them (the group is the choice, not the top N),
+        filtered and sorted as the table asks."""
+        group = self.group
+        assert group is not None
+        return [v for v in snap.top(0, self.sort, self.descending)
+                if in_group(v, group) and matches_filter(v, self.filter)]

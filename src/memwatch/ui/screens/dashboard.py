@@ -11,15 +11,14 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import ClassVar
 
 from rich.markup import escape
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from memwatch.model import ProcessKey, ProcessView, Snapshot
 from memwatch.sources.base import SeekableSource, SnapshotSource
@@ -27,17 +26,17 @@ from memwatch.ui import formatting as fmt
 from memwatch.ui import keys, workers
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
+from memwatch.ui.screens.group_views import GroupViews
 from memwatch.ui.screens.signal_modal import SignalModal
 from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.bars import ReplayBar, StatusBar
 from memwatch.ui.widgets.detail import DetailPane
+from memwatch.ui.widgets.footer import KeyFooter
+from memwatch.ui.widgets.group_table import GroupTable
 from memwatch.ui.widgets.header import SystemHeader, degraded_banner
 from memwatch.ui.widgets.process_table import ProcessTable
 from memwatch.ui.widgets.prompt import Prompt
 from memwatch.ui.widgets.quiet_update import set_static
-
-if TYPE_CHECKING:
-    from memwatch.ui.app import MemwatchApp
 
 MIN_WIDTH, MIN_HEIGHT = 60, 15
 TOO_SMALL = f"Terminal too small: need at least {MIN_WIDTH}x{MIN_HEIGHT}"
@@ -98,8 +97,9 @@ async def send_signals(source: SnapshotSource, targets: list[tuple[ProcessKey, s
     return f"Sent {sig.name} to {sent} of {len(targets)} processes. Not sent: {why}", "warning"
 
 
-class DashboardScreen(Screen[None]):
-    """The main screen, and the bottom of the stack: the app's default screen."""
+class DashboardScreen(GroupViews):
+    """The main screen, and the bottom of the stack: the app's default screen. The group views
+    (tree, cgroups, users) and their keys come from :class:`GroupViews`."""
 
     ROOMS: ClassVar[tuple[keys.Room, ...]] = ("dashboard", "shared", "replay")
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings(*ROOMS)
@@ -115,14 +115,6 @@ class DashboardScreen(Screen[None]):
         """Tagged processes (space): the signal dialog's targets; pruned as they exit."""
 
     @property
-    def memwatch(self) -> MemwatchApp:
-        return cast("MemwatchApp", self.app)
-
-    @property
-    def table(self) -> ProcessTable:
-        return self.query_one("#processes", ProcessTable)
-
-    @property
     def pane(self) -> DetailPane:
         return self.query_one("#detail", DetailPane)
 
@@ -135,9 +127,10 @@ class DashboardScreen(Screen[None]):
             yield Prompt(id="prompt")
             with Horizontal(id="body"):
                 yield ProcessTable(id="processes", columns=app.view.columns)
+                yield GroupTable(id="groups")
                 yield DetailPane(id="detail", rollup=app.feed.source.rollup, replay=app.feed.replay is not None)
             yield StatusBar(id="status")
-            yield Footer()
+            yield KeyFooter()
         yield Static(TOO_SMALL, id="too-small")
 
     def on_mount(self) -> None:
@@ -149,6 +142,7 @@ class DashboardScreen(Screen[None]):
         view = app.view
         self.table.set_presentation(sort=view.sort, descending=view.descending, human=view.human)
         self.table.focus()
+        self._show_mode(view)
         self.watch(app, "view", self._view_changed, init=False)
         self.watch(app, "snapshot", self._show_snapshot)  # init: a frame that came before this screen
         self.watch(app, "source_ended", self._render_status, init=False)
@@ -187,17 +181,18 @@ class DashboardScreen(Screen[None]):
     def _view_changed(self, old: ViewState, new: ViewState) -> None:
         """One change of the view state, however many settings it moved, redraws once."""
         table = self.table
+        groups_moved = self.groups_changed(old, new)
         if new.columns != old.columns:
             table.columns = new.columns
         presentation = (new.sort, new.descending, new.human)
         if presentation != (old.sort, old.descending, old.human):
             table.set_presentation(sort=new.sort, descending=new.descending, human=new.human)
         if presentation != (old.sort, old.descending, old.human) or (new.filter, new.top, new.pids) != (
-                old.filter, old.top, old.pids) or new.columns != old.columns:
+                old.filter, old.top, old.pids) or new.columns != old.columns or groups_moved:
             self._render_table()
         else:
             self._render_status()
-        if new.filter != old.filter:
+        if new.filter != old.filter or groups_moved:
             self._exited = None
             self._render_detail()
         elif new.human != old.human:
@@ -212,7 +207,8 @@ class DashboardScreen(Screen[None]):
         snap = app.snapshot
         if snap is None:
             return
-        self.query_one(SystemHeader).update_from(snap, interval_s=app.interval_s, paused=app.view.paused)
+        self.query_one(SystemHeader).update_from(snap, interval_s=app.interval_s, paused=app.view.paused,
+                                                 steady_since=app.interval_since)
         banner = degraded_banner(snap)
         widget = self.query_one("#banner", Static)
         widget.display = banner is not None
@@ -221,13 +217,21 @@ class DashboardScreen(Screen[None]):
 
     def _render_table(self) -> None:
         app = self.memwatch
-        self.table.show(app.view.rank(app.snapshot))
+        if app.view.mode == "processes":
+            self.table.show(app.view.rank(app.snapshot))
+        else:
+            self.render_groups()
         self._render_status()
 
     def _render_status(self) -> None:
         app = self.memwatch
-        total = len(app.snapshot.processes) if app.snapshot is not None else None
-        self.query_one(StatusBar).show(app.view, self.table.row_count, total, app.source_ended)
+        if app.view.mode == "processes":
+            shown = self.table.row_count
+            total = len(app.snapshot.processes) if app.snapshot is not None else None
+        else:
+            shown, total = self.group_counts
+        lead = self.status_lead(shown, total)
+        self.query_one(StatusBar).show(app.view, shown, total, app.source_ended, lead)
 
     def _render_replay_bar(self) -> None:
         app = self.memwatch
@@ -238,14 +242,15 @@ class DashboardScreen(Screen[None]):
         self.query_one(ReplayBar).show(snap, index, total, app.view.paused)
 
     def _highlighted_view(self) -> ProcessView | None:
-        return self.table.current_view if self.memwatch.snapshot is not None else None
+        return self.highlighted_process()
 
     def _render_detail(self) -> None:
         """The pane, for the process under the cursor (or the one that exited under it)."""
         snap = self.memwatch.snapshot
         if self._show_exited():
             return
-        self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0)
+        self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0,
+                       snap.interval_s if snap else 0.0, self.memwatch.interval_since)
 
     def _show_exited(self) -> bool:
         if self._exited is None:
@@ -261,7 +266,8 @@ class DashboardScreen(Screen[None]):
             return
         if snap is not None:
             key = self.pane.view_key
-            self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp)
+            self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp,
+                           snap.interval_s, self.memwatch.interval_since)
 
     # ----- the table ---------------------------------------------------------------------------------
 
@@ -271,7 +277,7 @@ class DashboardScreen(Screen[None]):
         # The cursor's frame first, the pane in the next one: Textual repaints the box around
         # all dirty regions, and the pane's box spans most of the table's rows; apart, the
         # cursor's frame holds its two lines. Keys that come faster than frames draw it once.
-        if event.table is self.table and not self._detail_due:
+        if event.table in (self.table, self.groups) and not self._detail_due:
             self._detail_due = True
             self.call_after_refresh(self._render_due_detail)
 
@@ -280,28 +286,29 @@ class DashboardScreen(Screen[None]):
         self._render_detail()
 
     def on_process_table_row_selected(self, event: ProcessTable.RowSelected) -> None:
+        if event.table is self.groups and self.enter_group():
+            return
         view = self._highlighted_view()
-        if event.table is self.table and view is not None:
+        if event.table in (self.table, self.groups) and view is not None:
             self.app.push_screen(DetailScreen(view.key), callback=self._refocus_table)
 
     def _refocus_table(self, _result: object = None) -> None:
-        self.table.focus()
+        self.active_table.focus()
 
     def on_process_table_header_selected(self, event: ProcessTable.HeaderSelected) -> None:
-        if event.table is self.table and event.column.sort is not None:
-            self._set_view(self.memwatch.view.sorted_by(event.column.sort))
+        if event.table in (self.table, self.groups) and event.column.sort is not None:
+            self.sort_in_view(event.column.sort)
 
     # ----- actions -----------------------------------------------------------------------------------
 
-    def _set_view(self, view: ViewState) -> None:
-        self.memwatch.view = view
-
     def action_sort_by(self, column: str) -> None:
         """Sort by a column; asking for the current one again reverses it."""
-        self._set_view(self.memwatch.view.sorted_by(column))
+        self.sort_in_view(column)
 
     def action_cycle_sort(self) -> None:
-        self._set_view(self.memwatch.view.next_sort(self.table.visible_columns))
+        table = self.active_table
+        visible = self.groups.visible_sorts if table is self.groups else table.visible_columns
+        self._set_view(self.memwatch.view.next_sort(visible))
 
     def action_reverse_sort(self) -> None:
         self._set_view(self.memwatch.view.reversed())
@@ -312,6 +319,8 @@ class DashboardScreen(Screen[None]):
     def action_clear_filter(self) -> None:
         if self.memwatch.view.filter:
             self._set_view(replace(self.memwatch.view, filter=""))
+        elif self.memwatch.view.group is not None:
+            self._set_view(self.memwatch.view.left_group())
 
     def _set_tags(self, tags: set[ProcessKey]) -> None:
         self.tags = tags
@@ -345,7 +354,7 @@ class DashboardScreen(Screen[None]):
         source = self.memwatch.feed.source
 
         def send(sig: signal.Signals | None) -> None:
-            self.table.focus()
+            self.active_table.focus()
             if sig is not None:
                 who = f"pid {targets[0][0][0]}" if len(targets) == 1 else f"{len(targets)} processes"
                 workers.start(self, self._signal(source, targets, sig), name="signal",
@@ -369,7 +378,7 @@ class DashboardScreen(Screen[None]):
 
     @on(Prompt.Closed)
     def _prompt_closed(self) -> None:
-        self.table.focus()
+        self.active_table.focus()
 
     @on(Prompt.GotoAsked)
     def _goto_asked(self, event: Prompt.GotoAsked) -> None:

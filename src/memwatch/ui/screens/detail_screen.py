@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, ClassVar, cast
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from memwatch.model import ProcessKey, Snapshot
 from memwatch.ui import keys
 from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.detail import DetailPane
+from memwatch.ui.widgets.footer import KeyFooter
 
 if TYPE_CHECKING:
     from memwatch.ui.app import MemwatchApp
@@ -32,7 +32,7 @@ class DetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         app = cast("MemwatchApp", self.app)
         yield DetailPane(id="detail-full", rollup=app.feed.source.rollup, replay=app.feed.replay is not None)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         app = cast("MemwatchApp", self.app)
@@ -56,4 +56,4 @@ class DetailScreen(Screen[None]):
             self._gone_by = gone_by
             self.pane.show_exited(last, app.view.human, app.events.exit_of(self.key), gone_by)
         else:
-            self.pane.show(view, app.view.human, snap.timestamp)
+            self.pane.show(view, app.view.human, snap.timestamp, snap.interval_s, app.interval_since)

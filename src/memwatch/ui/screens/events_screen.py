@@ -18,7 +18,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from memwatch.model import Event, EventKind, Snapshot
 from memwatch.ui import event_log, keys
@@ -26,6 +26,7 @@ from memwatch.ui import formatting as fmt
 from memwatch.ui.event_log import event_key
 from memwatch.ui.view_state import ViewState
 from memwatch.ui.widgets.event_list import EventList
+from memwatch.ui.widgets.footer import KeyFooter
 from memwatch.ui.widgets.prompt import Prompt
 from memwatch.ui.widgets.quiet_update import set_static
 
@@ -131,7 +132,7 @@ class EventsScreen(Screen[None]):
         yield Static(id="exits-title", classes="events-title")
         yield Prompt(id="events-prompt")
         yield EventTable(id="events-table")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.exits_table.focus()

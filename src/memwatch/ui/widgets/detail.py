@@ -13,14 +13,15 @@ from dataclasses import replace
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from memwatch.fields import BY_KEY, DETAIL_SECTIONS
 from memwatch.model import Event, EventKind, ProcessKey, ProcessView, SmapsRollup
 from memwatch.ui import formatting as fmt
 from memwatch.ui import workers
 from memwatch.ui.columns import figure_text
-from memwatch.ui.widgets.quiet_update import set_sparkline, set_static
+from memwatch.ui.widgets.chart import ScaledChart
+from memwatch.ui.widgets.quiet_update import set_static
 
 RECENT_EVENTS_SHOWN = 12
 DENIED = "permission denied"
@@ -31,12 +32,8 @@ ROLLUP_REFRESH_S = 5.0
 RollupReader = Callable[[ProcessKey], Awaitable[SmapsRollup | None]]
 
 
-def _kb(kb: int, human: bool) -> str:
-    return fmt.human_kb(kb) if human else f"{kb} KB"
-
-
 def _bytes(n: int, human: bool) -> str:
-    return fmt.human_bytes(n) if human else f"{n} B"
+    return fmt.size_bytes(n, human, unit=True)
 
 
 def event_line(event: Event, human: bool) -> Text:
@@ -149,11 +146,12 @@ class DetailPane(VerticalScroll):
         self._rollup_state = "select a process"
         self._rollup_asked: dict[ProcessKey, float] = {}
         self._shown: tuple[ProcessView | None, bool, float] = (None, False, 0.0)
+        self._interval: tuple[float, float | None] = (0.0, None)
 
     def compose(self) -> ComposeResult:
         yield Static("No process selected", id="detail-body")
         yield Static("RSS history", id="detail-title")
-        yield Sparkline([0.0], id="detail-spark")
+        yield ScaledChart(id="detail-spark")
         yield Static(id="detail-events")
 
     def set_rollup(self, key: ProcessKey, rollup: SmapsRollup | None, state: str) -> None:
@@ -172,11 +170,14 @@ class DetailPane(VerticalScroll):
         """The pane shows a process that has exited."""
         return self._exited is not None
 
-    def show(self, view: ProcessView | None, human: bool, now: float = 0.0) -> None:
-        """Redraw for ``view`` (None: nothing highlighted) as of snapshot time ``now``, and ask for
+    def show(self, view: ProcessView | None, human: bool, now: float = 0.0, interval_s: float = 0.0,
+             steady_since: float | None = None) -> None:
+        """Redraw for ``view`` (None: nothing highlighted) as of snapshot time ``now`` (its history
+        one point every ``interval_s``, since ``steady_since``: see ScaledChart.show), and ask for
         its PSS/USS if they are due."""
         self._exited = None
         self._shown = (view, human, now)
+        self._interval = (interval_s, steady_since)
         self._draw(view, human)
         if view is not None:
             self._maybe_read_rollup(view, now)
@@ -236,7 +237,8 @@ class DetailPane(VerticalScroll):
         if view is None:
             self.view_key = None
             set_static(body, "No process selected")
-            set_sparkline(self.query_one("#detail-spark", Sparkline), [0.0])
+            self.query_one(ScaledChart).show((), 0.0)
+            set_static(self.query_one("#detail-title", Static), "RSS history")
             set_static(self.query_one("#detail-events", Static), "")
             return
         if view.key != self.view_key:
@@ -248,7 +250,12 @@ class DetailPane(VerticalScroll):
         if self._exited is not None:
             figures = Text.assemble(self._exited, "\n", ("last figures seen:", "dim"), "\n\n", figures)
         set_static(body, figures)
-        set_sparkline(self.query_one("#detail-spark", Sparkline), [float(v) for v in view.rss_history] or [0.0])
+        chart = self.query_one(ScaledChart)
+        interval_s, steady_since = self._interval
+        chart.show(view.rss_history or (view.sample.rss_kb,), interval_s, now=self._shown[2],
+                   steady_since=steady_since)
+        chart.set_class(view.leak_suspect, "-alert")
+        set_static(self.query_one("#detail-title", Static), f"RSS history, {chart.span}")
         events = Text("Recent memory events\n", style="bold")
         recent = view.recent_events[-RECENT_EVENTS_SHOWN:]
         if not recent:

@@ -41,7 +41,7 @@ from textual.strip import Strip
 from memwatch.fields import DEFAULT_COLUMNS
 from memwatch.model import ProcessView
 from memwatch.ui import keys
-from memwatch.ui.columns import BY_KEY, ColumnSpec, fit_columns, header_label, row_cells
+from memwatch.ui.columns import BY_KEY, ColumnSpec, column_cost, fit_columns, header_label, row_cells
 
 CELL_PADDING = 1
 # Sized to a frame or two of the top 100 rows (lines: with and without the cursor; bodies: one per
@@ -235,7 +235,7 @@ class ProcessTable(ScrollView, can_focus=True):
         """The column under screen column ``x`` (padding included), or None past the last."""
         left = 0
         for spec in self._specs:
-            left += spec.width + 2 * CELL_PADDING
+            left += column_cost(spec, CELL_PADDING)
             if x < left:
                 return spec
         return None
@@ -269,7 +269,7 @@ class ProcessTable(ScrollView, can_focus=True):
         """Show ``views`` (already ranked) keeping the cursor on its process and the scroll where it
         was; only screen lines whose picture changed are redrawn."""
         followed = self.current_key
-        self._order = [row_key_of(v) for v in views]
+        self._order = [self.row_key(v) for v in views]
         self._index = {k: i for i, k in enumerate(self._order)}
         self._views = dict(zip(self._order, views, strict=True))
         for gone in [k for k in self._cells if k not in self._views]:
@@ -284,6 +284,10 @@ class ProcessTable(ScrollView, can_focus=True):
             self._refresh_changed_lines()
         if self.current_key != followed:
             self.post_message(self.RowHighlighted(self, self.current_key))
+
+    def row_key(self, view: ProcessView) -> str:
+        """The key a row is followed by across frames (a subclass that shows other rows says its own)."""
+        return row_key_of(view)
 
     # ----- cursor and scrolling -----------------------------------------------------------------
 
@@ -474,6 +478,17 @@ class ProcessTable(ScrollView, can_focus=True):
             self._lines[key] = strip
         return strip
 
+    def _cell_segments(self, spec: ColumnSpec, cell: Text) -> list[Segment]:
+        """One cell with its padding and lead. A header wider than its column (the sort arrow,
+        see columns.ARROW_ROOM) takes the padding on its justified side. Each cell carries its
+        column in the style's metadata, as DataTable's cells do: it keeps cells apart as separate
+        runs (exports draw each cell where it belongs)."""
+        extra = min(max(cell_len(cell.plain) - spec.width, 0), CELL_PADDING)
+        body = cell_body(cell, spec.width + extra, self.app.console)
+        left = spec.lead + CELL_PADDING - (extra if spec.justify == "right" else 0)
+        right = CELL_PADDING - (0 if spec.justify == "right" else extra)
+        return [Segment(" " * left), *body, Segment(" " * right)]
+
     def _draw_row(self, row: int) -> Strip:
         base, header, cursor, hover, header_hover, tagged = self._styles or self._current_styles()
         mark = False
@@ -500,20 +515,16 @@ class ProcessTable(ScrollView, can_focus=True):
                 post = Style.from_color(color=cursor.color)  # the cursor's colour wins, as in DataTable
         line: list[Segment] = []
         for column, (spec, cell, fingerprint) in enumerate(zip(self._specs, cells, prints, strict=True)):
-            key = (fingerprint, spec.width, column, pre, post)
+            key = (fingerprint, spec.width, spec.lead, spec.justify, column, pre, post)
             styled = self._bodies.get(key)
             if styled is None:
-                pad = Segment(" " * CELL_PADDING)
-                body = cell_body(cell, spec.width, self.app.console)
-                # Each cell carries its column in the style's metadata, as DataTable's cells do: it
-                # keeps cells apart as separate runs (exports draw each cell where it belongs).
-                styled = list(Segment.apply_style([pad, *body, pad], pre + column_meta(column), post))
+                styled = list(Segment.apply_style(self._cell_segments(spec, cell), pre + column_meta(column), post))
                 self._bodies[key] = styled
             line.extend(styled)
         if mark and line:  # the padding before the first column carries the mark
             first = line[0]
             line[0] = Segment("*" + first.text[1:], first.style)
-        used = sum(s.width + 2 * CELL_PADDING for s in self._specs)
+        used = sum(column_cost(s, CELL_PADDING) for s in self._specs)
         if used < width:
             line.append(Segment(" " * (width - used), pre))
             return Strip(line, width)
