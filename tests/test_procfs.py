@@ -385,7 +385,7 @@ async def test_smaps_rollup_async_gives_up_on_a_blocked_read(monkeypatch: pytest
     release = threading.Event()
     finished = threading.Event()
 
-    def blocked(pid: int, proc_root: str = "/proc") -> SmapsRollup | None:
+    def blocked(pid: int, proc_root: str = "/proc", **_: object) -> SmapsRollup | None:
         release.wait(10)
         finished.set()
         return SmapsRollup(1, 1, 0)
@@ -833,3 +833,31 @@ def test_zombie_after_a_warm_tick_reads_as_empty() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_smaps_rollup_tells_not_allowed_from_gone_on_the_real_kernel() -> None:
+    """Another user's process (init, read as nobody in a forked child): PermissionError when asked
+    to say so, None otherwise; a process that is gone is None either way."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to read as nobody")
+    child = os.fork()
+    if child == 0:  # exit status: 0 denied as expected, 1 None without raise_denied failed, 2 no error
+        code = 3
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            if read_smaps_rollup(1) is not None:
+                code = 1
+            else:
+                try:
+                    read_smaps_rollup(1, raise_denied=True)
+                    code = 2
+                except PermissionError:
+                    code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert read_smaps_rollup(gone.pid, raise_denied=True) is None

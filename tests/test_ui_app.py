@@ -29,7 +29,7 @@ from memwatch.ui.columns import COLUMNS
 from memwatch.ui.screens.dashboard import DashboardScreen, send_signal
 from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
-from memwatch.ui.screens.signal_modal import SignalModal
+from memwatch.ui.screens.signal_modal import SIGNAL_CHOICES, SignalModal
 from memwatch.ui.widgets.detail import DetailPane
 from memwatch.ui.workers import SignalNotSent
 from test_ui_support import ClosingReplay, ScriptedSource, with_process
@@ -177,7 +177,7 @@ async def test_pause_keeps_the_frame_and_resume_shows_the_latest() -> None:
         await pilot.pause()
         assert app.snapshot is not None and app.snapshot.timestamp == frames[0].timestamp
         assert cell(app, leaky, "rss") == before
-        await pilot.press("space")
+        await pilot.press("p")
         assert not app.view.paused
         assert app.snapshot is not None and app.snapshot.timestamp == frames[2].timestamp
         assert cell(app, leaky, "rss") != before
@@ -214,7 +214,7 @@ async def test_signal_is_sent_after_confirmation(sleeper: subprocess.Popen[bytes
     app = MemwatchApp(source)
     async with app.run_test(size=SIZE) as pilot:
         await _open_signal_modal(pilot, app, sleeper)
-        await pilot.press("enter")  # the Send button has the focus
+        await pilot.press("enter")  # the list has the focus, SIGTERM highlighted
         await pilot.pause()
         await _signal_workers_done(app)
         assert sleeper.wait(timeout=5) == -signal.SIGTERM
@@ -236,13 +236,42 @@ async def test_signal_choice_and_cancel(sleeper: subprocess.Popen[bytes]) -> Non
         await pilot.pause()
         modal = app.screen
         assert isinstance(modal, SignalModal)
-        assert await pilot.click("#sig-SIGKILL")
-        await pilot.pause()
-        assert modal.chosen is signal.SIGKILL
-        await pilot.press("y")
+        await pilot.press("k")  # an initial moves to it, sends nothing
+        assert modal.chosen is signal.SIGKILL and app.screen is modal
+        await pilot.press("2")  # a number too
+        assert modal.chosen is signal.SIGINT
+        await pilot.press("k", "y")
         await pilot.pause()
         await _signal_workers_done(app)
         assert sleeper.wait(timeout=5) == -signal.SIGKILL
+
+
+async def test_down_down_down_enter_sends_the_fourth_signal(sleeper: subprocess.Popen[bytes]) -> None:
+    """The list has the focus and Enter sends what is highlighted (it used to send SIGTERM, the
+    Send button having the focus, whatever the arrows had moved)."""
+    app = MemwatchApp(ScriptedSource(with_process(make_frames()[1], sleeper.pid, "sleep")))
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_signal_modal(pilot, app, sleeper)
+        await pilot.press("down", "down", "down", "enter")
+        await pilot.pause()
+        await _signal_workers_done(app)
+        assert SIGNAL_CHOICES[3][0] is signal.SIGKILL
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL
+
+
+async def test_a_click_on_a_signal_only_highlights_it(sleeper: subprocess.Popen[bytes]) -> None:
+    app = MemwatchApp(ScriptedSource(with_process(make_frames()[1], sleeper.pid, "sleep")))
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_signal_modal(pilot, app, sleeper)
+        modal = app.screen
+        assert isinstance(modal, SignalModal)
+        assert await pilot.click("#signal-choice", offset=(4, 3))  # under the border, the third: SIGHUP
+        await pilot.pause()
+        assert modal.chosen is signal.SIGHUP and app.screen is modal
+        assert await pilot.click("#send")
+        await pilot.pause()
+        await _signal_workers_done(app)
+        assert sleeper.wait(timeout=5) == -signal.SIGHUP
 
 
 async def test_signal_errors_are_sentences_not_tracebacks() -> None:
@@ -266,16 +295,8 @@ async def test_a_replay_refuses_to_signal_with_a_notification() -> None:
         app.notify = lambda message, **kw: messages.append((message, kw.get("severity", "")))  # type: ignore
         await pilot.press("k")
         await pilot.pause()
-        assert isinstance(app.screen, SignalModal)
-        await pilot.press("enter")
-        for _ in range(20):
-            if messages:
-                break
-            await pilot.pause()
-        assert not isinstance(app.screen, SignalModal)
-    assert len(messages) == 1
-    text, severity = messages[0]
-    assert severity == "error" and "recording" in text and "Sent" not in text
+        assert not isinstance(app.screen, SignalModal)  # no dialog to fill in first
+    assert messages == [("This is a recording: signals go to live processes.", "warning")]
 
 
 async def test_quit_closes_the_source() -> None:
@@ -356,9 +377,8 @@ async def test_events_screen_lists_exits_and_ooms() -> None:
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, EventsScreen)
-        table = screen.query_one("#events-table")
-        kinds = sorted(str(table.get_row_at(i)[1]) for i in range(table.row_count))  # type: ignore
-        assert kinds == ["OOM", "exit"]
+        assert [screen.exits_table.row_cells(i)[1].plain for i in range(screen.exits_table.row_count)] == ["exit"]
+        assert [screen.oom_table.row_cells(0)[1].plain] == ["OOM"]  # apart, at the top
         await pilot.press("escape")
         assert not isinstance(app.screen, EventsScreen)
 
@@ -608,16 +628,19 @@ async def test_escape_on_the_table_clears_an_applied_filter() -> None:
 
 
 async def test_keys_of_the_table_do_nothing_on_the_events_screen() -> None:
-    """/ typed on the events screen used to open the hidden table's filter and take the keys."""
+    """/ typed on the events screen used to open the hidden table's filter and take the keys:
+    now / s k are the events screen's own (filter, sort) or nothing (no signal from here)."""
     app = MemwatchApp(ScriptedSource(make_frames()[-1]))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("e")
         await pilot.pause()
-        assert isinstance(app.screen, EventsScreen)
-        await pilot.press("slash", *"hog", "s", "k")
+        screen = app.screen
+        assert isinstance(screen, EventsScreen)
+        await pilot.press("slash", *"hog", "enter", "s", "k")
         await pilot.pause()
-        assert isinstance(app.screen, EventsScreen)
+        assert app.screen is screen
+        assert screen.order.filter == "hog" and screen.order.sort == "pid"
         assert app.view.filter == "" and app.view.sort == "rss"
         assert not app.dashboard.query_one("#prompt").display
         await pilot.press("u")  # what all main screens share still works

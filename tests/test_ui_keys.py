@@ -24,6 +24,7 @@ from memwatch.ui.screens.detail_screen import DetailScreen
 from memwatch.ui.screens.events_screen import EventsScreen
 from memwatch.ui.screens.help_screen import HelpScreen, help_text
 from memwatch.ui.screens.signal_modal import SignalModal
+from memwatch.ui.widgets.event_list import EventList
 from memwatch.ui.widgets.process_table import ProcessTable
 from memwatch.ui.widgets.prompt import Prompt
 from test_ui_support import ScriptedSource
@@ -38,6 +39,7 @@ HOLDERS: dict[type[DOMNode], tuple[keys.Room, ...]] = {
     DashboardScreen: ("dashboard", "shared", "replay"),
     DetailScreen: ("detail", "shared"),
     EventsScreen: ("events", "shared"),
+    EventList: ("event_table",),
     HelpScreen: ("help",),
     SignalModal: ("signal",),
     ColumnChooser: ("columns",),
@@ -131,7 +133,9 @@ async def test_the_palette_offers_the_keys_of_the_screen_once_each() -> None:
         await pilot.pause()
         assert isinstance(app.screen, EventsScreen)
         on_events = await _palette_titles(app)
-        assert "Filter" not in on_events and "Sort by RSS" not in on_events  # the dashboard's, not here
+        assert "Sort by RSS" not in on_events and "Signal" not in on_events  # the dashboard's, not here
+        helps = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert helps["Filter"] == "Events by name, pid, kind or signal"  # the events screen's own filter
         assert {"Pause", "Units", "Help"} <= set(on_events)
 
 

@@ -163,3 +163,23 @@ def test_memory_map_tab(snap_compare: Any) -> None:
 def test_allocation_sites_tab(snap_compare: Any) -> None:
     app, key = _process_tab_app()
     assert snap_compare(app, terminal_size=(150, 30), run_before=_on_tab(key, "sites", "enter"))
+
+
+def test_exited_detail(snap_compare: Any) -> None:
+    """The pane on short-job, which exited after frame 2: its last figures under how it ended."""
+
+    async def run_before(pilot: Any) -> None:
+        await pilot.pause()
+        await pilot.press("left_square_bracket", "full_stop", "full_stop")  # frame 2, paused
+        await pilot.pause()
+        table = pilot.app.dashboard.table
+        while table.current_key != "5678:80000":
+            await pilot.press("down")
+        await pilot.pause()
+        await pilot.press("full_stop")  # frame 3: short-job has exited
+        pilot.app.clear_notifications()  # an OOM toast if playback had reached the last frame first
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=(200, 50), run_before=run_before)

@@ -91,8 +91,29 @@ async def until(pilot: Any, done: Callable[[], bool], what: str, tries: int = 25
     raise AssertionError(f"never: {what}")
 
 
+async def push_and_show(pilot: Any, source: ScriptedSource, snap: Snapshot) -> None:
+    """Push a frame and wait until the app shows it and its screens have drawn it."""
+    source.push(snap)
+    for _ in range(200):
+        if pilot.app.snapshot is snap:
+            break
+        await pilot.pause()
+    assert pilot.app.snapshot is snap
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def move_to(pilot: Any, row_key: str) -> None:
+    """Move the dashboard table's cursor to ``row_key`` ("pid:start_ticks") with the arrow keys."""
+    table = pilot.app.dashboard.table
+    await pilot.press("home")
+    while table.current_key != row_key:
+        await pilot.press("down")
+
+
 def sample_names(views: Sequence[ProcessView]) -> list[str]:
     return [v.sample.name for v in views]
 
 
-__all__ = ["ClosingReplay", "ProcessSample", "ScriptedSource", "sample_names", "until", "with_process"]
+__all__ = ["ClosingReplay", "ProcessSample", "ScriptedSource", "move_to", "push_and_show", "sample_names",
+           "until", "with_process"]

@@ -756,21 +756,27 @@ def read_system_memory(proc_root: str = "/proc") -> SystemMemory:
 # The expensive path: smaps_rollup, on demand.
 
 
-def read_smaps_rollup(pid: int, proc_root: str = "/proc") -> SmapsRollup | None:
+def read_smaps_rollup(pid: int, proc_root: str = "/proc", *, raise_denied: bool = False) -> SmapsRollup | None:
     """PSS, USS (private clean + dirty) and SwapPss of one process.
 
     None when the process is gone, has no memory (kernel thread, zombie) or we may not look
-    (another user's process without CAP_SYS_PTRACE). Blocks while the target holds its mmap lock.
+    (another user's process without CAP_SYS_PTRACE); with ``raise_denied`` the last raises
+    PermissionError instead, for a reader that must tell "not allowed" from "gone". Blocks while
+    the target holds its mmap lock.
     """
     try:
         data = _read(f"{proc_root}/{pid}/smaps_rollup")
+    except PermissionError:
+        if raise_denied:
+            raise
+        return None
     except OSError:
         return None
     return _parse_rollup(data)
 
 
 async def read_smaps_rollup_async(
-    pid: int, timeout_s: float = 0.5, proc_root: str = "/proc"
+    pid: int, timeout_s: float = 0.5, proc_root: str = "/proc", *, raise_denied: bool = False
 ) -> SmapsRollup | None:
     """:func:`read_smaps_rollup` in a worker thread, giving up after ``timeout_s`` (None).
 
@@ -779,7 +785,7 @@ async def read_smaps_rollup_async(
     """
     try:
         async with asyncio.timeout(timeout_s):  # not wait_for: it can swallow a cancellation in 3.11
-            return await asyncio.to_thread(read_smaps_rollup, pid, proc_root)
+            return await asyncio.to_thread(read_smaps_rollup, pid, proc_root, raise_denied=raise_denied)
     except TimeoutError:
         return None
 

@@ -31,7 +31,8 @@ class SnapshotSource(Protocol):
         """Wait until the next snapshot is due and return it."""
 
     async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
-        """PSS/USS/SwapPss of one process, read off the event loop with a time cap; None if gone."""
+        """PSS/USS/SwapPss of one process, read off the event loop with a time cap; None if gone
+        (or not read in time), PermissionError when not allowed to read them."""
 
     async def send_signal(self, key: ProcessKey, signum: int) -> None:
         """Signal that process and no other: ProcessLookupError when it is gone (even if its pid

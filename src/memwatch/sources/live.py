@@ -699,10 +699,11 @@ class LiveSource:
         await asyncio.to_thread(signal_process, key[0], key[1], signum, self.proc_root)
 
     async def rollup(self, key: ProcessKey) -> SmapsRollup | None:
-        """PSS/USS of a process if it is still the same process (pid and start time)."""
+        """PSS/USS of a process if it is still the same process (pid and start time);
+        PermissionError when not allowed to read them."""
         if self.store.key_of(key[0]) != key:
             return None
-        r = await read_smaps_rollup_async(key[0], self.rollup_timeout_s, self.proc_root)
+        r = await read_smaps_rollup_async(key[0], self.rollup_timeout_s, self.proc_root, raise_denied=True)
         if r is not None and self.store.key_of(key[0]) == key:
             self.store.set_rollup(key, r)
         return r

@@ -38,16 +38,16 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from memwatch.fields import BY_KEY, DEFAULT_COLUMNS, SORT_KEYS
-from memwatch.model import EventKind, Snapshot
+from memwatch.model import Snapshot
 from memwatch.settings import Settings, SettingsError, SettingsFile
 from memwatch.sources.base import SnapshotSource
 from memwatch.ui import formatting as fmt
 from memwatch.ui import keys, workers
+from memwatch.ui.event_log import EventLog
 from memwatch.ui.feed import Feed
 from memwatch.ui.gc_pacing import GcPacer
 from memwatch.ui.messages import SnapshotArrived, SourceEnded
 from memwatch.ui.screens.dashboard import TOO_SMALL, DashboardScreen
-from memwatch.ui.screens.events_screen import event_key
 from memwatch.ui.screens.help_screen import HelpScreen
 from memwatch.ui.view_state import ViewState
 
@@ -112,7 +112,8 @@ class MemwatchApp(App[int]):
         """When the snapshots' interval last changed (the first snapshot at the new one); None:
         not since the first one seen. A chart whose window reaches further back marks its span."""
         self._quitting = False
-        self._oom_seen: set[str] = set()
+        self.events = EventLog()
+        """Exits and OOM kills for the events screen: taken from every frame, paused or not."""
         self._gc = GcPacer()
         self.settings_file = settings
         """Where changes of columns, sort, units, interval and theme are kept (None: nowhere)."""
@@ -226,7 +227,7 @@ class MemwatchApp(App[int]):
 
     def _receive(self, snap: Snapshot) -> None:
         self._track_interval(snap)
-        self._notify_new_ooms(snap)
+        self._take_events(snap)
         if self.view.paused:
             self._pending = snap
         else:
@@ -238,17 +239,12 @@ class MemwatchApp(App[int]):
             self.view = replace(self.view, paused=True)
         self._pending = None
         self._track_interval(snap, jumped=True)
-        self._notify_new_ooms(snap)
+        self._take_events(snap)
         self.snapshot = snap
 
-    def _notify_new_ooms(self, snap: Snapshot) -> None:
-        for event in snap.events:
-            if event.kind is not EventKind.OOM:
-                continue
-            key = event_key(event)
-            if key in self._oom_seen:
-                continue
-            self._oom_seen.add(key)
+    def _take_events(self, snap: Snapshot) -> None:
+        """Keep the frame's exits and OOM kills; a new OOM kill raises a notification, once."""
+        for event in self.events.add(snap.events, snap.new_events).ooms:
             rss = fmt.human_kb(event.rss_kb) if event.rss_kb is not None else "?"
             self.notify(
                 f"OOM kill: {escape(fmt.printable(event.name))} (pid {event.pid}), RSS {rss}"

@@ -10,7 +10,8 @@ A key belongs to a *room*, the place where it works:
 - ``shared``: on each of the main screens (dashboard, process, events): pause, units, interval, help;
 - ``dashboard``: the table's screen; ``replay``: the same, on a recording;
 - ``table``, ``prompt``: those widgets, when they have the focus;
-- ``detail``, ``events``, ``help``, ``signal``, ``columns``: the screen or dialog of that name.
+- ``detail``, ``events``, ``help``, ``signal``, ``columns``: the screen or dialog of that name;
+- ``event_table``: the tables of the events screen.
 
 A key of the dashboard does nothing on the events screen, so ``/`` typed there cannot filter a
 table no one sees. Rows of the rooms in :data:`DOCUMENTED` make the help screen and README's table.
@@ -24,9 +25,9 @@ from typing import Literal
 
 from textual.binding import Binding, BindingType
 
-Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "help", "signal",
-               "columns"]
-DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app", "detail")
+Room = Literal["app", "shared", "dashboard", "replay", "table", "prompt", "detail", "events", "event_table", "help",
+               "signal", "columns"]
+DOCUMENTED: tuple[Room, ...] = ("table", "dashboard", "shared", "replay", "app", "detail", "events", "event_table")
 """The rooms of the help screen and README's table; the others show their keys in their own footer."""
 PALETTE_KEY = "ctrl+p"
 """Textual's command palette key (App.COMMAND_PALETTE_BINDING); a test holds them equal."""
@@ -77,7 +78,7 @@ KEY_ROWS: tuple[KeyRow, ...] = (
     _row("dashboard", "quit: probes detached, terminal restored (SIGTERM and SIGHUP do the same)",
          Key("q", "app.quit", "Quit", show=True)),
     _row("shared", "pause: the table keeps its frame",
-         Key("p,space", "app.toggle_pause", "Pause", show=True, palette="Stop or restart applying new snapshots")),
+         Key("p", "app.toggle_pause", "Pause", show=True, palette="Stop or restart applying new snapshots")),
     _row("dashboard", "filter: processes by name, command line or pid; cgroups by name or path; users by name or uid",
          Key("slash", "start_filter", "Filter", show=True, palette="By name, command line or pid")),
     _row("dashboard", "clear the filter; then, from a group's processes, back to the groups",
@@ -103,8 +104,12 @@ KEY_ROWS: tuple[KeyRow, ...] = (
     _row("shared", "sample more / less often (the header shows the interval)",
          Key("plus,equals_sign", "app.faster", "Faster", palette="Shorter interval"),
          Key("minus", "app.slower", "Slower", palette="Longer interval")),
-    _row("dashboard", "send a signal to the highlighted process (SIGTERM unless changed; asks first)",
-         Key("k", "kill", "Signal", show=True, palette="Send a signal to the highlighted process")),
+    _row("dashboard", "tag / untag the highlighted process (a * marks it; it stays tagged across sorts until it exits)",
+         Key("space", "toggle_tag", "Tag", palette="Tag or untag the highlighted process")),
+    _row("dashboard", "untag every process", Key("U", "clear_tags", "Untag all", palette="Clear every tag")),
+    _row("dashboard", "send a signal to the tagged processes, or else the highlighted one (asks which first; not in"
+         " a replay)",
+         Key("k", "kill", "Signal", show=True, palette="Send a signal to the tagged or highlighted processes")),
     _row("dashboard", "exits with their final figures, and OOM kills (which also raise a notification)",
          Key("e", "events", "Events", show=True, palette="Exited processes and OOM kills")),
     _row("dashboard", "choose the table's columns and their order (every figure of the registry)",
@@ -132,8 +137,21 @@ KEY_ROWS: tuple[KeyRow, ...] = (
     _row("detail", "memory map: cycle the sort column / reverse / group by path or kind; a click on a header sorts",
          Key("s", "map_sort", "Sort"), Key("r", "map_reverse", "Reverse"), Key("g", "map_group", "Group"),
          also="click a header"),
-    _row("events", "back to the table", Key("escape", "app.pop_screen", "Back", show=True),
+    _row("events", "events screen: back to the table", Key("escape", "app.pop_screen", "Back", show=True),
          Key("e", "app.pop_screen", "Back"), Key("q", "app.pop_screen", "Back")),
+    _row("events", "events screen: filter by name, pid, kind (exit, oom) or signal",
+         Key("slash", "start_filter", "Filter", show=True, palette="Events by name, pid, kind or signal")),
+    _row("events", "events screen: cycle the sort (time, pid, name, peak) / reverse it",
+         Key("s", "cycle_sort", "Sort", show=True, palette="Events by the next column"),
+         Key("r", "reverse_sort", "Reverse", palette="Flip the events' order")),
+    _row("events", "events screen: sort by time, pid, name, peak RSS",
+         Key("T", "sort_by('time')", "Sort time"), Key("P", "sort_by('pid')", "Sort PID"),
+         Key("N", "sort_by('name')", "Sort name"), Key("M", "sort_by('peak')", "Sort peak")),
+    _row("event_table", "events screen: move",
+         Key("up", "cursor_up", "Up"), Key("down", "cursor_down", "Down"), Key("pageup", "page_up", "Page up"),
+         Key("pagedown", "page_down", "Page down"), also="mouse"),
+    _row("event_table", "events screen: the newest exit, then follow new ones (moving up stops it) / the oldest",
+         Key("end,ctrl+end", "last", "Last"), Key("home,ctrl+home", "first", "First")),
     _row("help", "close", Key("escape", "dismiss", "Close", show=True), Key("q", "dismiss", "Close"),
          Key("question_mark", "dismiss", "Close")),
     _row("columns", "show / hide the highlighted column", Key("space", "toggle_column", "Show/hide"),
@@ -145,8 +163,9 @@ KEY_ROWS: tuple[KeyRow, ...] = (
     _row("columns", "back to the default columns", Key("d", "defaults", "Defaults")),
     _row("columns", "close (every change is applied at once)", Key("escape", "dismiss", "Close"),
          Key("q", "dismiss", "Close"), Key("c", "dismiss", "Close"), Key("f2", "dismiss", "Close")),
-    _row("signal", "cancel / send", Key("escape", "cancel", "Cancel", show=True), Key("n", "cancel", "Cancel"),
-         Key("y", "send", "Send")),
+    _row("signal", "cancel / send the highlighted signal (Enter too)", Key("escape", "cancel", "Cancel", show=True),
+         Key("n", "cancel", "Cancel"), Key("y", "send", "Send")),
+    _row("signal", "choose a signal", also="↑ ↓, 1-9, a signal's initial"),
 )
 
 

@@ -44,6 +44,7 @@ TOO_SMALL = f"Terminal too small: need at least {MIN_WIDTH}x{MIN_HEIGHT}"
 PANE_RIGHT_MIN_WIDTH = 170
 PANE_BOTTOM_MIN_HEIGHT = 34
 RECORDINGS_ONLY = "Time controls work on recordings only (memwatch --replay FILE)."
+NO_SIGNALS_IN_REPLAY = "This is a recording: signals go to live processes."
 
 
 def layout_class(width: int, height: int) -> str:
@@ -74,6 +75,29 @@ async def send_signal(source: SnapshotSource, key: ProcessKey, name: str, sig: s
     return f"Sent {sig.name} to {who}."
 
 
+async def send_signals(source: SnapshotSource, targets: list[tuple[ProcessKey, str]],
+                       sig: signal.Signals) -> tuple[str, workers.Severity]:
+    """:func:`send_signal` to each target, all of them whatever fails; one sentence for the lot
+    and how grave it is. Raises :class:`~memwatch.ui.workers.SignalNotSent` (every failure in it)
+    if none was sent."""
+    if len(targets) == 1:
+        return await send_signal(source, *targets[0], sig), "information"
+    failures: list[workers.SignalNotSent] = []
+    for key, name in targets:
+        try:
+            await send_signal(source, key, name, sig)
+        except workers.SignalNotSent as failure:
+            failures.append(failure)
+    sent = len(targets) - len(failures)
+    if not failures:
+        return f"Sent {sig.name} to {sent} processes.", "information"
+    why = " ".join(f.message for f in failures)
+    if not sent:
+        severity: workers.Severity = "warning" if all(f.severity == "warning" for f in failures) else "error"
+        raise workers.SignalNotSent(f"{sig.name} sent to none of {len(targets)} processes. {why}", severity=severity)
+    return f"Sent {sig.name} to {sent} of {len(targets)} processes. Not sent: {why}", "warning"
+
+
 class DashboardScreen(GroupViews):
     """The main screen, and the bottom of the stack: the app's default screen. The group views
     (tree, cgroups, users) and their keys come from :class:`GroupViews`."""
@@ -85,6 +109,11 @@ class DashboardScreen(GroupViews):
         super().__init__()
         self._layout_class = ""
         self._detail_due = False
+        self._exited: tuple[ProcessView, float] | None = None
+        """The pane's process exited (its last view, and the first frame without it): the pane
+        keeps it, under how it ended, until the user moves the cursor."""
+        self.tags: set[ProcessKey] = set()
+        """Tagged processes (space): the signal dialog's targets; pruned as they exit."""
 
     @property
     def pane(self) -> DetailPane:
@@ -100,7 +129,7 @@ class DashboardScreen(GroupViews):
             with Horizontal(id="body"):
                 yield ProcessTable(id="processes", columns=app.view.columns)
                 yield GroupTable(id="groups")
-                yield DetailPane(id="detail", rollup=app.feed.source.rollup)
+                yield DetailPane(id="detail", rollup=app.feed.source.rollup, replay=app.feed.replay is not None)
             yield StatusBar(id="status")
             yield KeyFooter()
         yield Static(TOO_SMALL, id="too-small")
@@ -138,6 +167,13 @@ class DashboardScreen(GroupViews):
     def _show_snapshot(self, snap: Snapshot | None) -> None:
         if snap is None:
             return
+        if self.tags:
+            self._set_tags(self.tags & snap.by_key.keys())  # an exited process is no longer tagged
+        if self._exited is not None and self._exited[0].key in snap.by_key:
+            self._exited = None  # alive in this frame after all (a replay moved back)
+        shown = self.pane.shown_view
+        if self._exited is None and shown is not None and shown.key not in snap.by_key:
+            self._exited = (shown, snap.timestamp)
         self._render_header()
         self._render_table()
         self._render_detail()
@@ -158,6 +194,7 @@ class DashboardScreen(GroupViews):
         else:
             self._render_status()
         if new.filter != old.filter or groups_moved:
+            self._exited = None
             self._render_detail()
         elif new.human != old.human:
             self._show_detail()
@@ -209,14 +246,25 @@ class DashboardScreen(GroupViews):
         return self.highlighted_process()
 
     def _render_detail(self) -> None:
-        """The pane, for the process under the cursor."""
+        """The pane, for the process under the cursor (or the one that exited under it)."""
         snap = self.memwatch.snapshot
+        if self._show_exited():
+            return
         self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0,
                        snap.interval_s if snap else 0.0, self.memwatch.interval_since)
+
+    def _show_exited(self) -> bool:
+        if self._exited is None:
+            return False
+        view, gone_by = self._exited
+        self.pane.show_exited(view, self.memwatch.view.human, self.memwatch.events.exit_of(view.key), gone_by)
+        return True
 
     def _show_detail(self) -> None:
         """The pane again, for the process it shows (new units)."""
         snap = self.memwatch.snapshot
+        if self._show_exited():
+            return
         if snap is not None:
             key = self.pane.view_key
             self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp,
@@ -225,6 +273,8 @@ class DashboardScreen(GroupViews):
     # ----- the table ---------------------------------------------------------------------------------
 
     def on_process_table_row_highlighted(self, event: ProcessTable.RowHighlighted) -> None:
+        if event.by_user:  # the user moved on from a process that exited
+            self._exited = None
         # The cursor's frame first, the pane in the next one: Textual repaints the box around
         # all dirty regions, and the pane's box spans most of the table's rows; apart, the
         # cursor's frame holds its two lines. Keys that come faster than frames draw it once.
@@ -273,24 +323,50 @@ class DashboardScreen(GroupViews):
         elif self.memwatch.view.group is not None:
             self._set_view(self.memwatch.view.left_group())
 
-    def action_kill(self) -> None:
+    def _set_tags(self, tags: set[ProcessKey]) -> None:
+        self.tags = tags
+        self.table.set_tagged(frozenset(f"{pid}:{start}" for pid, start in tags))
+
+    def action_toggle_tag(self) -> None:
         view = self._highlighted_view()
-        if view is None:
+        if view is not None:
+            self._set_tags(self.tags ^ {view.key})
+
+    def action_clear_tags(self) -> None:
+        self._set_tags(set())
+
+    def _signal_targets(self) -> list[tuple[ProcessKey, str]]:
+        """The tagged processes (by pid), or else the highlighted one."""
+        snap = self.memwatch.snapshot
+        if self.tags and snap is not None:
+            tagged = (snap.by_key.get(key) for key in sorted(self.tags))
+            return [(v.key, v.sample.name) for v in tagged if v is not None]
+        view = self._highlighted_view()
+        return [(view.key, view.sample.name)] if view is not None else []
+
+    def action_kill(self) -> None:
+        if self.memwatch.feed.replay is not None:  # say no before asking anything
+            self.notify(NO_SIGNALS_IN_REPLAY, severity="warning")
+            return
+        targets = self._signal_targets()
+        if not targets:
             self.notify("No process highlighted.", severity="warning")
             return
-        key, name = view.key, view.sample.name
         source = self.memwatch.feed.source
 
         def send(sig: signal.Signals | None) -> None:
             self.active_table.focus()
             if sig is not None:
-                workers.start(self, self._signal(source, key, name, sig), name="signal",
-                              description=f"sending {sig.name} to pid {key[0]}")
+                who = f"pid {targets[0][0][0]}" if len(targets) == 1 else f"{len(targets)} processes"
+                workers.start(self, self._signal(source, targets, sig), name="signal",
+                              description=f"sending {sig.name} to {who}")
 
-        self.app.push_screen(SignalModal(view.pid, name), callback=send)
+        self.app.push_screen(SignalModal([(key[0], name) for key, name in targets]), callback=send)
 
-    async def _signal(self, source: SnapshotSource, key: ProcessKey, name: str, sig: signal.Signals) -> None:
-        self.notify(await send_signal(source, key, name, sig))
+    async def _signal(self, source: SnapshotSource, targets: list[tuple[ProcessKey, str]],
+                      sig: signal.Signals) -> None:
+        message, severity = await send_signals(source, targets, sig)
+        self.notify(message, severity=severity)
 
     def action_columns(self) -> None:
         self.app.push_screen(ColumnChooser(), callback=self._refocus_table)

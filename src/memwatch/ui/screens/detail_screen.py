@@ -45,6 +45,7 @@ class DetailScreen(Screen[None]):
         super().__init__()
         self.key = key
         self.initial_tab = tab if tab in TABS else "figures"
+        self._gone_by = 0.0
 
     def compose(self) -> ComposeResult:
         app = cast("MemwatchApp", self.app)
@@ -54,7 +55,7 @@ class DetailScreen(Screen[None]):
             looking, why_not = None, "a kernel thread has no user memory: no memory map, no allocation stacks"
         with TabbedContent(id="detail-tabs", initial=self.initial_tab):
             with TabPane("Figures", id="figures"):
-                yield DetailPane(id="detail-full", rollup=app.feed.source.rollup)
+                yield DetailPane(id="detail-full", rollup=app.feed.source.rollup, replay=app.feed.replay is not None)
             with TabPane("Memory map", id="map"):
                 yield MemoryMapView(self.key, looking, why_not, id="memory-map")
             with TabPane("Allocation sites", id="sites"):
@@ -110,9 +111,16 @@ class DetailScreen(Screen[None]):
         human = app.view.human
         self.memory_map.set_human(human)
         self.sites.set_human(human)
-        if snap is not None:
-            view = snap.by_key.get(self.key)
+        if snap is None:
+            return
+        view = snap.by_key.get(self.key)
+        last = self.pane.shown_view
+        if view is None and last is not None and last.key == self.key:  # it exited: keep its last figures
+            gone_by = self._gone_by if self.pane.exited else snap.timestamp
+            self._gone_by = gone_by
+            self.pane.show_exited(last, human, app.events.exit_of(self.key), gone_by)
+        else:
             self.pane.show(view, human, snap.timestamp, snap.interval_s, app.interval_since)
-            if view is None and app.feed.replay is None:
-                self.memory_map.process_gone()
-                self.sites.process_gone()
+        if view is None and app.feed.replay is None:
+            self.memory_map.process_gone()
+            self.sites.process_gone()

@@ -24,6 +24,10 @@ from memwatch.ui.widgets.chart import ScaledChart
 from memwatch.ui.widgets.quiet_update import set_static
 
 RECENT_EVENTS_SHOWN = 12
+DENIED = "permission denied"
+KERNEL_THREAD = "not available for kernel threads"
+IN_REPLAY = "not available in a replay"
+GONE = "process has exited"
 ROLLUP_REFRESH_S = 5.0
 RollupReader = Callable[[ProcessKey], Awaitable[SmapsRollup | None]]
 
@@ -48,6 +52,17 @@ def event_line(event: Event, human: bool) -> Text:
     else:
         text.append(fmt.printable(event.describe()))
     return text
+
+
+def exit_line(event: Event | None, gone_by: float) -> Text:
+    """How a process ended, over its last figures: "exited (code 0) at 10:15:02". Without its
+    exit record (eBPF off, or lost), the time of the first frame it was missing from."""
+    if event is None:
+        return Text(f"exited by {fmt.utc_time(gone_by)} (how it ended is not known)", style="bold yellow")
+    how = f"signal {event.signal}" if event.signal is not None else (
+        f"code {event.exit_code}" if event.exit_code is not None else "no exit code")
+    style = "bold red" if event.signal is not None or event.exit_code else "bold yellow"
+    return Text(f"exited ({how}) at {fmt.utc_time(event.timestamp)}", style=style)
 
 
 LONG_TEXT = frozenset({"start", "cgroup", "cmdline"})
@@ -119,11 +134,14 @@ class DetailPane(VerticalScroll):
     DetailPane #detail-events { height: auto; }
     """
 
-    def __init__(self, *, rollup: RollupReader | None = None, id: str | None = None,
+    def __init__(self, *, rollup: RollupReader | None = None, replay: bool = False, id: str | None = None,
                  classes: str | None = None) -> None:
+        """``replay``: the source is a recording, whose PSS/USS are what the frames hold."""
         super().__init__(id=id, classes=classes)
         self.view_key: ProcessKey | None = None
         self._read_rollup = rollup
+        self._replay = replay
+        self._exited: Text | None = None
         self._rollup: SmapsRollup | None = None
         self._rollup_state = "select a process"
         self._rollup_asked: dict[ProcessKey, float] = {}
@@ -142,19 +160,54 @@ class DetailPane(VerticalScroll):
             self._rollup = rollup
             self._rollup_state = state
 
+    @property
+    def shown_view(self) -> ProcessView | None:
+        """The process drawn last (its last figures, if it has exited since)."""
+        return self._shown[0]
+
+    @property
+    def exited(self) -> bool:
+        """The pane shows a process that has exited."""
+        return self._exited is not None
+
     def show(self, view: ProcessView | None, human: bool, now: float = 0.0, interval_s: float = 0.0,
              steady_since: float | None = None) -> None:
         """Redraw for ``view`` (None: nothing highlighted) as of snapshot time ``now`` (its history
         one point every ``interval_s``, since ``steady_since``: see ScaledChart.show), and ask for
         its PSS/USS if they are due."""
+        self._exited = None
         self._shown = (view, human, now)
         self._interval = (interval_s, steady_since)
         self._draw(view, human)
         if view is not None:
-            self._maybe_read_rollup(view.key, now)
+            self._maybe_read_rollup(view, now)
 
-    def _maybe_read_rollup(self, key: ProcessKey, now: float) -> None:
+    def show_exited(self, view: ProcessView, human: bool, event: Event | None, gone_by: float) -> None:
+        """Keep the last figures of ``view``, which has exited, under how it ended (``event``, its
+        exit record if there is one; ``gone_by``: the time of the first frame without it)."""
+        if view.key != self.view_key:
+            self.view_key = view.key
+            self._rollup = None
+            self._rollup_state = self._no_rollup_reason(view) or GONE
+        elif self._rollup is None and self._rollup_state == "reading…":
+            self._rollup_state = GONE
+        self._exited = exit_line(event, gone_by)
+        self._shown = (view, human, gone_by)
+        self._draw(view, human)
+
+    def _no_rollup_reason(self, view: ProcessView) -> str | None:
+        """Why the pane will not ask for PSS/USS, in the words it shows; None: it will."""
+        if view.sample.kernel_thread:
+            return KERNEL_THREAD  # no memory of its own (no mm): smaps_rollup has nothing
+        if self._replay:
+            return IN_REPLAY  # what the recorder read, if anything, is in the frame itself
         if self._read_rollup is None:
+            return "not available"
+        return None
+
+    def _maybe_read_rollup(self, view: ProcessView, now: float) -> None:
+        key = view.key
+        if self._read_rollup is None or self._no_rollup_reason(view) is not None:
             return
         last = self._rollup_asked.get(key)
         if last is not None and now - last < ROLLUP_REFRESH_S and last <= now:
@@ -168,8 +221,10 @@ class DetailPane(VerticalScroll):
     async def _fetch_rollup(self, read: RollupReader, key: ProcessKey) -> None:
         try:
             rollup = await read(key)
-            state = "process has exited" if rollup is None else ""
-        except Exception as error:  # permission denied and the like: shown in the pane, not raised
+            state = GONE if rollup is None else ""
+        except PermissionError:  # EACCES/EPERM: another user's process, without CAP_SYS_PTRACE
+            rollup, state = None, DENIED
+        except Exception as error:  # anything else: shown in the pane, not raised
             rollup, state = None, f"unavailable: {error}"
         if not self.is_attached:  # its screen was closed meanwhile
             return
@@ -189,9 +244,12 @@ class DetailPane(VerticalScroll):
         if view.key != self.view_key:
             self.view_key = view.key
             self._rollup = None
-            self._rollup_state = "reading…"
+            self._rollup_state = self._no_rollup_reason(view) or "reading…"
         width = self.scrollable_content_region.width or 80
-        set_static(body, describe_process(view, self._rollup, self._rollup_state, human, width))
+        figures = describe_process(view, self._rollup, self._rollup_state, human, width)
+        if self._exited is not None:
+            figures = Text.assemble(self._exited, "\n", ("last figures seen:", "dim"), "\n\n", figures)
+        set_static(body, figures)
         chart = self.query_one(ScaledChart)
         interval_s, steady_since = self._interval
         chart.show(view.rss_history or (view.sample.rss_kb,), interval_s, now=self._shown[2],

@@ -90,7 +90,7 @@ class ProcessTable(ScrollView, can_focus=True):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "process-table--header", "process-table--cursor", "process-table--hover",
-        "process-table--header-hover",
+        "process-table--header-hover", "process-table--tagged",
     }
     DEFAULT_CSS = """
     ProcessTable {
@@ -116,6 +116,7 @@ class ProcessTable(ScrollView, can_focus=True):
         }
         & > .process-table--hover { background: $block-hover-background; }
         & > .process-table--header-hover { background: $accent 30%; }
+        & > .process-table--tagged { color: $warning; text-style: bold; }
     }
     """
     BINDINGS: ClassVar[list[BindingType]] = keys.bindings("table")
@@ -132,11 +133,13 @@ class ProcessTable(ScrollView, can_focus=True):
             return self.table
 
     class RowHighlighted(_TableMessage):
-        """The cursor moved to another process (``key`` None: the table is empty)."""
+        """The cursor moved to another process (``key`` None: the table is empty); ``by_user``:
+        moved by a key or a click, not because its row went (the process exited) in a new frame."""
 
-        def __init__(self, table: ProcessTable, key: str | None) -> None:
+        def __init__(self, table: ProcessTable, key: str | None, by_user: bool = False) -> None:
             super().__init__(table)
             self.key = key
+            self.by_user = by_user
 
     class RowSelected(_TableMessage):
         """Enter on a row, or a click on the highlighted row."""
@@ -171,6 +174,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self._lines: LRUCache[tuple[object, ...], Strip] = LRUCache(LINE_CACHE_SIZE)
         self._bodies: LRUCache[tuple[object, ...], list[Segment]] = LRUCache(BODY_CACHE_SIZE)
         self._drawn: dict[int, tuple[object, ...]] = {}
+        self._tagged: frozenset[str] = frozenset()
 
     # ----- what the app and the tests read ------------------------------------------------------
 
@@ -236,7 +240,18 @@ class ProcessTable(ScrollView, can_focus=True):
                 return spec
         return None
 
+    @property
+    def tagged(self) -> frozenset[str]:
+        """Row keys of the tagged processes (marked with a ``*`` before the first column)."""
+        return self._tagged
+
     # ----- feeding it ---------------------------------------------------------------------------
+
+    def set_tagged(self, row_keys: frozenset[str]) -> None:
+        """Mark these rows (tagged processes); only lines whose mark changed are redrawn."""
+        if row_keys != self._tagged:
+            self._tagged = row_keys
+            self._refresh_changed_lines()
 
     def set_presentation(self, *, sort: str, descending: bool, human: bool) -> None:
         """Sort column, direction and units; the caller re-ranks and calls :meth:`show`."""
@@ -291,7 +306,7 @@ class ProcessTable(ScrollView, can_focus=True):
         self.cursor_row = row
         if not self._scroll_cursor_into_view():
             self._refresh_rows(old, row)
-        self.post_message(self.RowHighlighted(self, self.current_key))
+        self.post_message(self.RowHighlighted(self, self.current_key, by_user=True))
 
     def _scroll_cursor_into_view(self) -> bool:
         """Scroll so the cursor row is on screen; True if the view scrolled (a full redraw)."""
@@ -414,7 +429,8 @@ class ProcessTable(ScrollView, can_focus=True):
                     width)
         if not 0 <= row < len(self._order):
             return ("blank", self._styles, width)
-        return ("row", self._row(self._order[row])[1], row == self.cursor_row, hover, self._styles, width)
+        key = self._order[row]
+        return ("row", self._row(key)[1], row == self.cursor_row, hover, key in self._tagged, self._styles, width)
 
     def _screen_row(self, y: int) -> int:
         return -1 if y == 0 else round(self.scroll_y) + y - 1
@@ -444,7 +460,7 @@ class ProcessTable(ScrollView, can_focus=True):
     def _current_styles(self) -> tuple[Style, ...]:
         get = self.get_component_rich_style
         return (self.rich_style, get("process-table--header"), get("process-table--cursor"),
-                get("process-table--hover"), get("process-table--header-hover"))
+                get("process-table--hover"), get("process-table--header-hover"), get("process-table--tagged"))
 
     def render_lines(self, crop: Region) -> list[Strip]:
         styles = self._current_styles()
@@ -474,7 +490,8 @@ class ProcessTable(ScrollView, can_focus=True):
         return [Segment(" " * left), *body, Segment(" " * right)]
 
     def _draw_row(self, row: int) -> Strip:
-        base, header, cursor, hover, header_hover = self._styles or self._current_styles()
+        base, header, cursor, hover, header_hover, tagged = self._styles or self._current_styles()
+        mark = False
         width = self.scrollable_content_region.width
         if not 0 <= row < len(self._order) and row != -1:
             return Strip.blank(width, base)
@@ -488,6 +505,9 @@ class ProcessTable(ScrollView, can_focus=True):
         else:
             cells, prints = self._row(self._order[row])
             pre = base
+            mark = self._order[row] in self._tagged
+            if mark:
+                pre += tagged
             if self._show_hover and self._hover_row == row:
                 pre += hover
             if row == self.cursor_row:
@@ -501,6 +521,9 @@ class ProcessTable(ScrollView, can_focus=True):
                 styled = list(Segment.apply_style(self._cell_segments(spec, cell), pre + column_meta(column), post))
                 self._bodies[key] = styled
             line.extend(styled)
+        if mark and line:  # the padding before the first column carries the mark
+            first = line[0]
+            line[0] = Segment("*" + first.text[1:], first.style)
         used = sum(column_cost(s, CELL_PADDING) for s in self._specs)
         if used < width:
             line.append(Segment(" " * (width - used), pre))

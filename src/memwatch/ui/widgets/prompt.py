@@ -16,9 +16,12 @@ from textual.widgets import Input
 
 from memwatch.ui import keys
 
-Mode = Literal["filter", "goto"]
+Mode = Literal["filter", "events", "goto"]
+"""The dashboard's filter, the events screen's filter, or a time to go to."""
+FILTERS: tuple[Mode, ...] = ("filter", "events")
 PLACEHOLDERS: dict[Mode, str] = {
     "filter": "filter by name, command line or pid (Enter keeps it, Escape clears it)",
+    "events": "filter by name, pid, kind (exit, oom) or signal (Enter keeps it, Escape clears it)",
     "goto": "go to time (UTC): HH:MM[:SS], YYYY-MM-DD HH:MM:SS, or seconds since the epoch",
 }
 
@@ -66,7 +69,7 @@ class Prompt(Input):
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:
         event.stop()
-        if self.mode == "filter" and event.input is self:
+        if self.mode in FILTERS and event.input is self:
             self.post_message(self.FilterChanged(event.value.strip()))
 
     @on(Input.Submitted)
@@ -78,7 +81,7 @@ class Prompt(Input):
         self.close()  # a filter stays as typed
 
     def action_cancel(self) -> None:
-        if self.mode == "filter":
+        if self.mode in FILTERS:
             self.value = ""
             self.post_message(self.FilterChanged(""))
         elif self.mode == "goto":
