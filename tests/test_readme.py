@@ -820,6 +820,10 @@ check_bench_procfs = bench(
     (rf"^  moving\s+\d+\s+[\d.]+\s+[\d.]+\s+{RATIO}$", 1),
     (rf"^  (stat \(kept open, pread\)|statm|status)\s+[\d.]+\s+{RATIO}$", 3),
 )
+check_bench_memory = bench(
+    (rf"^ +full(\+after)? \(tick +\d+\): store \+ snapshot +[\d.]+ MiB, +\d+ B/process, {RATIO} the typed arrays$", 2),
+    (r"^flat once full: full\+5 ticks / full = \d+\.\d\d; \d+ ms a tick$", 1),
+)
 check_bench_tick = bench(
     (r"^  \+\s+(0|100) extra .* /proc only .*, (\d+\.\d\d)x psutil\); with eBPF .* \(\d+\.\d\dx psutil\)", 2),
     (rf"^store memory, .* {RATIO} one tick's samples$", 1),
@@ -915,6 +919,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_tracer.py": Way(check_bench_tracer, "bench"),
     ".venv/bin/python bench/bench_procfs.py": Way(check_bench_procfs, "bench"),
     ".venv/bin/python bench/bench_tick.py": Way(check_bench_tick, "bench"),
+    ".venv/bin/python bench/bench_memory.py": Way(check_bench_memory, "bench"),
     ".venv/bin/python bench/bench_exporter.py": Way(check_bench_exporter, "bench"),
     ".venv/bin/python bench/bench_spike.py": Way(check_bench_spike, "bench"),
     ".venv/bin/python bench/bench_dashboard.py --live": Way(check_bench_dashboard, "bench"),
