@@ -840,9 +840,11 @@ check_bench_spike = bench(
     (rf"^  2nd spike .* MB +{RATIO}  \(", 1),
 )
 check_bench_dashboard = bench(
-    (r"^\(a\) CPU over 6s, 100 processes, interval 1s, live collector", 1),
-    (r"^    htop -d 10 in a pty: +\d+\.\d\d% of one core", 1),
+    (r"^\(a\) CPU over 6s, \+100 extra processes, interval 1s, live collector, each monitor in its own "
+     r"120x40 pty$", 1),
+    (r"^    (memwatch|htop -d 10|btop update_ms 1000): +\d+\.\d\d% of one core, RSS +[\d.]+ MiB$", 3),
     (rf"^    ratio memwatch/htop: +{RATIO}$", 1),
+    (rf"^    ratio memwatch/btop: +{RATIO}$", 1),
     (rf"^    p50 [\d.]+ ms   p95 [\d.]+ ms   max [\d.]+ ms   \(target p95 <= 50 ms: {RATIO} of it\)$", 1),
 )
 _check_bench_groups = bench(
