@@ -1,25 +1,31 @@
-"""Dashboard cost and responsiveness, measured against htop in the same run.
+"""Dashboard cost and responsiveness, measured against htop and btop in the same run.
 
-(a) CPU: the dashboard runs headless (``App.run_test``) against a synthetic source that yields a
-    new 1000-process snapshot every ``--interval`` seconds (frames pre-built from the test frames,
-    scaled up, so building them is not counted); its process CPU time over ``--seconds`` is printed as
-    % of one core next to htop's (``htop -d <interval>`` in a pty, with 1000 spawned ``sleep``
-    processes so it has as many rows to show), read from /proc/PID/stat, and the ratio.
+(a) CPU: with ``--live``, memwatch (the real command, eBPF as root), ``htop -d <interval>`` and
+    btop (``update_ms`` = the interval, from a scratch config) run side by side, each in its own
+    120x40 pseudo-terminal, over 1,000 and then 10,000 extra ``sleep`` processes (``--counts``);
+    each monitor's CPU time over ``--seconds`` (utime + stime of its process, all threads, from
+    /proc/PID/stat) is printed as % of one core with its RSS at the end, and the ratios
+    memwatch/htop and memwatch/btop. eBPF programs run in the traced processes, not memwatch's:
+    their cost is bench_tracer.py's. Without ``--live`` the dashboard runs headless
+    (``App.run_test``) on synthetic ``--processes``-process snapshots (pre-built, so building them
+    is not counted) beside htop alone: the UI's own cost.
 (b) Latency: while a child process runs an mmap/munmap storm, keys (arrow down/up, sort keys) are
     pressed and the time until the table reflects the key *and* the next frame was composited and
     written out is measured; p50 and p95 are printed.
 
-Usage: PYTHONPATH=src .venv/bin/python bench/bench_dashboard.py [--seconds 60] [--interval 3]
+Usage: .venv/bin/python bench/bench_dashboard.py --live [--seconds 60] [--interval 3] [--counts 1000,10000]
 
 MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
-makes it --seconds 6 --interval 1 --processes 100 --presses 10: both figures, in seconds (at a 1 s
-interval htop refreshes often enough in 6 s to use measurable CPU, so there is a ratio to print).
+makes it --seconds 6 --interval 1 --processes 100 --counts 100 --presses 10: both figures, in
+seconds (at a 1 s interval htop and btop refresh often enough in 6 s to use measurable CPU, so
+there are ratios to print).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import pty
@@ -31,6 +37,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -43,6 +50,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from frames import make_frames  # noqa: E402
+from memwatch.cli import _raise_file_limit  # noqa: E402
 from memwatch.model import ProcessKey, ProcessView, SmapsRollup, Snapshot  # noqa: E402
 from memwatch.ui.app import MemwatchApp  # noqa: E402
 from smoke import smoke_defaults  # noqa: E402
@@ -126,23 +134,40 @@ class TimedApp(MemwatchApp):
         self.last_display = time.perf_counter()
 
 
-# ----- htop in a pty --------------------------------------------------------------------------------
+# ----- monitors in ptys -----------------------------------------------------------------------------
+
+PTY_SIZE = (120, 40)
+"""Columns and rows of each monitor's pseudo-terminal in the side-by-side run (as issue 13's table)."""
+
+Monitor = tuple[int, int, threading.Thread]
+"""A program in a pseudo-terminal: its pid, the pty's master fd, the thread draining its output."""
+
 
 def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
+    """utime + stime of a process (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def start_htop(delay_tenths: int, cols: int, rows: int) -> tuple[int, int, threading.Thread]:
-    """htop in a pseudo-terminal; a thread drains its output so it never blocks."""
+def proc_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_in_pty(argv: list[str], cols: int, rows: int, env: dict[str, str] | None = None) -> Monitor:
+    """A program in a pseudo-terminal of cols x rows (set before it starts); a thread drains its
+    output so it never blocks."""
     pid, fd = pty.fork()
     if pid == 0:
-        os.environ["TERM"] = "xterm-256color"
-        os.execv("/usr/bin/htop", ["htop", "-d", str(delay_tenths)])
-    ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    os.kill(pid, signal.SIGWINCH)
+        try:
+            ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            os.execve(argv[0], argv, {**os.environ, "TERM": "xterm-256color", **(env or {})})
+        finally:
+            os._exit(127)
 
     def drain() -> None:
         try:
@@ -156,11 +181,89 @@ def start_htop(delay_tenths: int, cols: int, rows: int) -> tuple[int, int, threa
     return pid, fd, thread
 
 
+def start_htop(delay_tenths: int, cols: int, rows: int) -> Monitor:
+    return start_in_pty(["/usr/bin/htop", "-d", str(delay_tenths)], cols, rows)
+
+
+def start_btop(update_ms: int, cols: int, rows: int, config_home: str) -> Monitor:
+    """btop reads $XDG_CONFIG_HOME/btop/btop.conf: a scratch one sets its update interval."""
+    os.makedirs(os.path.join(config_home, "btop"), exist_ok=True)
+    with open(os.path.join(config_home, "btop", "btop.conf"), "w") as f:
+        f.write(f"update_ms = {update_ms}\n")
+    env = {"XDG_CONFIG_HOME": config_home, "HOME": config_home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    return start_in_pty([shutil.which("btop") or "btop", "--utf-force"], cols, rows, env)
+
+
+def stop(monitor: Monitor) -> None:
+    """SIGTERM, then SIGKILL after 5 s; reaped (unless it was already) and its pty closed."""
+    pid, fd, _ = monitor
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
+    os.close(fd)
+
+
 def spawn_sleepers(n: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(["sleep", "3600"], stdin=subprocess.DEVNULL) for _ in range(n)]
 
 
 # ----- (a) CPU ----------------------------------------------------------------------------------------
+
+def monitors_side_by_side(seconds: float, interval: float, extra: int, warmup: float) -> None:
+    """memwatch, htop and btop over ``extra`` spawned sleep processes, each in its own pty; prints
+    each one's CPU (% of one core) and RSS, and memwatch's ratios to the other two."""
+    cols, rows = PTY_SIZE
+    children: list[subprocess.Popen[bytes]] = []
+    monitors: dict[str, Monitor] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-btop-") as config_home:
+        try:
+            children = spawn_sleepers(extra)
+            monitors["memwatch"] = start_in_pty([sys.executable, "-m", "memwatch", "--interval", f"{interval:g}"],
+                                                cols, rows, {"PYTHONPATH": str(ROOT / "src")})
+            if os.path.exists("/usr/bin/htop"):
+                monitors[f"htop -d {round(interval * 10)}"] = start_htop(max(1, round(interval * 10)), cols, rows)
+            if shutil.which("btop"):
+                monitors[f"btop update_ms {round(interval * 1000)}"] = start_btop(
+                    round(interval * 1000), cols, rows, config_home)
+            time.sleep(warmup)
+            for name, (pid, _, _) in monitors.items():
+                if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                    raise SystemExit(f"{name} exited during the warm-up")
+            before = {name: proc_cpu_s(m[0]) for name, m in monitors.items()}
+            wall0 = time.perf_counter()
+            time.sleep(seconds)
+            after = {name: proc_cpu_s(m[0]) for name, m in monitors.items()}
+            wall = time.perf_counter() - wall0
+            rss = {name: proc_rss_mib(m[0]) for name, m in monitors.items()}
+        finally:
+            for monitor in monitors.values():
+                stop(monitor)
+            for child in children:
+                child.kill()
+            for child in children:
+                child.wait()
+    cpu = {name: 100 * (after[name] - before[name]) / wall for name in monitors}
+    print(f"(a) CPU over {seconds:g}s, +{extra} extra processes, interval {interval:g}s, live collector, "
+          f"each monitor in its own {cols}x{rows} pty")
+    for name in monitors:
+        print(f"    {name + ':':<22}{cpu[name]:6.2f}% of one core, RSS {rss[name]:6.1f} MiB")
+    ours = cpu["memwatch"]
+    for name in monitors:
+        if name == "memwatch":
+            continue
+        other = name.split()[0]
+        print(f"    ratio memwatch/{other + ':':<9}{ours / cpu[name]:.2f}x" if cpu[name] > 0 else
+              f"    ratio memwatch/{other + ':':<9}{other} used no measurable CPU; no ratio")
+    for other in ("htop", "btop"):
+        if not any(name.startswith(other) for name in monitors):
+            print(f"    {other} not installed: no baseline")
+
 
 def live_source(interval: float) -> Any:
     """The real collector (eBPF when root, /proc otherwise): the dashboard's whole cost, as htop's."""
@@ -170,13 +273,10 @@ def live_source(interval: float) -> Any:
 
 
 async def measure_cpu(seconds: float, interval: float, processes: int, size: tuple[int, int],
-                      warmup: float, live: bool = False) -> tuple[float, float | None, int]:
+                      warmup: float) -> tuple[float, float | None, int]:
     # Enough distinct frames that none repeats during the run: a repeated frame would flatter any
     # cache keyed on cell values.
-    if live:
-        source = live_source(interval)
-    else:
-        source = SyntheticSource(scaled_frames(processes, int((seconds + warmup) / interval) + 3), interval)
+    source = SyntheticSource(scaled_frames(processes, int((seconds + warmup) / interval) + 3), interval)
     app = MemwatchApp(source, top=100)
     htop: tuple[int, int, threading.Thread] | None = None
     if shutil.which("htop") and os.path.exists("/usr/bin/htop"):
@@ -264,13 +364,19 @@ def main() -> int:
                         help="snapshot interval while keys are pressed (default 1 s: a new frame every ~10 keys, "
                              "harsher than the dashboard's default 3 s)")
     parser.add_argument("--live", action="store_true",
-                        help="feed the dashboard from the real collector (eBPF as root) over the spawned "
-                             "processes instead of synthetic frames: data collection counted, as in htop")
+                        help="(a) runs the real memwatch beside htop and btop, each in a pty, over --counts "
+                             "spawned processes; (b) feeds the dashboard from the real collector")
+    parser.add_argument("--counts", default="1000,10000",
+                        help="extra processes of each --live round (default 1000,10000)")
     parser.add_argument("--latency-only", action="store_true", help="skip (a), the CPU figure")
-    smoke_defaults(parser, seconds=6.0, interval=1.0, processes=100, presses=10)
+    smoke_defaults(parser, seconds=6.0, interval=1.0, processes=100, presses=10, counts="100")
     args = parser.parse_args()
     size = (200, 50)
-    if not args.latency_only:
+    if not args.latency_only and args.live:
+        _raise_file_limit()
+        for extra in (int(c) for c in args.counts.split(",")):
+            monitors_side_by_side(args.seconds, args.interval, extra, warmup=max(5.0, 3 * args.interval))
+    elif not args.latency_only:
         measure_cpu_figure(args, size)
     measure_latency_figure(args, size)
     return 0
@@ -279,17 +385,15 @@ def main() -> int:
 def measure_cpu_figure(args: argparse.Namespace, size: tuple[int, int]) -> None:
     sleepers = [] if args.no_sleepers else spawn_sleepers(args.processes)
     try:
-        ours, theirs, produced = asyncio.run(measure_cpu(args.seconds, args.interval, args.processes, size, 3.0,
-                                                         live=args.live))
+        ours, theirs, produced = asyncio.run(measure_cpu(args.seconds, args.interval, args.processes, size, 3.0))
     finally:
         for child in sleepers:
             child.kill()
         for child in sleepers:
             child.wait()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    feed = "live collector (eBPF + /proc)" if args.live else f"{produced} synthetic snapshots"
     print(f"(a) CPU over {args.seconds:g}s, {args.processes} processes, interval {args.interval:g}s, "
-          f"{feed}, terminal {size[0]}x{size[1]}")
+          f"{produced} synthetic snapshots, terminal {size[0]}x{size[1]}")
     print(f"    memwatch dashboard (headless): {ours:.2f}% of one core")
     if theirs is not None:
         print(f"    htop -d {round(args.interval * 10)} in a pty:        {theirs:.2f}% of one core "

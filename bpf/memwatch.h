@@ -15,6 +15,26 @@
 #define MW_STACK_REGS 17       /* user registers at the call, in DWARF numbering (x86-64: 0-15, 16 = rip) */
 #define MW_STACK_PAGE 4096     /* the stack is copied a page at a time */
 
+/* A live slot (mw_proc_stats.live) packs a page-aligned mapping into one word: its start page in
+ * the low MW_SLOT_LEN_SHIFT bits, its length in pages above them; 0 is a free slot. A mapping
+ * that does not fit (start at or above 2^57, length 2^31 or more) goes to active_allocs. */
+#define MW_SLOT_PAGE_SHIFT 12
+#define MW_SLOT_LEN_SHIFT 45
+#define MW_SLOT_START_LIMIT (1ULL << (MW_SLOT_LEN_SHIFT + MW_SLOT_PAGE_SHIFT))
+#define MW_SLOT_LEN_LIMIT (1ULL << (64 - MW_SLOT_LEN_SHIFT + MW_SLOT_PAGE_SHIFT))
+
+#define MW_MAX_SPAN 8          /* tracked mappings one munmap may resolve, beyond which it is "untracked" */
+#define MW_RATE_WINDOW_NS 1000000000ULL   /* the rate limiters' window: one second */
+
+/* Kernel values the program tests. vmlinux.h carries the kernel's types and enums but not its
+ * macros, so these are spelt out here, each with where the kernel defines it. */
+#define MAX_ERRNO 4095                 /* include/linux/err.h: returns in [-4095, -1] are errors */
+#define MAP_FIXED 0x10                 /* uapi/asm-generic/mman-common.h */
+#define MREMAP_DONTUNMAP 4             /* uapi/linux/mman.h, since 5.7 */
+#define SIGNAL_GROUP_EXIT 0x00000004   /* include/linux/sched/signal.h: signal_struct.flags */
+#define TS_COMPAT 0x0002               /* arch/x86/include/asm/thread_info.h: in a 32-bit syscall */
+#define MW_MAX_PIDNS_LEVEL 32          /* include/linux/pid_namespace.h: MAX_PID_NS_LEVEL */
+
 /* Kinds of ring-buffer records; every record starts with struct mw_event_header. */
 enum mw_event_kind {
 	MW_EV_MMAP = 1,
@@ -93,8 +113,8 @@ struct mw_proc_stats {
 	__u64 rl_count;            /* call events sent in that window */
 	/* The process's MW_LIVE_SLOTS most recent live mappings live here, not in active_allocs, so
 	 * the common map-then-unmap pattern costs no hash-map operation; a new mapping pushes the
-	 * oldest one out into active_allocs. A slot packs start >> 12 | (length >> 12) << 45 and is
-	 * changed only with atomic exchanges; 0 is a free slot. */
+	 * oldest one out into active_allocs. A slot packs a mapping as MW_SLOT_* says and is changed
+	 * only with atomic exchanges. */
 	__u64 live[MW_LIVE_SLOTS];
 	__u64 live_next;           /* the slot the next mapping takes */
 	__u64 brk_last;            /* the break after the last brk (seeded at fork, exec, attach); 0: unknown */

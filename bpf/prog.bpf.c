@@ -18,13 +18,7 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-#define MAX_ERRNO 4095
-#define MAP_FIXED 0x10
-#define MREMAP_DONTUNMAP 4
-#define MW_MAX_SPAN 8       /* tracked mappings one munmap may cover, beyond which it is "untracked" */
-#define TS_COMPAT 0x0002    /* x86: the task is in a 32-bit syscall */
-#define MW_MAX_PIDNS_LEVEL 32   /* the kernel's MAX_PID_NS_LEVEL */
-
+/* Syscall numbers of the 64-bit ABI, for the raw sys_exit mode (attach mode 2). */
 #if defined(__TARGET_ARCH_x86)
 #define NR_MMAP 9
 #define NR_MUNMAP 11
@@ -143,6 +137,11 @@ static __always_inline bool is_err(long ret)
  * A pid as memwatch's /proc shows it. In the initial pid namespace that is the kernel's own
  * number; memwatch in a container (cfg.pidns_ino set) needs the number at its namespace's level
  * of the pid, and a task outside that namespace has none (0): it is not memwatch's to show.
+ *
+ * CO-RE: struct pid ends with numbers[], one struct upid per level; older kernels declare it
+ * numbers[1], newer ones a flexible array. Only the offset of numbers is relocated; the element
+ * size is the compiled one, which is safe because struct upid has been { nr, ns } since pid
+ * namespaces came (2.6.24), and pid_namespace has embedded its ns_common as ns since 3.19.
  */
 static __always_inline __u32 ns_pid(struct pid *pid)
 {
@@ -184,7 +183,7 @@ static __always_inline struct mw_proc_stats *create_stats(struct task_struct *le
 	struct mw_proc_stats *st;
 	struct mm_struct *mm = leader->mm;
 
-	fresh.start_boottime_ns = leader->start_boottime;
+	fresh.start_boottime_ns = leader->start_boottime;   /* real_start_time before 5.5: no fallback needed */
 	fresh.first_seen_ns = bpf_ktime_get_boot_ns();
 	fresh.ns_tgid = cfg.pidns_ino ? ns_pid(leader->thread_pid) : leader->tgid;
 	if (seed_brk && mm)
@@ -235,7 +234,7 @@ static __always_inline bool event_allowed(struct mw_proc_stats *st, __u64 now, _
 	}
 	if (!cfg.events_per_sec)
 		return true;
-	if (now - st->rl_window_ns >= 1000000000ULL) {
+	if (now - st->rl_window_ns >= MW_RATE_WINDOW_NS) {
 		st->rl_window_ns = now;
 		st->rl_count = 0;
 	}
@@ -300,19 +299,20 @@ static __always_inline void emit_call(struct mw_proc_stats *st, __u32 kind, stru
 /* A mapping as a live slot (see struct mw_proc_stats), or 0 when it does not fit one. */
 static __always_inline __u64 slot_pack(__u64 start, __u64 len)
 {
-	if (!len || ((start | len) & 0xfff) || start >= (1ULL << 57) || len >= (1ULL << 31))
+	if (!len || ((start | len) & ((1ULL << MW_SLOT_PAGE_SHIFT) - 1)) || start >= MW_SLOT_START_LIMIT ||
+	    len >= MW_SLOT_LEN_LIMIT)
 		return 0;
-	return (start >> 12) | ((len >> 12) << 45);
+	return (start >> MW_SLOT_PAGE_SHIFT) | ((len >> MW_SLOT_PAGE_SHIFT) << MW_SLOT_LEN_SHIFT);
 }
 
 static __always_inline __u64 slot_start(__u64 v)
 {
-	return (v & ((1ULL << 45) - 1)) << 12;
+	return (v & ((1ULL << MW_SLOT_LEN_SHIFT) - 1)) << MW_SLOT_PAGE_SHIFT;
 }
 
 static __always_inline __u64 slot_len(__u64 v)
 {
-	return (v >> 45) << 12;
+	return (v >> MW_SLOT_LEN_SHIFT) << MW_SLOT_PAGE_SHIFT;
 }
 
 /* Follow a mapping in active_allocs; false when it cannot be: the map is full, or the process
@@ -584,7 +584,7 @@ static __noinline void emit_stack(struct mw_proc_stats *st, struct stack_call_ar
 	if (cfg.stacks_per_sec) {
 		__u64 now = bpf_ktime_get_boot_ns();
 
-		if (now - t->rl_window_ns >= 1000000000ULL) {
+		if (now - t->rl_window_ns >= MW_RATE_WINDOW_NS) {
 			t->rl_window_ns = now;
 			t->rl_count = 0;
 		}
@@ -619,7 +619,9 @@ static __noinline void emit_stack(struct mw_proc_stats *st, struct stack_call_ar
 /*
  * The arguments of the syscall that is returning. The saved user registers still hold them at
  * syscall exit (only the return value register is written; arm64 keeps the first argument in
- * orig_x0), so no call needs an entry program or per-thread scratch.
+ * orig_x0), so no call needs an entry program or per-thread scratch. The registers come from
+ * bpf_task_pt_regs in attach mode 1: that helper needs 5.15 ("bpf: Add bpf_task_pt_regs()
+ * helper"), the oldest kernel memwatch supports.
  */
 static __always_inline void syscall_args(struct pt_regs *regs, struct mw_args *in)
 {
@@ -630,155 +632,182 @@ static __always_inline void syscall_args(struct pt_regs *regs, struct mw_args *i
 	in->a4 = PT_REGS_PARM5_SYSCALL(regs);
 }
 
+/* The successful call that is returning, as each accounting helper below takes it. */
+struct mw_call {
+	struct task_struct *task;
+	struct mw_proc_stats *st;   /* its process's counters */
+	struct mw_args in;          /* its arguments */
+	long ret;
+	__u64 mm;                   /* the caller's mm_struct: live-mapping entries of another are stale */
+	__u64 now;                  /* st->last_seen_ns: exact to a jiffy */
+	__u32 tgid;                 /* in the initial pid namespace, as active_allocs keys it */
+};
+
+/* Stream the call (within the event budget, if it moved at least event_threshold bytes) and, for
+ * a stack target, its user stack. */
+static __always_inline void report(struct mw_call *c, struct stack_call_args *a, __u64 size, __u32 prot)
+{
+	struct mw_proc_stats *st = c->st;
+
+	if (event_allowed(st, c->now, size))
+		emit_call(st, a->call, c->task, a->addr, a->len, a->new_addr, a->new_len, a->flags, prot);
+	if (st->stacks)
+		emit_stack(st, a);
+}
+
+/* brk returns the new break, or the old one when it failed or was a query (brk(0)); the call is
+ * judged by it alone, failed ones included. The old break is the one recorded last time (or
+ * seeded at exec, fork or attach): the kernel changes a process's break only through brk, under
+ * its mmap lock. */
+static __always_inline void account_brk(struct mw_call *c)
+{
+	struct mw_proc_stats *st = c->st;
+	__u64 nb = (__u64)c->ret;
+	__u64 ob = __sync_lock_test_and_set(&st->brk_last, nb);
+	struct stack_call_args a = { .call = MW_EV_BRK, .addr = ob, .new_addr = nb };
+
+	if (!ob) {
+		if (c->in.a0)
+			count(MW_CNT_BRK_UNSEEN);
+		return;
+	}
+	if (nb == ob) {
+		if (c->in.a0 && c->in.a0 != ob)
+			__sync_fetch_and_add(&st->failed_calls, 1);
+		return;
+	}
+	__sync_fetch_and_add(&st->brk_count, 1);
+	if (nb > ob)
+		__sync_fetch_and_add(&st->brk_grow_bytes, nb - ob);
+	else
+		__sync_fetch_and_add(&st->brk_shrink_bytes, ob - nb);
+
+	report(c, &a, nb > ob ? nb - ob : ob - nb, 0);
+}
+
+/* mmap(addr, len, prot, flags, fd, off) returned the mapping's address. */
+static __always_inline void account_mmap(struct mw_call *c)
+{
+	struct mw_proc_stats *st = c->st;
+	__u64 addr = (__u64)c->ret, len = page_round(c->in.a1);
+	struct stack_call_args a = { .call = MW_EV_MMAP, .addr = addr, .len = len, .flags = c->in.a3 };
+
+	__sync_fetch_and_add(&st->mmap_count, 1);
+	__sync_fetch_and_add(&st->mmap_bytes, len);
+	if (c->in.a3 & MAP_FIXED) {
+		/* MAP_FIXED replaced whatever was mapped there */
+		__u64 gone = untrack(st, c->tgid, c->mm, addr, addr + len);
+
+		if (gone)
+			add_outstanding(st, -(__s64)gone);
+	}
+	if (track(st, c->tgid, c->mm, addr, len))
+		add_outstanding(st, len);
+
+	report(c, &a, len, (__u32)c->in.a2);
+}
+
+/* munmap(addr, len): bytes no traced mapping accounted for count as untracked. */
+static __always_inline void account_munmap(struct mw_call *c)
+{
+	struct mw_proc_stats *st = c->st;
+	__u64 addr = c->in.a0, len = page_round(c->in.a1);
+	__u64 gone = untrack(st, c->tgid, c->mm, addr, addr + len);
+	struct stack_call_args a = { .call = MW_EV_MUNMAP, .addr = addr, .len = len };
+
+	__sync_fetch_and_add(&st->munmap_count, 1);
+	__sync_fetch_and_add(&st->munmap_bytes, len);
+	if (gone)
+		add_outstanding(st, -(__s64)gone);
+	if (len > gone)
+		__sync_fetch_and_add(&st->untracked_unmap_bytes, len - gone);
+
+	report(c, &a, len, 0);
+}
+
+/* mremap(old_addr, old_len, new_len, flags, new_addr) returned the new address. A traced
+ * mapping moved or resized whole stays traced. */
+static __always_inline void account_mremap(struct mw_call *c)
+{
+	struct mw_proc_stats *st = c->st;
+	__u64 old_addr = c->in.a0, old_len = page_round(c->in.a1), new_len = page_round(c->in.a2);
+	__u64 new_addr = (__u64)c->ret, gone;
+	struct stack_call_args a = { .call = MW_EV_MREMAP, .addr = old_addr, .len = old_len,
+				     .new_addr = new_addr, .new_len = new_len, .flags = c->in.a3 };
+
+	__sync_fetch_and_add(&st->mremap_count, 1);
+	if (new_len > old_len)
+		__sync_fetch_and_add(&st->mremap_grow_bytes, new_len - old_len);
+	else
+		__sync_fetch_and_add(&st->mremap_shrink_bytes, old_len - new_len);
+	if (c->in.a3 & MREMAP_DONTUNMAP) {
+		/* the old range stays mapped (emptied); the new one is extra */
+		if (tracked_at(st, c->tgid, c->mm, old_addr) && track(st, c->tgid, c->mm, new_addr, new_len))
+			add_outstanding(st, new_len);
+	} else {
+		gone = untrack(st, c->tgid, c->mm, old_addr, old_addr + old_len);
+		if (gone == old_len && old_len) {
+			if (track(st, c->tgid, c->mm, new_addr, new_len))
+				add_outstanding(st, (__s64)new_len - (__s64)gone);
+			else
+				add_outstanding(st, -(__s64)gone);
+		} else if (gone) {
+			add_outstanding(st, -(__s64)gone);
+		}
+	}
+
+	report(c, &a, new_len > old_len ? new_len : old_len, 0);
+}
+
+/* Every traced syscall's exit, in either attach mode: find the process's counters, then account
+ * the call with its syscall's helper. */
 static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct mw_args in;
-	struct mw_proc_stats *st;
-	__u64 now, mm, jiffies;
-	__u32 tgid;
+	struct mw_call c;
+	__u64 jiffies;
 
 #ifdef MW_BENCH_EMPTY
 	return 0;   /* bench/bench_tracer.py: the cost of attaching alone, the floor of this design */
 #endif
-	syscall_args(regs, &in);
-
+	syscall_args(regs, &c.in);
+	c.task = task;
+	c.ret = ret;
 	/* the task's own field: a helper call less than bpf_get_current_pid_tgid(). Keys of
 	 * active_allocs use the initial namespace's tgid; events translate (visible_ids). */
-	tgid = task->tgid;
-	st = stats_of(task, kind != MW_EV_BRK);
-	if (!st)
+	c.tgid = task->tgid;
+	c.st = stats_of(task, kind != MW_EV_BRK);
+	if (!c.st)
 		return 0;
 	/* memwatch in a container follows the processes it can show, and no others: a process without
 	 * a pid there could never be listed, nor its mappings swept (see Tracer.forget_processes) */
-	if (cfg.pidns_ino && !st->ns_tgid)
+	if (cfg.pidns_ino && !c.st->ns_tgid)
 		return 0;
 	/* Reading the clock costs more than the rest of the bookkeeping (~80 ns in a VM): read it
 	 * once per jiffy per process; last_seen_ns is then exact to a jiffy, which is all the rate
 	 * limiter and "last seen" need. Streamed events read it themselves. */
 	jiffies = bpf_jiffies64();
-	if (st->last_seen_jiffies != jiffies) {
-		st->last_seen_jiffies = jiffies;
-		st->last_seen_ns = bpf_ktime_get_boot_ns();
+	if (c.st->last_seen_jiffies != jiffies) {
+		c.st->last_seen_jiffies = jiffies;
+		c.st->last_seen_ns = bpf_ktime_get_boot_ns();
 	}
-	now = st->last_seen_ns;
-	mm = (__u64)task->mm;
+	c.now = c.st->last_seen_ns;
+	c.mm = (__u64)task->mm;
 
-	if (kind == MW_EV_BRK) {
-		/* brk returns the new break; the old one when it failed or was a query (brk(0)). The
-		 * old break is the one recorded last time (or seeded at exec, fork or attach): the
-		 * kernel changes a process's break only through brk, under its mmap lock. */
-		__u64 nb = (__u64)ret;
-		__u64 ob = __sync_lock_test_and_set(&st->brk_last, nb);
-
-		if (!ob) {
-			if (in.a0)
-				count(MW_CNT_BRK_UNSEEN);
-			return 0;
-		}
-		if (nb == ob) {
-			if (in.a0 && in.a0 != ob)
-				__sync_fetch_and_add(&st->failed_calls, 1);
-			return 0;
-		}
-		__sync_fetch_and_add(&st->brk_count, 1);
-		if (nb > ob)
-			__sync_fetch_and_add(&st->brk_grow_bytes, nb - ob);
-		else
-			__sync_fetch_and_add(&st->brk_shrink_bytes, ob - nb);
-		if (event_allowed(st, now, nb > ob ? nb - ob : ob - nb))
-			emit_call(st, kind, task, ob, 0, nb, 0, 0, 0);
-		if (st->stacks) {
-			struct stack_call_args a = { .call = kind, .addr = ob, .new_addr = nb };
-
-			emit_stack(st, &a);
-		}
+	if (kind == MW_EV_BRK) {   /* judged by its result alone: see account_brk */
+		account_brk(&c);
 		return 0;
 	}
-
 	if (is_err(ret)) {
-		__sync_fetch_and_add(&st->failed_calls, 1);
+		__sync_fetch_and_add(&c.st->failed_calls, 1);
 		return 0;
 	}
-
-	if (kind == MW_EV_MMAP) {
-		__u64 addr = (__u64)ret, len = page_round(in.a1);
-
-		__sync_fetch_and_add(&st->mmap_count, 1);
-		__sync_fetch_and_add(&st->mmap_bytes, len);
-		if (in.a3 & MAP_FIXED) {
-			/* MAP_FIXED replaced whatever was mapped there */
-			__u64 gone = untrack(st, tgid, mm, addr, addr + len);
-
-			if (gone)
-				add_outstanding(st, -(__s64)gone);
-		}
-		if (track(st, tgid, mm, addr, len))
-			add_outstanding(st, len);
-		if (event_allowed(st, now, len))
-			emit_call(st, kind, task, addr, len, 0, 0, (__u32)in.a3, (__u32)in.a2);
-		if (st->stacks) {
-			struct stack_call_args a = { .call = kind, .addr = addr, .len = len, .flags = in.a3 };
-
-			emit_stack(st, &a);
-		}
-		return 0;
-	}
-
-	if (kind == MW_EV_MUNMAP) {
-		__u64 addr = in.a0, len = page_round(in.a1);
-		__u64 gone = untrack(st, tgid, mm, addr, addr + len);
-
-		__sync_fetch_and_add(&st->munmap_count, 1);
-		__sync_fetch_and_add(&st->munmap_bytes, len);
-		if (gone)
-			add_outstanding(st, -(__s64)gone);
-		if (len > gone)
-			__sync_fetch_and_add(&st->untracked_unmap_bytes, len - gone);
-		if (event_allowed(st, now, len))
-			emit_call(st, kind, task, addr, len, 0, 0, 0, 0);
-		if (st->stacks) {
-			struct stack_call_args a = { .call = kind, .addr = addr, .len = len };
-
-			emit_stack(st, &a);
-		}
-		return 0;
-	}
-
-	if (kind == MW_EV_MREMAP) {
-		__u64 old_addr = in.a0, old_len = page_round(in.a1), new_len = page_round(in.a2);
-		__u64 new_addr = (__u64)ret, gone = 0;
-
-		__sync_fetch_and_add(&st->mremap_count, 1);
-		if (new_len > old_len)
-			__sync_fetch_and_add(&st->mremap_grow_bytes, new_len - old_len);
-		else
-			__sync_fetch_and_add(&st->mremap_shrink_bytes, old_len - new_len);
-		if (in.a3 & MREMAP_DONTUNMAP) {
-			/* the old range stays mapped (emptied); the new one is extra */
-			if (tracked_at(st, tgid, mm, old_addr) && track(st, tgid, mm, new_addr, new_len))
-				add_outstanding(st, new_len);
-		} else {
-			gone = untrack(st, tgid, mm, old_addr, old_addr + old_len);
-			if (gone == old_len && old_len) {
-				/* a traced mapping moved or resized: it stays traced */
-				if (track(st, tgid, mm, new_addr, new_len))
-					add_outstanding(st, (__s64)new_len - (__s64)gone);
-				else
-					add_outstanding(st, -(__s64)gone);
-			} else if (gone) {
-				add_outstanding(st, -(__s64)gone);
-			}
-		}
-		if (event_allowed(st, now, new_len > old_len ? new_len : old_len))
-			emit_call(st, kind, task, old_addr, old_len, new_addr, new_len, (__u32)in.a3, 0);
-		if (st->stacks) {
-			struct stack_call_args a = { .call = kind, .addr = old_addr, .len = old_len,
-						     .new_addr = new_addr, .new_len = new_len, .flags = in.a3 };
-
-			emit_stack(st, &a);
-		}
-	}
+	if (kind == MW_EV_MMAP)
+		account_mmap(&c);
+	else if (kind == MW_EV_MUNMAP)
+		account_munmap(&c);
+	else if (kind == MW_EV_MREMAP)
+		account_mremap(&c);
 	return 0;
 }
 
@@ -826,7 +855,9 @@ static __always_inline bool compat_syscall(void)
 #if defined(__TARGET_ARCH_x86)
 	struct task_struct *task = bpf_get_current_task_btf();
 
-	/* 32-bit syscalls use other numbers; the per-syscall tracepoints skip them too */
+	/* 32-bit syscalls use other numbers; the per-syscall tracepoints skip them too. CO-RE: x86
+	 * keeps TS_COMPAT in thread_info.status, and thread_info inside task_struct
+	 * (THREAD_INFO_IN_TASK, every x86 kernel since 4.9); arm64 has no 32-bit path to skip here. */
 	return task->thread_info.status & TS_COMPAT;
 #else
 	return false;
@@ -907,8 +938,8 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 
 		fill_header(&e->hdr, MW_EV_EXIT, tgid, tid, bpf_ktime_get_boot_ns());
 		e->start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
-		/* SIGNAL_GROUP_EXIT: exit_group() or a fatal signal set the group's status */
-		e->exit_status = (sflags & 0x00000004) ? BPF_CORE_READ(task, signal, group_exit_code)
+		/* exit_group() or a fatal signal set the group's status */
+		e->exit_status = (sflags & SIGNAL_GROUP_EXIT) ? BPF_CORE_READ(task, signal, group_exit_code)
 						       : BPF_CORE_READ(task, exit_code);
 		e->maxrss_pages = BPF_CORE_READ(task, signal, maxrss);
 		BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
@@ -1004,7 +1035,10 @@ int dump_stats(struct bpf_iter__task *ctx)
 	return 0;
 }
 
-/* Kernels before 6.2 kept RSS in atomics, not per-CPU counters. */
+/* CO-RE: kernels before 6.2 ("mm: convert mm's rss stats into percpu_counter") kept RSS in
+ * struct mm_rss_stat, an array of atomics; since then mm->rss_stat is an array of percpu_counters,
+ * whose count is the global part only (per-CPU deltas not folded in: it may run a little low).
+ * The ___old flavour matches the old layout only on kernels whose BTF has struct mm_rss_stat. */
 struct mm_rss_stat___old {
 	atomic_long_t count[4];
 } __attribute__((preserve_access_index));
@@ -1026,9 +1060,10 @@ static __always_inline __u64 rss_pages(struct mm_struct *mm, int member)
 	return v > 0 ? v : 0;
 }
 
-/* Kernels before 5.5 kept a kernfs node's id in a union whose low 32 bits were the inode number;
- * since 5.5 it is a u64 that is the inode number itself on 64-bit machines. memwatch needs 5.15
- * for other reasons, so only the new layout is met; the old one is read right all the same. */
+/* CO-RE: kernels before 5.5 ("kernfs: convert kernfs_node->id from union kernfs_node_id to u64")
+ * kept a kernfs node's id in a union whose low 32 bits were the inode number; since 5.5 it is a
+ * u64 that is the inode number itself on 64-bit machines. memwatch needs 5.15 for other reasons
+ * (bpf_task_pt_regs), so only the new layout is met; the old one is read right all the same. */
 union kernfs_node_id___old {
 	struct {
 		__u32 ino;
@@ -1044,8 +1079,9 @@ struct kernfs_node___old {
 /*
  * The id of a task's memory cgroup: task->cgroups->subsys[memory_cgrp_id]->cgroup->kn->id, the
  * inode number of the cgroup's directory, which user space maps back to a path. memory_cgrp_id
- * is an enum value that depends on which controllers the kernel was built with: CO-RE reads it
- * from the running kernel's BTF (0 when CONFIG_MEMCG is off). On a v1 memory hierarchy this is
+ * is an enum value that depends on which controllers the kernel was built with (its
+ * configuration, not its version): CO-RE reads it from the running kernel's BTF (0 when
+ * CONFIG_MEMCG is off), and the index is checked against the running kernel's size of subsys[]. On a v1 memory hierarchy this is
  * the v1 cgroup; on v2, the nearest cgroup that has the memory controller enabled.
  */
 static __always_inline __u64 memcg_id(struct task_struct *task)
@@ -1093,7 +1129,9 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 
 	count(MW_CNT_OOM);
 	if (bpf_core_field_exists(struct trace_event_raw_mark_victim, uid)) {
-		/* since 6.8: mark_victim(struct task_struct *task, uid_t uid) */
+		/* CO-RE: since 6.8 ("mm: update mark_victim tracepoints fields") the tracepoint is
+		 * mark_victim(struct task_struct *task, uid_t uid); its event gained a uid field then,
+		 * which is how the running kernel's BTF tells the two apart */
 		__u32 tgid, tid;
 
 		task = (struct task_struct *)ctx->args[0];
@@ -1112,9 +1150,9 @@ int handle_oom(struct bpf_raw_tracepoint_args *ctx)
 		mm = BPF_CORE_READ(task, mm);
 		if (mm) {
 			e->total_vm_pages = BPF_CORE_READ(mm, total_vm);
-			e->file_rss_pages = rss_pages(mm, 0);   /* MM_FILEPAGES */
-			e->anon_rss_pages = rss_pages(mm, 1);   /* MM_ANONPAGES */
-			e->shmem_rss_pages = rss_pages(mm, 3);  /* MM_SHMEMPAGES */
+			e->file_rss_pages = rss_pages(mm, MM_FILEPAGES);
+			e->anon_rss_pages = rss_pages(mm, MM_ANONPAGES);
+			e->shmem_rss_pages = rss_pages(mm, MM_SHMEMPAGES);
 		}
 	} else {
 		/* older kernels: mark_victim(int pid), a pid of the initial namespace; no task to read

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # htop, sqlite3, curl and iproute2 (ip): tests/test_readme.py runs the commands the docs show with them
-APT_PACKAGES=(clang llvm bpftool libbpf1 libbpf-dev gcc libc6-dev make prometheus util-linux htop sqlite3 curl
+APT_PACKAGES=(clang llvm bpftool libbpf1 libbpf-dev gcc libc6-dev make prometheus util-linux htop btop sqlite3 curl
               iproute2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

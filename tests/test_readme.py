@@ -849,6 +849,10 @@ check_bench_procfs = bench(
     (rf"^  moving\s+\d+\s+[\d.]+\s+[\d.]+\s+{RATIO}$", 1),
     (rf"^  (stat \(kept open, pread\)|statm|status)\s+[\d.]+\s+{RATIO}$", 3),
 )
+check_bench_memory = bench(
+    (rf"^ +full(\+after)? \(tick +\d+\): store \+ snapshot +[\d.]+ MiB, +\d+ B/process, {RATIO} the typed arrays$", 2),
+    (r"^flat once full: full\+5 ticks / full = \d+\.\d\d; \d+ ms a tick$", 1),
+)
 check_bench_tick = bench(
     (r"^  \+\s+(0|100) extra .* /proc only .*, (\d+\.\d\d)x psutil\); with eBPF .* \(\d+\.\d\dx psutil\)", 2),
     (r"^    per 1,000 processes: tick /proc .* ms, iterator .* ms \(\d+\.\d\dx /proc\); table read /proc .* ms, "
@@ -869,9 +873,11 @@ check_bench_spike = bench(
     (rf"^  2nd spike .* MB +{RATIO}  \(", 1),
 )
 check_bench_dashboard = bench(
-    (r"^\(a\) CPU over 6s, 100 processes, interval 1s, live collector", 1),
-    (r"^    htop -d 10 in a pty: +\d+\.\d\d% of one core", 1),
+    (r"^\(a\) CPU over 6s, \+100 extra processes, interval 1s, live collector, each monitor in its own "
+     r"120x40 pty$", 1),
+    (r"^    (memwatch|htop -d 10|btop update_ms 1000): +\d+\.\d\d% of one core, RSS +[\d.]+ MiB$", 3),
     (rf"^    ratio memwatch/htop: +{RATIO}$", 1),
+    (rf"^    ratio memwatch/btop: +{RATIO}$", 1),
     (rf"^    p50 [\d.]+ ms   p95 [\d.]+ ms   max [\d.]+ ms   \(target p95 <= 50 ms: {RATIO} of it\)$", 1),
 )
 _check_bench_groups = bench(
@@ -961,6 +967,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_tracer.py": Way(check_bench_tracer, "bench"),
     ".venv/bin/python bench/bench_procfs.py": Way(check_bench_procfs, "bench"),
     ".venv/bin/python bench/bench_tick.py": Way(check_bench_tick, "bench"),
+    ".venv/bin/python bench/bench_memory.py": Way(check_bench_memory, "bench"),
     ".venv/bin/python bench/bench_exporter.py": Way(check_bench_exporter, "bench"),
     ".venv/bin/python bench/bench_spike.py": Way(check_bench_spike, "bench"),
     ".venv/bin/python bench/bench_dashboard.py --live": Way(check_bench_dashboard, "bench"),

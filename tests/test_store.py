@@ -219,6 +219,43 @@ def test_histories_in_snapshots_share_chunks_and_stay_frozen() -> None:
     assert snaps[CHUNK + 2].processes[0].rss_history[-3:] == (CHUNK, CHUNK + 1, CHUNK + 2)
 
 
+def test_history_rings_keep_exactly_the_last_window() -> None:
+    """Runs of equal values (kept as one number) mixed with changing ones (packed), any window."""
+    import random
+
+    from memwatch.store import _Ring
+
+    rng = random.Random(5)
+    for cap in (1, 3, 15, 16, 17, 32, 120):
+        for code in "qd":
+            ring, window = _Ring(code, cap), []
+            for i in range(400):
+                v = rng.choice([0, 1, 5]) if rng.random() < 0.7 else rng.randint(-10**12, 10**12)
+                value = float(v) / 3 if code == "d" else v
+                ring.append(value)
+                window = [*window, value][-cap:]
+                assert ring.history() == tuple(window), (cap, code, i)
+                assert len(ring.history()) == len(window)
+
+
+def test_an_idle_history_is_a_few_shared_references() -> None:
+    """10,000 processes, most idle: an unchanging history holds no packed copies, and once its
+    window is full every snapshot gets the very same History object."""
+    from memwatch.store import CHUNK
+
+    store = Store(history_len=3 * CHUNK)
+    idle, busy = sample(1, 10), sample(2, 20)
+    snaps = [store.update(float(i), 1, [idle, replace(busy, rss_kb=1000 + i)], None, SYSTEM, ON)
+             for i in range(4 * CHUNK)]
+    ring = store._procs[idle.key].rss
+    assert ring.chunks and all(c is ring.chunks[0] and not isinstance(c, bytes) for c in ring.chunks)
+    assert ring.tail is None
+    assert snaps[-1].by_key[idle.key].rss_history is snaps[-2].by_key[idle.key].rss_history
+    assert snaps[-1].by_key[idle.key].rss_history == (1000,) * (3 * CHUNK)
+    assert snaps[-1].by_key[busy.key].rss_history == tuple(range(1000 + CHUNK, 1000 + 4 * CHUNK))
+    assert all(isinstance(c, bytes) for c in store._procs[busy.key].rss.chunks)
+
+
 def test_recent_len_zero_keeps_no_call_events() -> None:
     """The exporter's store: calls are counted, never kept (nor waiting for their process); exits are."""
     store = Store(recent_len=0)

@@ -11,7 +11,8 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar, overload
+from itertools import repeat
+from typing import TypeVar, cast, overload
 
 ProcessKey = tuple[int, int]
 """(pid, start time in clock ticks since boot): a pid alone is not an identity, pids are reused."""
@@ -20,23 +21,39 @@ ProcessKey = tuple[int, int]
 _N = TypeVar("_N", int, float)
 
 
+CHUNK = 16
+"""Points per full chunk of a history."""
+
+Chunk = bytes | int | float
+"""A history's chunk: CHUNK packed values, or one number standing for CHUNK copies of itself."""
+
+
 class History(Sequence[_N]):
     """An immutable history: chunks of packed values shared with the store, decoded when read.
 
     The store keeps histories as rings of immutable chunks, and every tick hands each process's
     history to readers that mostly never look at it (only the rows on screen draw a trend): a
-    History shares the ring's full chunks and copies only its partial last chunk, so a snapshot
-    of thousands of processes costs little time and memory. It compares equal to a tuple.
+    History shares the ring's tuple of full chunks and holds its partial last chunk (``tail``)
+    apart, so a snapshot of thousands of processes costs little time and memory. Most processes
+    are idle: a chunk whose values are all one number is that number, not 16 packed copies, and
+    a numeric tail stands for as many copies as the length still needs. It compares equal to a
+    tuple.
     """
 
-    __slots__ = ("_chunks", "_code", "_len", "_start")
+    __slots__ = ("_chunks", "_code", "_len", "_start", "_tail")
 
-    def __init__(self, chunks: tuple[bytes, ...], typecode: str, start: int = 0, length: int | None = None) -> None:
+    def __init__(self, chunks: tuple[Chunk, ...], typecode: str, start: int = 0, length: int | None = None,
+                 tail: Chunk | None = None) -> None:
         self._chunks = chunks
         self._code = typecode
         self._start = start
+        self._tail = tail
         if length is None:
-            length = sum(len(c) for c in chunks) // array(typecode).itemsize - start
+            if tail is not None and not isinstance(tail, bytes):
+                raise ValueError("a numeric tail needs the history's length")
+            size = array(typecode).itemsize
+            length = sum(len(c) // size if isinstance(c, bytes) else CHUNK for c in chunks) - start
+            length += len(tail) // size if tail is not None else 0
         self._len = length
 
     @classmethod
@@ -46,9 +63,17 @@ class History(Sequence[_N]):
     def _values(self) -> array[_N]:
         out: array[_N] = array(self._code)
         for chunk in self._chunks:
-            out.frombytes(chunk)
+            if isinstance(chunk, bytes):
+                out.frombytes(chunk)
+            else:
+                out.extend(repeat(cast(_N, chunk), CHUNK))
+        tail, end = self._tail, self._start + self._len
+        if isinstance(tail, bytes):
+            out.frombytes(tail)
+        elif tail is not None:
+            out.extend(repeat(cast(_N, tail), max(0, end - len(out))))
         if self._start or len(out) != self._len:
-            out = out[self._start:self._start + self._len]
+            out = out[self._start:end]
         return out
 
     def __len__(self) -> int:

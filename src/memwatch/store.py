@@ -1,9 +1,10 @@
 """The state store: merges /proc ticks, kernel counters and ring-buffer events into snapshots.
 
 Processes are keyed by (pid, start ticks), so a reused pid starts with empty counters and history.
-Histories live in rings of packed, immutable chunks (8 bytes a point) because a busy machine has
-thousands of processes; a snapshot shares the full chunks and copies only the last partial one,
-so readers never see a history change and snapshots stay cheap.
+Histories live in rings of immutable chunks (packed, 8 bytes a point, or one number for a chunk of
+equal values) because a busy machine has thousands of processes, most of them idle; a snapshot
+shares the full chunks and copies only the last partial one, so readers never see a history
+change and snapshots stay cheap.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from memwatch.cgroups import CgroupReading
 from memwatch.groups import ancestors, build_cgroups, build_users
 from memwatch.leak import DEFAULT_WARMUP_S, LeakPolicy, LeakVerdict, assess
 from memwatch.model import (
+    CHUNK,
+    Chunk,
     Event,
     EventKind,
     History,
@@ -40,20 +44,54 @@ _FLAT = LeakVerdict(0.0, False, None)
 _NO_CALLS = KernelCounts()
 
 
-CHUNK = 16
-"""Points per immutable chunk of a history ring."""
+_ZERO_RUNS: dict[int, tuple[Chunk, ...]] = {}
+_ZERO_HISTORIES: dict[tuple[str, int], History[Any]] = {}
+
+
+def _zero_run(n: int) -> tuple[Chunk, ...]:
+    """n chunks of zeros: most processes' outstanding bytes and call rates, shared by all of them."""
+    run = _ZERO_RUNS.get(n)
+    if run is None:
+        run = _ZERO_RUNS[n] = (0,) * n
+    return run
+
+
+def _constant(code: str, cap: int, value: Any) -> History[Any]:
+    """A full window of one value; the zero ones are shared by every ring of their kind."""
+    if value != 0:
+        return History((), code, 0, cap, value)
+    key = (code, cap)
+    history = _ZERO_HISTORIES.get(key)
+    if history is None:
+        history = _ZERO_HISTORIES[key] = History((), code, 0, cap, value)
+    return history
 
 
 class _Ring:
-    """A bounded history whose full chunks are immutable bytes, shared with every snapshot."""
+    """A bounded history whose full chunks are immutable, shared with every snapshot.
 
-    __slots__ = ("cap", "chunks", "code", "size", "start", "tail")
+    Memory is the point (10,000 processes, three histories each): full chunks sit in one tuple
+    that snapshots share as it is; a chunk whose 16 values are equal is kept as that one number
+    (a run of such chunks shares the number object), and so is the partial tail until a second
+    value arrives. An idle process's history is then a few references (runs of zeros, the most
+    common, are shared by every ring), and once its whole window holds one value every snapshot
+    gets the same History object.
+    """
+
+    __slots__ = ("cap", "chunks", "code", "constant", "last", "ntail", "run", "size", "start", "tail")
 
     def __init__(self, code: str, cap: int) -> None:
         self.code = code
         self.cap = cap
-        self.chunks: list[bytes] = []  # a few items: a list is far smaller than a deque
-        self.tail: array[Any] = array(code)
+        self.chunks: tuple[Chunk, ...] = ()
+        self.tail: array[Any] | None = None
+        """The partial chunk, packed; None while its ntail values all equal ``last``."""
+        self.ntail = 0
+        self.last: Any = None
+        self.run = 0
+        """How many of the newest values equal ``last`` (at most cap)."""
+        self.constant: History[Any] | None = None
+        """The History of a full window of ``last`` alone, handed to every snapshot while it lasts."""
         self.start = 0
         self.size = 0
 
@@ -61,21 +99,50 @@ class _Ring:
         return self.size
 
     def append(self, value: float) -> None:
+        last = self.last
+        if self.run and value == last:
+            value = last  # one shared object for a run of equal values
+            if self.run < self.cap:
+                self.run += 1
+        else:
+            self.run = 1
+            self.constant = None
         tail = self.tail
-        tail.append(value)
-        if len(tail) == CHUNK:
-            self.chunks.append(tail.tobytes())
-            self.tail = array(self.code)
+        if tail is not None:
+            tail.append(value)
+        elif self.ntail and value is not last:
+            tail = self.tail = array(self.code, repeat(last, self.ntail))
+            tail.append(value)
+        self.last = value
+        self.ntail += 1
+        if self.ntail == CHUNK:
+            chunks = self.chunks
+            if tail is None and value == 0 and chunks is _zero_run(len(chunks)):
+                self.chunks = _zero_run(len(chunks) + 1)
+            else:
+                self.chunks = (*chunks, tail.tobytes() if tail is not None else value)
+            self.tail = None
+            self.ntail = 0
         if self.size < self.cap:
             self.size += 1
         else:
             self.start += 1
             if self.start == CHUNK:
-                del self.chunks[0]
+                chunks = self.chunks
+                self.chunks = _zero_run(len(chunks) - 1) if chunks is _zero_run(len(chunks)) else chunks[1:]
                 self.start = 0
 
     def history(self) -> History[Any]:
-        return History((*self.chunks, self.tail.tobytes()), self.code, self.start, self.size)
+        if self.run == self.size == self.cap:
+            if self.constant is None:
+                self.constant = _constant(self.code, self.cap, self.last)
+            return self.constant
+        tail: Chunk | None = None
+        if self.tail is not None:
+            tail = self.tail.tobytes()
+        elif self.ntail:
+            tail = self.last
+        return History(self.chunks, self.code, self.start, self.size, tail)
 
     def values(self) -> array[Any]:
         return self.history()._values()
