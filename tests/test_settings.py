@@ -191,7 +191,7 @@ def test_the_cli_says_a_broken_file_once_and_starts_with_defaults(
     seen: list[dict[str, object]] = []
     monkeypatch.setattr(app_module, "run_dashboard", lambda source, **kw: seen.append(kw) or 0)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.setattr(cli, "_live_source", lambda args: object())
+    monkeypatch.setattr(cli, "_live_source", lambda args, **_: object())
     assert cli.main(["--config", str(path)]) == 0
     err = capsys.readouterr().err
     assert err == (f"memwatch: settings file {path}: unknown column 'nope'; choose among "
@@ -210,7 +210,7 @@ def test_the_dashboard_reads_xdg_config_home(tmp_path: Path, monkeypatch: pytest
     seen: list[dict[str, object]] = []
     monkeypatch.setattr(app_module, "run_dashboard", lambda source, **kw: seen.append(kw) or 0)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.setattr(cli, "_live_source", lambda args: object())
+    monkeypatch.setattr(cli, "_live_source", lambda args, **_: object())
     assert cli.main([]) == 0
     assert seen[0]["sort"] == "name" and seen[0]["theme"] == "nord"
 
