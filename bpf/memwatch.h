@@ -124,9 +124,13 @@ struct mw_proc_stats {
 };
 
 /* What the dump_stats iterator writes for each process: Python reads all of them in one go. */
-struct mw_stats_record {
+struct mw_stats_record_head {
 	__u32 tgid;                /* in memwatch's pid namespace; 0: the process has no pid there */
 	__u32 host_tgid;           /* in the initial namespace, as active_allocs keys it */
+};
+
+struct mw_stats_record {
+	struct mw_stats_record_head head;
 	struct mw_proc_stats stats;
 };
 

@@ -1021,16 +1021,16 @@ int dump_stats(struct bpf_iter__task *ctx)
 {
 	struct task_struct *task = ctx->task;
 	struct mw_proc_stats *st;
-	__u32 head[2];
+	struct mw_stats_record_head head;   /* struct mw_stats_record, written in two parts */
 
 	if (!task || task->pid != task->tgid)
 		return 0;   /* thread group leaders only */
 	st = bpf_task_storage_get(&proc_stats, task, 0, 0);
 	if (!st || !active(st))
 		return 0;   /* seeded at fork, exec or attach but no call since: nothing to report */
-	head[0] = st->ns_tgid;
-	head[1] = task->tgid;   /* active_allocs is keyed by it: the sweep needs it */
-	bpf_seq_write(ctx->meta->seq, head, sizeof(head));
+	head.tgid = st->ns_tgid;
+	head.host_tgid = task->tgid;   /* active_allocs is keyed by it: the sweep needs it */
+	bpf_seq_write(ctx->meta->seq, &head, sizeof(head));
 	bpf_seq_write(ctx->meta->seq, st, sizeof(*st));
 	return 0;
 }

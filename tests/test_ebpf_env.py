@@ -144,8 +144,8 @@ def test_stats_records_parse_every_member_by_name() -> None:
     recs = (MwStatsRecord * 2)()
     numbers = [f for f in RawStats.__dataclass_fields__ if f not in ("tgid", "comm")]
     for n, rec in enumerate(recs):
-        rec.tgid = 100 + n
-        rec.host_tgid = 5000 + n
+        rec.head.tgid = 100 + n
+        rec.head.host_tgid = 5000 + n
         for i, name in enumerate(numbers):
             setattr(rec.stats, name, 1000 * (n + 1) + i)
         rec.stats.comm = b"[red]x\xff"

@@ -90,8 +90,12 @@ class MwProcStats(ctypes.Structure):
     ]
 
 
+class MwStatsRecordHead(ctypes.Structure):
+    _fields_ = [("tgid", c_uint32), ("host_tgid", c_uint32)]
+
+
 class MwStatsRecord(ctypes.Structure):
-    _fields_ = [("tgid", c_uint32), ("host_tgid", c_uint32), ("stats", MwProcStats)]
+    _fields_ = [("head", MwStatsRecordHead), ("stats", MwProcStats)]
 
 
 class MwEventHeader(ctypes.Structure):
@@ -211,6 +215,7 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_config": MwConfig,
     "mw_counters": MwCounters,
     "mw_proc_stats": MwProcStats,
+    "mw_stats_record_head": MwStatsRecordHead,
     "mw_stats_record": MwStatsRecord,
     "mw_event_header": MwEventHeader,
     "mw_call_event": MwCallEvent,
