@@ -257,15 +257,7 @@ def _event_from_dict(d: Any) -> Event:
 
 
 def _events(d: dict[str, Any], name: str) -> tuple[Event, ...]:
-    if name not in d:
-        return ()
-    out = []
-    for i, e in enumerate(_list(d, name)):
-        try:
-            out.append(_event_from_dict(e))
-        except _Bad as exc:
-            raise exc.inside(f"{name}[{i}]") from None
-    return tuple(out)
+    return _items(d, name, _event_from_dict)
 
 
 # --- ProcessView ----------------------------------------------------------------------------------
@@ -360,11 +352,12 @@ def _user_view_from_dict(d: Any) -> UserView:
     return UserView(**kw)
 
 
-_G = TypeVar("_G", CgroupView, UserView)
+_T = TypeVar("_T")
 
 
-def _groups(d: dict[str, Any], name: str, read: Callable[[Any], _G]) -> tuple[_G, ...]:
-    """A list of cgroups or users; absent (a frame written before groups existed): none."""
+def _items(d: dict[str, Any], name: str, read: Callable[[Any], _T]) -> tuple[_T, ...]:
+    """A list of events, cgroups or users, each read by ``read``; a bad one is named by its place;
+    absent (a frame written before they existed): none."""
     if name not in d:
         return ()
     out = []
@@ -444,8 +437,8 @@ def _snapshot_from_dict(d: Any) -> Snapshot:
         if type(position) is not list or len(position) != 2 or {*map(type, position)} != _INT_TYPES:
             raise _Bad("replay_position", f"should be two integers or null, not {_show(position)}")
         kw["replay_position"] = (position[0], position[1])
-    kw["cgroups"] = _groups(d, "cgroups", _cgroup_view_from_dict)
-    kw["users"] = _groups(d, "users", _user_view_from_dict)
+    kw["cgroups"] = _items(d, "cgroups", _cgroup_view_from_dict)
+    kw["users"] = _items(d, "users", _user_view_from_dict)
     return Snapshot(**kw)
 
 
