@@ -36,13 +36,12 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from memwatch.ebpf import Tracer, TracerConfig, parse_stack_record
-from memwatch.ebpf.errors import tracefs_dir
 from memwatch.stacks.elf import ElfFile
 from memwatch.stacks.unwind import ElfCache, ProcessModules, unwind
+from pinned_loop import LOOP_CPU, not_root, off_the_loop_cpu
 from smoke import smoke_defaults
 
 HERE = Path(__file__).parent
-LOOP_CPU = max(os.sched_getaffinity(0))
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 
 
@@ -234,25 +233,14 @@ def main() -> int:
     ap.add_argument("--skip-kernel", action="store_true")
     smoke_defaults(ap, pairs=20_000, rounds=2)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("this benchmark loads eBPF programs: run it as root", file=sys.stderr)
+    if not_root():
         return 2
-    others = os.sched_getaffinity(0) - {LOOP_CPU}
-    if others:
-        os.sched_setaffinity(0, others)
-    mounted = False
-    if tracefs_dir() is None:
-        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
-        mounted = True
-    try:
+    with off_the_loop_cpu():
         loop = build_loop()
         if not args.skip_kernel:
             kernel_cost(loop, args.pairs, args.rounds)
         user_cost()
         libc_cost()
-    finally:
-        if mounted:
-            subprocess.run(["umount", "/sys/kernel/tracing"])
     return 0
 
 

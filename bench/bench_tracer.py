@@ -26,7 +26,6 @@ to show what it costs; "measuring its cost" is the tracer while that timing is o
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import statistics
@@ -40,14 +39,10 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from memwatch.ebpf import Tracer, TracerConfig
-from memwatch.ebpf.errors import tracefs_dir
+from pinned_loop import LOOP_CPU, not_root, off_the_loop_cpu
 from smoke import smoke_defaults
 
 HERE = Path(__file__).parent
-# The loop runs pinned to one CPU (the last) and, where there are others, this process (the
-# consumer, bpftrace's parent) on the rest: the figure is the cost a traced call adds, not the
-# consumer's CPU time, which bench_tick.py and bench_dashboard.py measure.
-LOOP_CPU = max(os.sched_getaffinity(0))
 BPFTRACE_PROG = ("tracepoint:syscalls:sys_enter_mmap,tracepoint:syscalls:sys_enter_munmap "
                  "{ @calls[pid] = count(); }")
 
@@ -150,17 +145,9 @@ def main() -> int:
     ap.add_argument("--only", action="store_true", help="skip the bpftrace peer and the raw mode")
     smoke_defaults(ap, pairs=20_000, rounds=2)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("this benchmark loads eBPF programs: run it as root", file=sys.stderr)
+    if not_root():
         return 2
-    others = os.sched_getaffinity(0) - {LOOP_CPU}
-    if others:
-        os.sched_setaffinity(0, others)
-    mounted_here = False
-    if tracefs_dir() is None:
-        subprocess.run(["mount", "-t", "tracefs", "nodev", "/sys/kernel/tracing"], check=True)
-        mounted_here = True
-    try:
+    with off_the_loop_cpu():
         configs: dict[str, Callable[[], AbstractContextManager[None]]] = {
             "baseline (no tracer)": nothing,
         }
@@ -219,9 +206,6 @@ def main() -> int:
                 q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [1.0, 1.0, 1.0]
                 print(f"  {name:30s} {med:8.0f} {med - base:+7.0f} {statistics.median(rs):6.3f}"
                       f"  {q[0]:6.3f}-{q[2]:6.3f}")
-    finally:
-        if mounted_here:
-            subprocess.run(["umount", "/sys/kernel/tracing"])
     return 0
 
 
