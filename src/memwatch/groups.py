@@ -163,6 +163,25 @@ def ancestors(path: str) -> list[str]:
     return out
 
 
+def with_ancestors(cgroups: Iterable[CgroupView], paths: Iterable[str]) -> list[CgroupView]:
+    """The cgroups at ``paths`` and those above them, in the given order: what a tree of the
+    chosen ones needs to keep its shape."""
+    keep = set(paths)
+    keep.update(a for p in list(keep) for a in ancestors(p))
+    return [c for c in cgroups if c.path in keep]
+
+
+def cgroup_children(cgroups: Iterable[CgroupView]) -> dict[str | None, list[CgroupView]]:
+    """Each cgroup under its parent among ``cgroups``; under None the top ones (the root, or any
+    whose parent is not among them)."""
+    groups = list(cgroups)
+    present = {c.path for c in groups}
+    children: dict[str | None, list[CgroupView]] = {}
+    for c in groups:
+        children.setdefault(c.parent_path if c.parent_path in present else None, []).append(c)
+    return children
+
+
 @functools.lru_cache(maxsize=8192)
 def _ancestors(path: str) -> tuple[str, ...]:
     """:func:`ancestors`, remembered: the same few hundred paths come back every tick."""

@@ -33,7 +33,15 @@ from memwatch.fields import (
     header,
     plain_text,
 )
-from memwatch.groups import GROUP_SORT_KEYS, GROUP_SORTS, TreeNode, ancestors, process_tree, rank
+from memwatch.groups import (
+    GROUP_SORT_KEYS,
+    GROUP_SORTS,
+    TreeNode,
+    cgroup_children,
+    process_tree,
+    rank,
+    with_ancestors,
+)
 from memwatch.maps import Group, MemoryMap
 from memwatch.maps import Mapping as MapEntry
 from memwatch.model import CgroupView, Event, EventKind, GroupTotals, ProcessView, Snapshot, UserView
@@ -469,14 +477,9 @@ def _cgroup_rows(snapshot: Snapshot, sort: str, pids: Sequence[int]) -> list[Cgr
     groups = list(snapshot.cgroups)
     if pids:
         wanted = set(pids)
-        paths = {v.sample.memory_cgroup for v in snapshot.processes if v.pid in wanted and v.sample.memory_cgroup}
-        keep = paths | {a for p in paths for a in ancestors(p)}
-        groups = [c for c in groups if c.path in keep]
-    present = {c.path for c in groups}
-    children: dict[str | None, list[CgroupView]] = {}
-    for c in groups:
-        parent = c.parent_path if c.parent_path in present else None
-        children.setdefault(parent, []).append(c)
+        groups = with_ancestors(groups, {v.sample.memory_cgroup for v in snapshot.processes
+                                         if v.pid in wanted and v.sample.memory_cgroup})
+    children = cgroup_children(groups)
     out: list[CgroupView] = []
     stack = list(reversed(rank(children.get(None, []), sort)))
     while stack:

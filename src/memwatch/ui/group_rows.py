@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from memwatch.groups import GROUP_SORTS, ProcessTree, TreeNode, ancestors, rank
+from memwatch.groups import GROUP_SORTS, ProcessTree, TreeNode, cgroup_children, rank, with_ancestors
 from memwatch.model import CgroupView, ProcessKey, ProcessView, UserView
 
 Mode = Literal["processes", "tree", "cgroups", "users"]
@@ -172,17 +172,8 @@ def cgroup_rows(cgroups: Sequence[CgroupView], *, sort: str = "memory", descendi
     ``needle``, those whose name or path has it, and their ancestors."""
     groups = list(cgroups)
     if needle:
-        keep: set[str] = set()
-        for c in groups:
-            if cgroup_matches(c, needle):
-                keep.add(c.path)
-                keep.update(ancestors(c.path))
-        groups = [c for c in groups if c.path in keep]
-    present = {c.path for c in groups}
-    children: dict[str | None, list[CgroupView]] = {}
-    for c in groups:
-        parent = c.parent_path if c.parent_path in present else None
-        children.setdefault(parent, []).append(c)
+        groups = with_ancestors(groups, [c.path for c in groups if cgroup_matches(c, needle)])
+    children = cgroup_children(groups)
 
     def ranked(path: str | None) -> list[CgroupView]:
         out = rank(children.get(path, []), sort)
