@@ -6,7 +6,16 @@ import math
 from dataclasses import replace
 
 from memwatch.leak import LeakPolicy, assess, slope
-from memwatch.model import Event, EventKind, KernelCounts, ProcessSample, SmapsRollup, SystemMemory, TracerHealth
+from memwatch.model import (
+    SHARED_MIN_POINTS,
+    Event,
+    EventKind,
+    KernelCounts,
+    ProcessSample,
+    SmapsRollup,
+    SystemMemory,
+    TracerHealth,
+)
 from memwatch.store import Store
 
 SYSTEM = SystemMemory(total_kb=1000, available_kb=500, used_kb=500, free_kb=400, swap_total_kb=0, swap_used_kb=0)
@@ -239,21 +248,34 @@ def test_history_rings_keep_exactly_the_last_window() -> None:
 
 
 def test_an_idle_history_is_a_few_shared_references() -> None:
-    """10,000 processes, most idle: an unchanging history holds no packed copies, and once its
-    window is full every snapshot gets the very same History object."""
+    """10,000 processes, most idle: an unchanging process is visited until its history holds
+    SHARED_MIN_POINTS points (what the dashboard's TREND draws), then every snapshot gets the very
+    same view and its history is the last point repeated (Snapshot.history_of); when it changes
+    again, the ticks it sat out are filled in as runs of one value, not packed copies."""
     from memwatch.store import CHUNK
 
     store = Store(history_len=3 * CHUNK)
     idle, busy = sample(1, 10), sample(2, 20)
     snaps = [store.update(float(i), 1, [idle, replace(busy, rss_kb=1000 + i)], None, SYSTEM, ON)
              for i in range(4 * CHUNK)]
-    ring = store._procs[idle.key].rss
-    assert ring.chunks and all(c is ring.chunks[0] and not isinstance(c, bytes) for c in ring.chunks)
-    assert ring.tail is None
-    assert snaps[-1].by_key[idle.key].rss_history is snaps[-2].by_key[idle.key].rss_history
-    assert snaps[-1].by_key[idle.key].rss_history == (1000,) * (3 * CHUNK)
-    assert snaps[-1].by_key[busy.key].rss_history == tuple(range(1000 + CHUNK, 1000 + 4 * CHUNK))
+    assert len(store._procs[idle.key].rss) == SHARED_MIN_POINTS, "settled"
+    view = snaps[-1].by_key[idle.key]
+    assert view is snaps[SHARED_MIN_POINTS - 1].by_key[idle.key]
+    assert view is not snaps[SHARED_MIN_POINTS - 2].by_key[idle.key]
+    assert view.rss_history == (1000,) * SHARED_MIN_POINTS
+    assert snaps[-1].history_of(view).rss == (1000,) * (3 * CHUNK)
+    assert snaps[20].history_of(view).rss == (1000,) * 21
+    assert snaps[20].history_of(view).event_rate == (0.0,) * 21
+    assert snaps[20].current(view).rss_history == (1000,) * 21
+    assert snaps[2].history_of(snaps[2].by_key[idle.key]).rss == (1000,) * 3
+    assert snaps[-1].history_of(snaps[-1].by_key[busy.key]).rss == tuple(range(1000 + CHUNK, 1000 + 4 * CHUNK))
     assert all(isinstance(c, bytes) for c in store._procs[busy.key].rss.chunks)
+    moved = replace(idle, rss_kb=2000)
+    snap = store.update(float(4 * CHUNK), 1, [moved], None, SYSTEM, ON)
+    ring = store._procs[idle.key].rss
+    assert all(not isinstance(c, bytes) for c in ring.chunks[:-1]), "the sat-out ticks are runs"
+    assert snap.history_of(snap.by_key[idle.key]).rss == (1000,) * (3 * CHUNK - 1) + (2000,)
+    assert snap.by_key[idle.key].rss_history == (1000,) * (3 * CHUNK - 1) + (2000,)
 
 
 def test_recent_len_zero_keeps_no_call_events() -> None:
@@ -273,7 +295,7 @@ def test_recent_len_zero_keeps_no_call_events() -> None:
 
 def test_unchanged_processes_are_merged_once_and_their_views_shared() -> None:
     """A source hands out the same sample (and counts) objects for a process that did not change:
-    once its whole history window is of such ticks, the snapshots share its view."""
+    from the tick after its last change on, the snapshots share its view."""
     store = Store(history_len=4)
     idle, busy = sample(1, 10, rss=700), sample(2, 20, rss=100)
     counts = KernelCounts(mmap_count=3, outstanding_bytes=4096)
@@ -283,11 +305,12 @@ def test_unchanged_processes_are_merged_once_and_their_views_shared() -> None:
         busy = replace(busy, rss_kb=100 + t)
         snaps.append(store.update(float(t), 1.0, [idle, busy], {idle.key: counts, **busy_counts}, SYSTEM, ON))
     views = [{v.pid: v for v in s.processes} for s in snaps]
-    assert views[6][1] is views[5][1], "shared once the window is all unchanged ticks"
-    assert views[4][1] is not views[3][1]
-    assert views[7][1].rss_history == (700,) * 4 and views[7][1].outstanding_history == (4096,) * 4
-    assert views[7][1].cpu_percent == 0.0 and views[7][1].event_rate_history == (0.0,) * 4
-    assert views[7][2] is not views[6][2] and views[7][2].rss_history == (104, 105, 106, 107)
+    assert views[7][1] is views[3][1], "shared once its history is full (4 points here)"
+    assert views[3][1] is not views[2][1] and views[0][1].cpu_percent is None
+    history = snaps[7].history_of(views[7][1])
+    assert history.rss == (700,) * 4 and history.outstanding == (4096,) * 4
+    assert views[7][1].cpu_percent == 0.0 and history.event_rate == (0.0,) * 4
+    assert views[7][2] is not views[6][2] and snaps[7].history_of(views[7][2]).rss == (104, 105, 106, 107)
     # an event, PSS, or a change makes a new view; the history goes on from the shared one
     store.add_events([call(1, 8.5)])
     snap = store.update(9.0, 1.0, [idle], {idle.key: counts}, SYSTEM, ON)

@@ -148,10 +148,11 @@ def test_an_unchanged_process_costs_no_parse(tracer: Tracer, idle: int) -> None:
     reader = ProcReader()
     table = TaskTable(reader, start_ticks=tracer.start_ticks)
     first = {s.pid: s for s in table.read(tracer.read_tasks())}
-    assert table.parsed >= len(first) - len(table.unlisted)
+    assert len(table.changed) == len(first), "every process is new at the first read"
     second = {s.pid: s for s in table.read(tracer.read_tasks())}
     assert second[idle] is first[idle], "the same sample object: nothing was made for it"
-    assert table.parsed < len(second) / 2
+    assert len(table.changed) < len(second) / 2
+    assert {s.pid for s in table.changed} == {pid for pid, s in second.items() if s is not first.get(pid)}
     reader.close()
 
 
@@ -269,7 +270,7 @@ def test_parse_reuse_exec_and_pid_reuse(tmp_path: Path) -> None:
     assert (s.rss_kb, s.anon_kb, s.shared_kb, s.swap_kb, s.virt_kb, s.peak_kb, s.cpu_time_s) == (
         (10 + 20 + 3) * 4, 80, 52, 0, 400, 160, 5.0)
     (again,) = table.read(_record(42))
-    assert again is s and table.parsed == 0
+    assert again is s and table.changed == []
     _fake_proc(tmp_path, 42, b"app\0--two\0", b"0::/other.slice\n")
     (same_exec,) = table.read(_record(42, runtime=6 * 10**9))
     assert (same_exec.cmdline, same_exec.cgroup, same_exec.cpu_time_s) == ("app --one", "/app.slice", 6.0)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import signal as _signal
 from array import array
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import repeat
-from typing import TypeVar, cast, overload
+from typing import NamedTuple, TypeVar, cast, overload
 
 ProcessKey = tuple[int, int]
 """(pid, start time in clock ticks since boot): a pid alone is not an identity, pids are reused."""
@@ -26,6 +26,12 @@ CHUNK = 16
 
 Chunk = bytes | int | float
 """A history's chunk: CHUNK packed values, or one number standing for CHUNK copies of itself."""
+
+SHARED_MIN_POINTS = 8
+"""A store shares a view across snapshots only once its histories hold this many points, and
+only while its RSS was one value over the whole window: the last SHARED_MIN_POINTS points of its
+RSS history are then right as the view holds them (the dashboard's TREND column draws 8), where a
+longer history is read through :meth:`Snapshot.history_of`."""
 
 
 class History(Sequence[_N]):
@@ -100,6 +106,29 @@ class History(Sequence[_N]):
 
     def __repr__(self) -> str:
         return f"History({tuple(self)!r})"
+
+    def extended(self, more: int, cap: int) -> History[_N]:
+        """This history with ``more`` copies of its last value after it, the oldest dropped past
+        ``cap`` points: what it became over ticks in which its process did not change."""
+        if more <= 0 or not self._len:
+            return self
+        last = self._values()[-1]
+        if more >= cap:
+            return History((), self._code, 0, cap, last)
+        values = self._values()
+        values.extend(repeat(last, more))
+        return History.of(values[-cap:])
+
+
+def extend_history(history: Sequence[_N], more: int, cap: int) -> Sequence[_N]:
+    """:meth:`History.extended` for any sequence (views made outside a store hold tuples)."""
+    if more <= 0 or not history:
+        return history
+    if isinstance(history, History):
+        return history.extended(more, cap)
+    values = list(history)
+    values.extend(repeat(history[-1], more))
+    return tuple(values[-cap:])
 
 
 class EventKind(StrEnum):
@@ -349,6 +378,10 @@ class ProcessView:
     outstanding_history: Sequence[int] = ()
     event_rate_history: Sequence[float] = ()
     recent_events: tuple[Event, ...] = ()
+    history_tick: int = 0
+    """The store tick the three histories end at. A store hands the same view to every snapshot
+    while its process does not change, so a later snapshot's histories have more points (copies
+    of the last): read them through :meth:`Snapshot.history_of`, which adds those."""
 
     @property
     def key(self) -> ProcessKey:
@@ -473,6 +506,14 @@ class UserView:
     totals: GroupTotals = field(default_factory=GroupTotals)
 
 
+class ProcessHistory(NamedTuple):
+    """A process's histories as of one snapshot (see :meth:`Snapshot.history_of`)."""
+
+    rss: Sequence[int]
+    outstanding: Sequence[int]
+    event_rate: Sequence[float]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything a reader needs for one frame; immutable, cheap to hand across threads."""
@@ -500,10 +541,33 @@ class Snapshot:
     users: tuple[UserView, ...] = ()
     """Users with processes, by uid."""
     by_key: dict[ProcessKey, ProcessView] = field(default_factory=dict, compare=False, repr=False)
+    tick: int = 0
+    """The store's tick count at this snapshot (see ProcessView.history_tick); 0 outside a store."""
+    history_len: int = 0
+    """Points a history holds at most (the store's history_len)."""
 
     def __post_init__(self) -> None:
         if not self.by_key and self.processes:
             self.by_key.update((p.key, p) for p in self.processes)
+
+    def history_of(self, view: ProcessView) -> ProcessHistory:
+        """``view``'s histories as of this snapshot: a view shared since an earlier tick (its
+        process did not change) gets a copy of its last point for every tick since."""
+        more = self.tick - view.history_tick
+        if more <= 0:
+            return ProcessHistory(view.rss_history, view.outstanding_history, view.event_rate_history)
+        cap = self.history_len or more + len(view.rss_history)
+        return ProcessHistory(extend_history(view.rss_history, more, cap),
+                              extend_history(view.outstanding_history, more, cap),
+                              extend_history(view.event_rate_history, more, cap))
+
+    def current(self, view: ProcessView) -> ProcessView:
+        """``view`` with its histories as of this snapshot (itself when they are)."""
+        if view.history_tick >= self.tick:
+            return view
+        rss, outstanding, rate = self.history_of(view)
+        return replace(view, rss_history=rss, outstanding_history=outstanding, event_rate_history=rate,
+                       history_tick=self.tick)
 
     def top(self, n: int = 100, sort: str = "rss", descending: bool = True,
             pids: tuple[int, ...] = ()) -> list[ProcessView]:

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 from memwatch.cgroups import CgroupReading
@@ -24,6 +25,7 @@ from memwatch.groups import ancestors, build_cgroups, build_users
 from memwatch.leak import DEFAULT_WARMUP_S, LeakPolicy, LeakVerdict, assess
 from memwatch.model import (
     CHUNK,
+    SHARED_MIN_POINTS,
     Chunk,
     Event,
     EventKind,
@@ -132,6 +134,23 @@ class _Ring:
                 self.chunks = _zero_run(len(chunks) - 1) if chunks is _zero_run(len(chunks)) else chunks[1:]
                 self.start = 0
 
+    def repeat_last(self, times: int) -> None:
+        """Append the last value ``times`` more times: the ticks a settled process was not visited."""
+        if times <= 0 or not self.size:
+            return
+        if times < self.cap:
+            last = self.last
+            for _ in range(times):
+                self.append(last)
+            return
+        # the whole window is the last value now
+        value, full = self.last, self.cap // CHUNK
+        self.chunks = _zero_run(full) if value == 0 else (value,) * full
+        self.tail, self.ntail = None, self.cap % CHUNK
+        self.run = self.size = self.cap
+        self.start = 0
+        self.constant = None
+
     def history(self) -> History[Any]:
         if self.run == self.size == self.cap:
             if self.constant is None:
@@ -166,20 +185,75 @@ class _Proc:
     last_change: float = 0.0
     verdict: LeakVerdict = _NO_VERDICT
     cpu_percent: float | None = None
-    still: int = 0
-    """Ticks in a row with the same sample and counts: past the history's length, every point
-    of every history is the same, and so is the view (which the snapshots then share)."""
     view: ProcessView | None = None
     """The view last handed out; None when something it shows changed since (events, PSS)."""
+    tick: int = 0
+    """The store tick of the histories' last point: a settled process is not visited, and the
+    ticks it missed are filled in (copies of the last point) when it is visited again."""
 
-    def push(self, t: float, rss: int, outstanding: int, rate: float) -> None:
+    def push(self, t: float, tick: int, rss: int, outstanding: int, rate: float) -> None:
+        missed = tick - 1 - self.tick
+        if missed > 0 and self.tick:
+            self.rss.repeat_last(missed)
+            self.outstanding.repeat_last(missed)
+            self.rates.repeat_last(missed)
         if rss != self.last_rss and self.last_rss >= 0:
             self.last_change = t
         self.last_rss = rss
         self.last_seen = t
+        self.tick = tick
         self.rss.append(rss)
         self.outstanding.append(outstanding)
         self.rates.append(rate)
+
+
+_PID = attrgetter("pid")
+
+
+class _Merge:
+    """One tick's visits: what a changed (or still moving) process's state and view become."""
+
+    __slots__ = ("kernel", "now", "rollups", "since", "store", "tick", "tick_times", "warmup_s")
+
+    def __init__(self, store: Store, now: float, interval_s: float,
+                 kernel: Mapping[ProcessKey, KernelCounts] | None,
+                 rollups: Mapping[ProcessKey, SmapsRollup] | None) -> None:
+        self.store = store
+        self.now = now
+        self.tick = store._tick
+        self.since = now - store._last_tick
+        self.kernel = kernel
+        self.rollups = rollups
+        self.tick_times = store._times.values()
+        self.warmup_s = store.warmup_s(interval_s)
+
+    def visit(self, key: ProcessKey, proc: _Proc, s: ProcessSample) -> None:
+        if proc.tick == self.tick:
+            return   # listed twice (its sample and its counts both changed): one point a tick
+        kernel = self.kernel
+        counts = kernel.get(key, _NO_CALLS) if kernel is not None else None
+        rate = 0.0
+        known = len(proc.rss) > 0
+        still = known and s is proc.sample and counts is proc.kernel
+        if still:
+            proc.cpu_percent = 0.0   # nothing moved: no CPU and no calls since the last tick
+        else:
+            old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
+            proc.sample = s
+            proc.kernel = counts
+            dt = self.since if known else 0.0
+            if dt > 0:
+                proc.cpu_percent = max(0.0, s.cpu_time_s - old_cpu) / dt * 100
+                if counts is not None and old_kernel is not None:
+                    rate = max(0, counts.calls - old_kernel.calls) / dt
+        if self.rollups and key in self.rollups:
+            proc.rollup = self.rollups[key]
+        proc.push(self.now, self.tick, s.rss_kb, counts.outstanding_bytes if counts is not None else 0, rate)
+        store = self.store
+        proc.verdict = store._assess(proc, self.tick_times, self.warmup_s)
+        store._views[key] = store._view(proc)
+        if not (still and proc.verdict is _FLAT and len(proc.rss) >= store.settle_points):
+            store._unsettled.add(key)
 
 
 class Store:
@@ -220,6 +294,17 @@ class Store:
         self._system: deque[SystemMemory] = deque(maxlen=history_len)
         self._times = _Ring("d", history_len)
         """When each of the last ticks happened (shared by every process's history)."""
+        self._tick = 0
+        self._last_tick = 0.0
+        """When the last tick happened: CPU and call rates of a changed process are over the
+        time since (it was in that tick, or it is new)."""
+        self._views: dict[ProcessKey, ProcessView] = {}
+        """The latest view of every process, in the order they were first seen."""
+        self.settle_points = min(SHARED_MIN_POINTS, history_len)
+        self._unsettled: set[ProcessKey] = set()
+        """Processes to visit at the next tick even if unchanged: their view still moves (CPU and
+        call rate fall to 0 a tick after a change, a leak fit slides with its window, events or
+        PSS arrived). Every other unchanged process is settled: its view is the last one."""
         self.events_seen = 0
 
     # -- inputs ----------------------------------------------------------------------------------
@@ -282,104 +367,120 @@ class Store:
         if proc.recent is None:
             proc.recent = deque(maxlen=self.recent_len)
         proc.recent.append(ev)
-        proc.view = None
+        self._unsettle(proc)
+
+    def _unsettle(self, proc: _Proc) -> None:
+        if proc.view is not None:
+            proc.view = None
+            self._unsettled.add(proc.sample.key)
 
     def set_rollup(self, key: ProcessKey, rollup: SmapsRollup | None) -> None:
         with self._lock:
             proc = self._procs.get(key)
             if proc is not None:
                 proc.rollup = rollup
-                proc.view = None
+                self._unsettle(proc)
 
     def update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
                tracer: TracerHealth, duration_s: float = 0.0,
                rollups: Mapping[ProcessKey, SmapsRollup] | None = None,
                self_cpu_percent: float | None = None,
-               cgroups: Mapping[str, CgroupReading] | None = None, cgroup_version: int = 0) -> Snapshot:
+               cgroups: Mapping[str, CgroupReading] | None = None, cgroup_version: int = 0,
+               changed: Iterable[ProcessSample] | None = None) -> Snapshot:
         """Merge one tick (and any PSS/USS read for it, and what the cgroup reader found) and
-        return the snapshot for it."""
+        return the snapshot for it.
+
+        ``changed``, when the source knows it, is every sample that is new, or not the object the
+        last update got, or whose kernel counts are not the object they were: the others are not
+        looked at (with 10,000 processes, most of them idle, that is most of a tick's work).
+        Without it every sample is compared.
+        """
         with self._lock:
             return self._update(now, interval_s, samples, kernel, system, tracer, duration_s, rollups,
-                                self_cpu_percent, cgroups, cgroup_version)
+                                self_cpu_percent, cgroups, cgroup_version, changed)
 
     def _update(self, now: float, interval_s: float, samples: Sequence[ProcessSample],
                 kernel: Mapping[ProcessKey, KernelCounts] | None, system: SystemMemory,
                 tracer: TracerHealth, duration_s: float,
                 rollups: Mapping[ProcessKey, SmapsRollup] | None,
-                self_cpu_percent: float | None = None,
-                cgroups: Mapping[str, CgroupReading] | None = None, cgroup_version: int = 0) -> Snapshot:
-        cap = self.history_len
+                self_cpu_percent: float | None, cgroups: Mapping[str, CgroupReading] | None,
+                cgroup_version: int, changed: Iterable[ProcessSample] | None) -> Snapshot:
+        self._tick += 1
         self._times.append(now)
-        tick_times = self._times.values()
-        warmup_s = self.warmup_s(interval_s)
-        seen: dict[ProcessKey, _Proc] = {}
-        by_pid: dict[int, ProcessKey] = {}
-        for s in samples:
+        procs, views, by_pid = self._procs, self._views, self._by_pid
+        for pid in by_pid.keys() - set(map(_PID, samples)):
+            self._forget(by_pid[pid])
+        if changed is None:
+            changed = self._changes(samples, kernel)
+        visit, self._unsettled = self._unsettled, set()
+        if rollups:
+            visit.update(rollups.keys() & procs.keys())
+        merge = _Merge(self, now, interval_s, kernel, rollups)
+        for s in changed:
             key = s.key
-            proc = self._procs.get(key)
+            proc = procs.get(key)
             if proc is None:
-                proc = _Proc(s, _Ring("q", cap), _Ring("q", cap), _Ring("d", cap), first_seen=now,
-                             last_change=now)
+                old = by_pid.get(s.pid)
+                if old is not None:   # the pid was reused
+                    self._forget(old)
+                proc = procs[key] = _Proc(s, _Ring("q", self.history_len), _Ring("q", self.history_len),
+                                          _Ring("d", self.history_len), first_seen=now, last_change=now)
+                by_pid[s.pid] = key
                 for ev in self._orphans.pop(s.pid, ()):
                     self._remember(proc, ev)
-            counts = kernel.get(key, _NO_CALLS) if kernel is not None else None
-            rate = 0.0
-            if s is proc.sample and counts is proc.kernel and len(proc.rss):
-                # unchanged (the same objects: the sources hand out the last ones again): nothing
-                # moved, so no CPU and no calls since the last tick
-                proc.still += 1
-                if proc.still > cap and proc.view is not None and not (rollups and key in rollups):
-                    # every point of the window was pushed unchanged: pushing one more leaves the
-                    # histories as they are, and the view with them
-                    proc.last_seen = now
-                    seen[key] = proc
-                    by_pid[s.pid] = key
-                    continue
-                if now > proc.last_seen:
-                    proc.cpu_percent = 0.0
-            else:
-                proc.still = 0
-                old_kernel, old_cpu = proc.kernel, proc.sample.cpu_time_s
-                proc.sample = s
-                proc.kernel = counts
-                dt = now - proc.last_seen if len(proc.rss) else 0.0
-                if dt > 0:
-                    proc.cpu_percent = max(0.0, s.cpu_time_s - old_cpu) / dt * 100
-                    if counts is not None and old_kernel is not None:
-                        rate = max(0, counts.calls - old_kernel.calls) / dt
-            if rollups and key in rollups:
-                proc.rollup = rollups[key]
-            proc.view = None
-            proc.push(now, s.rss_kb, counts.outstanding_bytes if counts is not None else 0, rate)
-            proc.verdict = self._assess(proc, tick_times, warmup_s)
-            seen[key] = proc
-            by_pid[s.pid] = key
-        self._procs = seen
-        self._by_pid = by_pid
+            visit.discard(key)
+            merge.visit(key, proc, s)
+        for key in visit:
+            proc = procs.get(key)
+            if proc is not None:
+                merge.visit(key, proc, proc.sample)
+        self._last_tick = now
         self._orphans.clear()
         self._system.append(system)
         new, self._new = tuple(self._new), []
         if self.new_events_dropped:
             tracer = dataclasses.replace(tracer, exits_dropped=tracer.exits_dropped + self.new_events_dropped)
-        views = tuple(p.view or self._view(p) for p in seen.values())
-        snap = Snapshot(
+        processes = tuple(views.values())
+        return Snapshot(
             timestamp=now,
             interval_s=interval_s,
             hostname=self.hostname,
             system=system,
             tracer=tracer,
-            processes=views,
+            processes=processes,
             events=tuple(self._log),
             new_events=new,
             system_history=tuple(self._system),
             duration_s=duration_s,
             self_cpu_percent=self_cpu_percent,
-            cgroups=build_cgroups(views, cgroups, version=cgroup_version, oom_events=self._cgroup_ooms,
+            cgroups=build_cgroups(processes, cgroups, version=cgroup_version, oom_events=self._cgroup_ooms,
                                   names=self._cgroup_names) if self.groups else (),
-            users=build_users(views) if self.groups else (),
+            users=build_users(processes) if self.groups else (),
+            by_key=dict(views),
+            tick=self._tick,
+            history_len=self.history_len,
         )
-        return snap
+
+    def _changes(self, samples: Sequence[ProcessSample],
+                 kernel: Mapping[ProcessKey, KernelCounts] | None) -> list[ProcessSample]:
+        """The samples that are new, changed or whose counts changed, found by comparing each."""
+        procs, out = self._procs, []
+        for s in samples:
+            key = s.key
+            proc = procs.get(key)
+            if proc is None or proc.sample is not s or (
+                    kernel is not None and kernel.get(key, _NO_CALLS) is not proc.kernel):
+                out.append(s)
+        return out
+
+    def _forget(self, key: ProcessKey) -> None:
+        """A process that is gone (or whose pid now names another one)."""
+        self._procs.pop(key, None)
+        self._views.pop(key, None)
+        self._unsettled.discard(key)
+        if self._by_pid.get(key[0]) == key:
+            del self._by_pid[key[0]]
 
     def warmup_s(self, interval_s: float) -> float:
         """A process's warm-up, whose samples the leak flag leaves out (see memwatch.leak)."""
@@ -400,6 +501,7 @@ class Store:
     def _view(self, p: _Proc) -> ProcessView:
         v = p.verdict
         p.view = ProcessView(
+            history_tick=p.tick,
             sample=p.sample,
             kernel=p.kernel,
             rollup=p.rollup,

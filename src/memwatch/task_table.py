@@ -115,8 +115,9 @@ class TaskTable:
         self._boot_time = boot_time
         self._hz = clock_ticks if clock_ticks is not None else int(os.sysconf("SC_CLK_TCK"))
         self._known: dict[int, _Entry] = {}
-        self.parsed = 0
-        """Records unpacked field by field at the last read (new or changed processes)."""
+        self.changed: list[ProcessSample] = []
+        """The samples of the last read that are not the objects the read before handed out: the
+        records unpacked field by field (new or changed processes) and those read from /proc."""
 
     @property
     def boot_time(self) -> float:
@@ -131,23 +132,34 @@ class TaskTable:
         out: list[ProcessSample] = []
         append = out.append
         parse = self._parse
-        parsed = 0
+        changed: list[ProcessSample] = []
         usable = len(data) - len(data) % _KEY.size
         for tgid, rest in _KEY.iter_unpack(memoryview(data)[:usable]):
             k = known.get(tgid)
             if k is None or k.raw != rest or k.cgroup_due or k.sample is None:
                 k = parse(tgid, rest, k)
-                parsed += 1
+                changed.append(k.sample)  # type: ignore[arg-type]  # parse always leaves one
             seen[tgid] = k
-            append(k.sample)  # type: ignore[arg-type]  # parse always leaves one
+            append(k.sample)  # type: ignore[arg-type]
         self._known = seen
-        self.parsed = parsed
+        self.changed = changed
         if self._reads % self.check_every == 0:
             self.unlisted = [pid for pid in self._reader.list_pids() if pid not in seen]
         self._reads += 1
         for pid in self.unlisted:
             if pid not in seen and (sample := self._reader.read_process_sample(pid)) is not None:
                 append(sample)
+                changed.append(sample)
+        return out
+
+    def samples_of(self, keys: Collection[tuple[int, int]]) -> list[ProcessSample]:
+        """The last read's samples of processes ``keys`` (pid, start ticks) that it listed."""
+        known = self._known
+        out = []
+        for key in keys:
+            k = known.get(key[0])
+            if k is not None and k.sample is not None and k.sample.key == key:
+                out.append(k.sample)
         return out
 
     def _parse(self, tgid: int, rest: bytes, k: _Entry | None) -> _Entry:

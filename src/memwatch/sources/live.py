@@ -79,20 +79,33 @@ class EventConverter:
         self.tracer = tracer
         self.page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
         self.cgroup_path = cgroup_path
-        self._counts: dict[int, tuple[RawStats, KernelCounts]] = {}
+        self._counts: dict[int, tuple[RawStats, KernelCounts, ProcessKey]] = {}
+        self.changed: list[ProcessKey] = []
+        """Processes whose counts at the last all_counts() are not the object they were before
+        (new or changed counts, or counts no longer listed)."""
 
     def all_counts(self, stats: dict[int, RawStats]) -> dict[ProcessKey, KernelCounts]:
         """Counts by process for a read of the tracer's stats; a process whose RawStats is the same
         object as last time (its record did not change) gets the same KernelCounts."""
-        old, new = self._counts, {}
+        old: dict[int, tuple[RawStats, KernelCounts, ProcessKey]] = self._counts
+        new: dict[int, tuple[RawStats, KernelCounts, ProcessKey]] = {}
         out: dict[ProcessKey, KernelCounts] = {}
+        changed: list[ProcessKey] = []
         start_ticks = self.tracer.start_ticks
         for tgid, s in stats.items():
             known = old.get(tgid)
-            counts = known[1] if known is not None and known[0] is s else self.counts(s)
-            new[tgid] = (s, counts)
-            out[(tgid, start_ticks(s.start_boottime_ns))] = counts
+            if known is not None and known[0] is s:
+                new[tgid] = known
+                out[known[2]] = known[1]
+                continue
+            key = (tgid, start_ticks(s.start_boottime_ns))
+            counts = self.counts(s)
+            new[tgid] = (s, counts, key)
+            out[key] = counts
+            changed.append(key)
+        changed.extend(old[tgid][2] for tgid in old.keys() - new.keys())
         self._counts = new
+        self.changed = changed
         return out
 
     def counts(self, s: RawStats) -> KernelCounts:
@@ -270,12 +283,14 @@ class LiveSource:
         self._budget_window = 0.0
         self._budget_used = 0
         self._withheld_here = 0
+        """Call events already in the ring when the budget ran out, discarded unparsed."""
         self._cost_ticks = 0
         self._cost_began: tuple[RunCost, float] | None = None
         self._ns_per_call: float | None = None
         self._kernel_cpu: float | None = None
         self._last_usage: tuple[float, float] | None = None
-        """Call events already in the ring when the budget ran out, discarded unparsed."""
+        self._unmerged = False
+        """A process-table read whose changes have not reached the store yet (see _read_proc)."""
         self._copied: list[bytes] = []
         """Call records copied out of the ring within the budget, not parsed yet."""
         self.stack_pids = tuple(dict.fromkeys(stack_pids))
@@ -628,15 +643,19 @@ class LiveSource:
     async def _tick(self) -> Snapshot:
         """One tick, all of its work in a worker thread: the event loop (and a dashboard running on
         it) stays free to answer keys while /proc is read and the store merges."""
-        samples, system, cgroups = await asyncio.to_thread(self._read_proc)
+        samples, changed, system, cgroups = await asyncio.to_thread(self._read_proc)
         if self.tracer is not None:
             self._drain_for_tick()
         rollups = await self._top_rollups(samples) if self.rollup_top > 0 else None
-        return await asyncio.to_thread(self._merge, samples, system, rollups, cgroups)
+        return await asyncio.to_thread(self._merge, samples, system, rollups, cgroups, changed)
 
-    def _read_proc(self) -> tuple[list[ProcessSample], SystemMemory, dict[str, CgroupReading] | None]:
+    def _read_proc(self) -> tuple[list[ProcessSample], list[ProcessSample] | None, SystemMemory,
+                                  dict[str, CgroupReading] | None]:
         with self._work:
-            samples = self._read_samples()
+            samples, changed = self._read_samples()
+            if self._unmerged:   # the last read's changes never reached the store (a cancelled tick)
+                changed = None
+            self._unmerged = True
             reader: TaskTable | ProcReader = self._table if self._table is not None else self._reader
             system = read_system_memory(self.proc_root)
             cgroups = None
@@ -645,39 +664,49 @@ class LiveSource:
                 if self._cgroups.vanished:
                     # its processes were moved (or it was removed under them): look where they are
                     reader.recheck_cgroups(self._cgroups.vanished)
-            return samples, system, cgroups
+            return samples, changed, system, cgroups
 
-    def _read_samples(self) -> list[ProcessSample]:
-        """Every process: one read of the tracer's process-table iterator, or /proc without it."""
+    def _read_samples(self) -> tuple[list[ProcessSample], list[ProcessSample] | None]:
+        """Every process: one read of the tracer's process-table iterator, or /proc without it;
+        and, from the iterator, which samples are not the objects of the last read (None: unknown)."""
         if self.tracer is not None and self._table is not None:
             try:
-                return self._table.read(self.tracer.read_tasks())
+                samples = self._table.read(self.tracer.read_tasks())
+                return samples, self._table.changed
             except OSError as exc:   # the iterator failed: /proc from now on, which always works
                 log.warning("reading the process table from the kernel failed (%s): reading /proc instead", exc)
                 self._table = None
-        return self._reader.read_processes()
+        return self._reader.read_processes(), None
 
     def _merge(self, samples: list[ProcessSample], system: SystemMemory,
                rollups: dict[ProcessKey, SmapsRollup] | None,
-               cgroups: dict[str, CgroupReading] | None = None) -> Snapshot:
+               cgroups: dict[str, CgroupReading] | None = None,
+               changed: list[ProcessSample] | None = None) -> Snapshot:
         with self._work:
-            return self._merge_locked(samples, system, rollups, cgroups)
+            return self._merge_locked(samples, system, rollups, cgroups, changed)
 
     def _merge_locked(self, samples: list[ProcessSample], system: SystemMemory,
                       rollups: dict[ProcessKey, SmapsRollup] | None,
-                      cgroups: dict[str, CgroupReading] | None = None) -> Snapshot:
+                      cgroups: dict[str, CgroupReading] | None = None,
+                      changed: list[ProcessSample] | None = None) -> Snapshot:
         kernel: dict[ProcessKey, KernelCounts] | None = None
         if self.tracer is not None:
             kernel, health = self._read_kernel()
             if self._exits_pending:
                 self._exits_pending = False
                 self._sweep()
+            if changed is not None and self._table is not None and self._converter is not None:
+                # the store looks only at these: new or changed samples, and those whose counts moved
+                changed = changed + self._table.samples_of(self._converter.changed)
         else:
             health = TracerHealth(enabled=False, reason=self.bpf_reason)
-        return self.store.update(time.time(), self._interval, samples, kernel, system, health,
+        snap = self.store.update(time.time(), self._interval, samples, kernel, system, health,
                                  duration_s=time.monotonic() - self._started, rollups=rollups,
                                  self_cpu_percent=self._own_cpu(), cgroups=cgroups,
-                                 cgroup_version=self._cgroups.version if self._cgroups is not None else 0)
+                                 cgroup_version=self._cgroups.version if self._cgroups is not None else 0,
+                                 changed=changed if kernel is not None else None)
+        self._unmerged = False
+        return snap
 
     async def _top_rollups(self, samples: Sequence[ProcessSample]) -> dict[ProcessKey, SmapsRollup]:
         """PSS/USS of the ``rollup_top`` largest processes, each read with its own time cap.

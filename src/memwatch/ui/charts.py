@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from memwatch.model import SHARED_MIN_POINTS
 from memwatch.ui import formatting as fmt
 
 BLOCKS = fmt.BLOCKS
@@ -78,9 +79,10 @@ def bar_rows(values: Sequence[float], width: int, rows: int, scale: Scale) -> li
     return lines
 
 
-def trend(history: Sequence[float], points: int = 8) -> str:
+def trend(history: Sequence[float], points: int = SHARED_MIN_POINTS) -> str:
     """The last ``points`` values as one line of block characters on :func:`chart_scale` (the
-    table's TREND column)."""
+    table's TREND column). A shared view holds at least that many points of a flat RSS history
+    (see memwatch.model.SHARED_MIN_POINTS), so its own history draws it right."""
     recent = list(history[-points:])
     if not recent:
         return ""

@@ -250,7 +250,10 @@ class DashboardScreen(GroupViews):
         snap = self.memwatch.snapshot
         if self._show_exited():
             return
-        self.pane.show(self._highlighted_view(), self.memwatch.view.human, snap.timestamp if snap else 0.0,
+        view = self._highlighted_view()
+        if snap is not None and view is not None:
+            view = snap.current(view)   # the chart draws its whole history
+        self.pane.show(view, self.memwatch.view.human, snap.timestamp if snap else 0.0,
                        snap.interval_s if snap else 0.0, self.memwatch.interval_since)
 
     def _show_exited(self) -> bool:
@@ -267,8 +270,9 @@ class DashboardScreen(GroupViews):
             return
         if snap is not None:
             key = self.pane.view_key
-            self.pane.show(snap.by_key.get(key) if key else None, self.memwatch.view.human, snap.timestamp,
-                           snap.interval_s, self.memwatch.interval_since)
+            view = snap.by_key.get(key) if key else None
+            self.pane.show(snap.current(view) if view is not None else None, self.memwatch.view.human,
+                           snap.timestamp, snap.interval_s, self.memwatch.interval_since)
 
     # ----- the table ---------------------------------------------------------------------------------
 

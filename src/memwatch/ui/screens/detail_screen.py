@@ -120,7 +120,8 @@ class DetailScreen(Screen[None]):
             self._gone_by = gone_by
             self.pane.show_exited(last, human, app.events.exit_of(self.key), gone_by)
         else:
-            self.pane.show(view, human, snap.timestamp, snap.interval_s, app.interval_since)
+            self.pane.show(snap.current(view) if view is not None else None, human, snap.timestamp,
+                           snap.interval_s, app.interval_since)
         if view is None and app.feed.replay is None:
             self.memory_map.process_gone()
             self.sites.process_gone()
