@@ -139,6 +139,49 @@ def test_users_by_uid() -> None:
         (-1, "old", 1, 5), (0, "root", 1, 10), (1000, "alice", 2, 50)]
 
 
+def test_a_tally_kept_through_changes_equals_a_fresh_sum() -> None:
+    """The store's GroupTally is told of every view that comes, changes and goes: after a long run
+    of random changes its cgroups and users are those a fresh sum of the survivors gives, and a
+    group nothing touched keeps its view object."""
+    import random
+
+    from memwatch.groups import GroupTally
+
+    rnd = random.Random(7)
+    paths = ["/a", "/a/b", "/a/b/c", "/d", "/", "/d/e f"]
+    counts = [None, KernelCounts(mmap_count=2, outstanding_bytes=8192), KernelCounts(brk_count=5)]
+
+    def make(pid: int) -> ProcessView:
+        uid = rnd.choice([0, 1000, -1])   # a uid has one name; an unknown one is grouped by name
+        user = {0: "root", 1000: "alice"}.get(uid) or rnd.choice(["old", "older"])
+        return proc(pid, 1, rss=rnd.randrange(1, 10_000), cgroup=rnd.choice(paths), uid=uid, user=user,
+                    kernel=rnd.choice(counts),
+                    pss=rnd.choice([None, rnd.randrange(100)]), growth=rnd.choice([None, 0.0, 0.1, 1e-9, -2.5, 1e6]),
+                    kthread=rnd.random() < 0.1, swap=rnd.randrange(3))
+
+    tally, live = GroupTally(), {}
+    for step in range(3000):
+        pid = rnd.randrange(200)
+        new = make(pid) if rnd.random() < 0.8 else None
+        tally.replace(live.pop(pid, None), new)
+        if new is not None:
+            live[pid] = new
+        if step % 500 == 0:
+            readings = {"/watched": CgroupReading(5, None)}
+            assert tally.cgroups(readings, version=2) == build_cgroups(live.values(), readings, version=2)
+            assert tally.users() == build_users(live.values())
+    before = tally.cgroups()
+    users = tally.users()
+    moved = next(v for v in live.values() if not v.sample.kernel_thread and v.sample.memory_cgroup == "/d")
+    tally.replace(moved, proc(moved.pid, 1, rss=moved.sample.rss_kb + 1, cgroup="/d", uid=moved.sample.uid,
+                              user=moved.sample.user, kernel=moved.kernel))
+    after = {c.path: c for c in tally.cgroups()}
+    untouched = [c for c in before if c.path in ("/a", "/a/b", "/a/b/c", "/d/e f")]
+    assert all(after[c.path] is c for c in untouched)
+    assert after["/d"] is not before[[c.path for c in before].index("/d")]
+    assert sum(u is v for u, v in zip(tally.users(), users, strict=True)) >= len(users) - 1
+
+
 def test_rank_by_any_group_figure() -> None:
     views = [proc(1, 0, rss=10, cgroup="/a"), proc(2, 0, rss=30, cgroup="/b"), proc(3, 0, rss=20, cgroup="/c")]
     groups = build_cgroups(views, {"/a": CgroupReading(1, CgroupMemory(current_kb=900)),

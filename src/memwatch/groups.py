@@ -13,6 +13,8 @@ look like hundreds of processes using nothing.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -23,6 +25,7 @@ from memwatch.model import CgroupView, GroupTotals, ProcessKey, ProcessView, Sna
 
 __all__ = [
     "GROUP_SORTS",
+    "GroupTally",
     "ProcessTree",
     "TreeNode",
     "ancestors",
@@ -35,37 +38,54 @@ __all__ = [
 
 
 class _Sums:
-    """A GroupTotals being added up (mutable; frozen once complete)."""
+    """A GroupTotals being added up (mutable; frozen on demand). Processes can be taken out again
+    (:meth:`sub`), so the store keeps one per group across ticks and touches it only for the
+    processes that changed. Growth rates are kept as a multiset and added with ``math.fsum``: the
+    exact sum rounded once, whatever the order they came and went in."""
 
-    __slots__ = ("brk", "growth", "kernel", "mmap", "mremap", "munmap", "n", "outstanding", "pss", "pss_n",
-                 "rss", "swap")
+    __slots__ = ("brk", "growth_n", "growths", "kernel", "mmap", "mremap", "munmap", "n", "outstanding", "pss",
+                 "pss_n", "rss", "swap")
 
     def __init__(self) -> None:
         self.n = self.rss = self.swap = self.pss = self.pss_n = 0
-        self.kernel = False
+        self.kernel = 0
+        """Processes with kernel counters (none: the sums of counters are unknown, not 0)."""
         self.mmap = self.munmap = self.brk = self.mremap = self.outstanding = 0
-        self.growth: float | None = None
+        self.growth_n = 0
+        self.growths: dict[float, int] = {}
+        """Non-zero growth rates, each with how many processes have it."""
 
-    def add(self, v: ProcessView) -> None:
+    def add(self, v: ProcessView, sign: int = 1) -> None:
         s = v.sample
         if s.kernel_thread:
             return
-        self.n += 1
-        self.rss += s.rss_kb
-        self.swap += s.swap_kb
+        self.n += sign
+        self.rss += sign * s.rss_kb
+        self.swap += sign * s.swap_kb
         if v.rollup is not None:
-            self.pss += v.rollup.pss_kb
-            self.pss_n += 1
+            self.pss += sign * v.rollup.pss_kb
+            self.pss_n += sign
         k = v.kernel
         if k is not None:
-            self.kernel = True
-            self.mmap += k.mmap_count
-            self.munmap += k.munmap_count
-            self.brk += k.brk_count
-            self.mremap += k.mremap_count
-            self.outstanding += k.outstanding_bytes
-        if v.growth_kb_s is not None:
-            self.growth = (self.growth or 0.0) + v.growth_kb_s
+            self.kernel += sign
+            self.mmap += sign * k.mmap_count
+            self.munmap += sign * k.munmap_count
+            self.brk += sign * k.brk_count
+            self.mremap += sign * k.mremap_count
+            self.outstanding += sign * k.outstanding_bytes
+        g = v.growth_kb_s
+        if g is not None:
+            self.growth_n += sign
+            if g:
+                left = self.growths.get(g, 0) + sign
+                if left:
+                    self.growths[g] = left
+                else:
+                    del self.growths[g]
+
+    def sub(self, v: ProcessView) -> None:
+        """Take out a process :meth:`add` put in (the same view)."""
+        self.add(v, -1)
 
     def merge(self, o: _Sums) -> None:
         self.n += o.n
@@ -73,24 +93,28 @@ class _Sums:
         self.swap += o.swap
         self.pss += o.pss
         self.pss_n += o.pss_n
-        if o.kernel:
-            self.kernel = True
-            self.mmap += o.mmap
-            self.munmap += o.munmap
-            self.brk += o.brk
-            self.mremap += o.mremap
-            self.outstanding += o.outstanding
-        if o.growth is not None:
-            self.growth = (self.growth or 0.0) + o.growth
+        self.kernel += o.kernel
+        self.mmap += o.mmap
+        self.munmap += o.munmap
+        self.brk += o.brk
+        self.mremap += o.mremap
+        self.outstanding += o.outstanding
+        self.growth_n += o.growth_n
+        for g, count in o.growths.items():
+            self.growths[g] = self.growths.get(g, 0) + count
 
     def frozen(self) -> GroupTotals:
-        k = self.kernel
+        k = self.kernel > 0
+        growth = None
+        if self.growth_n:
+            growth = math.fsum(itertools.chain.from_iterable(
+                itertools.repeat(g, c) for g, c in self.growths.items()))
         return GroupTotals(
             processes=self.n, rss_kb=self.rss, swap_kb=self.swap,
             pss_kb=self.pss if self.pss_n else None, pss_processes=self.pss_n,
             mmap_count=self.mmap if k else None, munmap_count=self.munmap if k else None,
             brk_count=self.brk if k else None, mremap_count=self.mremap if k else None,
-            outstanding_bytes=self.outstanding if k else None, growth_kb_s=self.growth,
+            outstanding_bytes=self.outstanding if k else None, growth_kb_s=growth,
         )
 
 
@@ -199,75 +223,159 @@ def build_cgroups(views: Iterable[ProcessView], readings: Mapping[str, CgroupRea
     """One view per memory cgroup that holds processes, per ancestor of one, and per cgroup the
     reader read (``readings``), in tree order. ``names`` caches :func:`~memwatch.cgroups.describe`
     between calls (it is replaced by the names of this call's cgroups)."""
-    own: dict[str, _Sums] = {}
-    for v in views:
-        path = v.sample.memory_cgroup
-        if not path:
-            continue
-        sums = own.get(path)
-        if sums is None:
-            sums = own[path] = _Sums()
-        sums.add(v)
-    paths: set[str] = set(own)
-    if readings:
-        paths.update(readings)
-    for p in list(paths):
-        paths.update(_ancestors(p))
-    # a cgroup's totals: its own processes' sums, plus those of every cgroup below it; most hold
-    # processes and have no child that does, and their totals are their own sums
-    below: dict[str, _Sums] = {}
-    for p, sums in own.items():
-        for a in _ancestors(p):
-            acc = below.get(a)
-            if acc is None:
-                acc = below[a] = _Sums()
-            acc.merge(sums)
-    cache = names if names is not None else {}
-    fresh: dict[str, tuple[str, str]] = {}
-    out = []
-    oom = oom_events or {}
-    for p in sorted(paths, key=_tree_key):
-        named = cache.get(p)
-        if named is None:
-            ident = describe(p)
-            named = (ident.name, ident.kind)
-        fresh[p] = named
-        r = readings.get(p) if readings else None
-        mine = own.get(p)
-        own_totals = mine.frozen() if mine is not None else _EMPTY
-        rest = below.get(p)
-        if rest is None:
-            totals = own_totals
-        else:
-            if mine is not None:
-                rest.merge(mine)
-            totals = rest.frozen()
-        out.append(CgroupView(
-            path=p, name=named[0], kind=named[1], version=version, ino=r.ino if r is not None else 0,
-            memory=r.memory if r is not None else None, totals=totals, own=own_totals, oom_events=oom.get(p, 0),
-        ))
-    if names is not None:
-        names.clear()
-        names.update(fresh)
-    return tuple(out)
+    tally = GroupTally()
+    tally.add_all(views)
+    return tally.cgroups(readings, version=version, oom_events=oom_events, names=names)
 
 
 def build_users(views: Iterable[ProcessView]) -> tuple[UserView, ...]:
     """One view per user with processes (kernel threads left out), by uid; a process of unknown
     uid (recorded before uids were kept) is grouped by its user name."""
-    sums: dict[tuple[int, str], _Sums] = {}
-    names: dict[tuple[int, str], str] = {}
-    for v in views:
-        s = v.sample
-        if s.kernel_thread:
-            continue
-        key = (s.uid, "" if s.uid >= 0 else s.user)
-        acc = sums.get(key)
-        if acc is None:
-            acc = sums[key] = _Sums()
-            names[key] = s.user or str(s.uid)
-        acc.add(v)
-    return tuple(UserView(uid=key[0], name=names[key], totals=acc.frozen()) for key, acc in sorted(sums.items()))
+    tally = GroupTally()
+    tally.add_all(views)
+    return tally.users()
+
+
+_UserKey = tuple[int, str]
+
+
+class GroupTally:
+    """Cgroup and user sums kept up to date as processes come, change and go.
+
+    The store tells it of each view it replaces (:meth:`replace`), so a snapshot of 10,000 mostly
+    idle processes costs work for the changed ones and for the groups (a few hundred at most),
+    never a pass over every process. Groups whose sums did not move keep their view objects.
+    """
+
+    def __init__(self) -> None:
+        self._own: dict[str, _Sums] = {}
+        """Each memory cgroup's own processes' sums."""
+        self._members: dict[str, int] = {}
+        """Processes in each cgroup, kernel threads included (they keep a cgroup listed)."""
+        self._users: dict[_UserKey, _Sums] = {}
+        self._user_names: dict[_UserKey, str] = {}
+        self._dirty_cgroups: set[str] = set()
+        self._dirty_users: set[_UserKey] = set()
+        self._user_views: dict[_UserKey, UserView] = {}
+        self._users_out: tuple[UserView, ...] = ()
+        self._totals: dict[str, tuple[GroupTotals, GroupTotals]] = {}
+        """Per cgroup as last frozen: (its subtree's totals, its own)."""
+        self._cgroup_views: dict[str, CgroupView] = {}
+        self._order: tuple[frozenset[str], list[str]] = (frozenset(), [])
+
+    def add_all(self, views: Iterable[ProcessView]) -> None:
+        for v in views:
+            self.replace(None, v)
+
+    def replace(self, old: ProcessView | None, new: ProcessView | None) -> None:
+        """``old`` (a view added before) is out, ``new`` is in; either may be None."""
+        for v, sign in ((old, -1), (new, 1)):
+            if v is None:
+                continue
+            s = v.sample
+            path = s.memory_cgroup
+            if path:
+                sums = self._own.get(path)
+                if sums is None:
+                    sums = self._own[path] = _Sums()
+                sums.add(v, sign)
+                left = self._members[path] = self._members.get(path, 0) + sign
+                if left <= 0:
+                    del self._own[path], self._members[path]
+                self._dirty_cgroups.add(path)
+            if not s.kernel_thread:
+                key = (s.uid, "" if s.uid >= 0 else s.user)
+                acc = self._users.get(key)
+                if acc is None:
+                    acc = self._users[key] = _Sums()
+                    self._user_names[key] = s.user or str(s.uid)
+                acc.add(v, sign)
+                if acc.n <= 0:
+                    del self._users[key], self._user_names[key]
+                self._dirty_users.add(key)
+
+    def users(self) -> tuple[UserView, ...]:
+        """One view per user with processes, by uid (see :func:`build_users`)."""
+        if self._dirty_users:
+            for key in self._dirty_users:
+                acc = self._users.get(key)
+                if acc is None:
+                    self._user_views.pop(key, None)
+                else:
+                    self._user_views[key] = UserView(uid=key[0], name=self._user_names[key], totals=acc.frozen())
+            self._dirty_users.clear()
+            self._users_out = tuple(self._user_views[k] for k in sorted(self._user_views))
+        return self._users_out
+
+    def cgroups(self, readings: Mapping[str, CgroupReading] | None = None, *, version: int = 0,
+                oom_events: Mapping[str, int] | None = None,
+                names: dict[str, tuple[str, str]] | None = None) -> tuple[CgroupView, ...]:
+        """One view per cgroup (see :func:`build_cgroups`), remade only where something moved."""
+        own = self._own
+        paths: set[str] = set(own)
+        if readings:
+            paths.update(readings)
+        for p in list(paths):
+            paths.update(_ancestors(p))
+        # totals to freeze again: the cgroups whose own processes changed, and those above them
+        stale = set()
+        for p in self._dirty_cgroups:
+            stale.add(p)
+            stale.update(_ancestors(p))
+        self._dirty_cgroups.clear()
+        stale.update(p for p in paths if p not in self._totals)
+        below: dict[str, _Sums] = {}
+        if stale:
+            for p, sums in own.items():
+                for a in _ancestors(p):
+                    if a in stale:
+                        acc = below.get(a)
+                        if acc is None:
+                            acc = below[a] = _Sums()
+                        acc.merge(sums)
+        totals = self._totals
+        for p in stale:
+            if p not in paths:
+                totals.pop(p, None)
+                continue
+            mine = own.get(p)
+            own_totals = mine.frozen() if mine is not None else _EMPTY
+            rest = below.get(p)
+            if rest is not None and mine is not None:
+                rest.merge(mine)
+            totals[p] = (rest.frozen() if rest is not None else own_totals, own_totals)
+        key = frozenset(paths)
+        if key != self._order[0]:
+            self._order = (key, sorted(paths, key=_tree_key))
+            for gone in self._cgroup_views.keys() - key:
+                del self._cgroup_views[gone]
+            for gone in totals.keys() - key:
+                del totals[gone]
+        cache = names if names is not None else {}
+        fresh: dict[str, tuple[str, str]] = {}
+        oom = oom_events or {}
+        made = self._cgroup_views
+        out = []
+        for p in self._order[1]:
+            named = cache.get(p)
+            if named is None:
+                ident = describe(p)
+                named = (ident.name, ident.kind)
+            fresh[p] = named
+            r = readings.get(p) if readings else None
+            subtree, own_totals = totals[p]
+            view = made.get(p)
+            ino, memory, kills = (r.ino if r is not None else 0), (r.memory if r is not None else None), oom.get(p, 0)
+            if (view is None or view.totals is not subtree or view.own is not own_totals or view.name != named[0]
+                    or view.kind != named[1] or view.version != version or view.ino != ino
+                    or view.memory != memory or view.oom_events != kills):
+                view = made[p] = CgroupView(path=p, name=named[0], kind=named[1], version=version, ino=ino,
+                                            memory=memory, totals=subtree, own=own_totals, oom_events=kills)
+            out.append(view)
+        if names is not None:
+            names.clear()
+            names.update(fresh)
+        return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------

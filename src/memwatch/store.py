@@ -21,7 +21,7 @@ from operator import attrgetter
 from typing import Any
 
 from memwatch.cgroups import CgroupReading
-from memwatch.groups import ancestors, build_cgroups, build_users
+from memwatch.groups import GroupTally, ancestors
 from memwatch.leak import DEFAULT_WARMUP_S, LeakPolicy, LeakVerdict, assess
 from memwatch.model import (
     CHUNK,
@@ -251,7 +251,11 @@ class _Merge:
         proc.push(self.now, self.tick, s.rss_kb, counts.outstanding_bytes if counts is not None else 0, rate)
         store = self.store
         proc.verdict = store._assess(proc, self.tick_times, self.warmup_s)
-        store._views[key] = store._view(proc)
+        view = store._view(proc)
+        old = store._views.get(key)
+        store._views[key] = view
+        if store._tally is not None:
+            store._tally.replace(old, view)
         if not (still and proc.verdict is _FLAT and len(proc.rss) >= store.settle_points):
             store._unsettled.add(key)
 
@@ -301,6 +305,8 @@ class Store:
         self._views: dict[ProcessKey, ProcessView] = {}
         """The latest view of every process, in the order they were first seen."""
         self.settle_points = min(SHARED_MIN_POINTS, history_len)
+        self._tally = GroupTally() if groups else None
+        """Cgroup and user sums, told of every view that replaces another."""
         self._unsettled: set[ProcessKey] = set()
         """Processes to visit at the next tick even if unchanged: their view still moves (CPU and
         call rate fall to 0 a tick after a change, a leak fit slides with its window, events or
@@ -454,9 +460,9 @@ class Store:
             system_history=tuple(self._system),
             duration_s=duration_s,
             self_cpu_percent=self_cpu_percent,
-            cgroups=build_cgroups(processes, cgroups, version=cgroup_version, oom_events=self._cgroup_ooms,
-                                  names=self._cgroup_names) if self.groups else (),
-            users=build_users(processes) if self.groups else (),
+            cgroups=self._tally.cgroups(cgroups, version=cgroup_version, oom_events=self._cgroup_ooms,
+                                        names=self._cgroup_names) if self._tally is not None else (),
+            users=self._tally.users() if self._tally is not None else (),
             by_key=dict(views),
             tick=self._tick,
             history_len=self.history_len,
@@ -477,7 +483,9 @@ class Store:
     def _forget(self, key: ProcessKey) -> None:
         """A process that is gone (or whose pid now names another one)."""
         self._procs.pop(key, None)
-        self._views.pop(key, None)
+        view = self._views.pop(key, None)
+        if view is not None and self._tally is not None:
+            self._tally.replace(view, None)
         self._unsettled.discard(key)
         if self._by_pid.get(key[0]) == key:
             del self._by_pid[key[0]]
