@@ -228,6 +228,26 @@ def _live(bursts: list[int]) -> list[Snapshot]:
     return snaps
 
 
+def test_a_settled_process_is_recorded_with_its_whole_history(tmp_path: Path) -> None:
+    """The live store hands an idle process's view to every snapshot once it settles, its history
+    ending where it settled; a frame keeps the history whole, as of the frame."""
+    from memwatch.model import ProcessSample
+
+    store = Store(hostname=HOSTNAME, history_len=20)
+    idle = ProcessSample(7, 1, "idle", "", "root", 10, 0.0, 1, 500, 900, 500, 0, 0, 500, "", False)
+    snaps = [store.update(BASE_TIMESTAMP + k, 1.0, [idle], None, _SYSTEM, TracerHealth(enabled=False))
+             for k in range(15)]
+    assert snaps[-1].processes[0] is snaps[10].processes[0], "shared: the store did not look at it"
+    assert len(snaps[-1].processes[0].rss_history) < 15
+    path = tmp_path / "rec.db"
+    _write(path, snaps)
+    with Recording.open(path) as rec:
+        (view,) = rec.frame(14).processes
+        assert view.rss_history == (500,) * 15 and view.event_rate_history == (0.0,) * 15
+        assert rec.frame(3).processes[0].rss_history == (500,) * 4
+        assert [rec.frame(i) for i in range(15)] == [s.standalone() for s in snaps]
+
+
 def test_a_burst_of_exits_in_one_frame_reaches_the_file_whole(tmp_path: Path) -> None:
     frames = make_frames(3)
     burst = tuple(_exit(n, BASE_TIMESTAMP + 1 + n * 1e-4) for n in range(1500))
@@ -257,6 +277,7 @@ def test_replay_shows_each_frame_as_the_live_store_made_it(tmp_path: Path) -> No
     assert len(snaps[1].new_events) == 1500 and len(snaps[1].events) == 1000  # the log is bounded
     path = tmp_path / "rec.db"
     _write(path, snaps)
+    snaps = [s.standalone() for s in snaps]   # each view's histories whole, as a frame keeps them
     with Recording.open(path) as rec:
         assert [rec.frame(i) for i in range(len(snaps))] == snaps
         # backwards and jumping about give the same frames as stepping forward

@@ -569,6 +569,12 @@ class Snapshot:
         return replace(view, rss_history=rss, outstanding_history=outstanding, event_rate_history=rate,
                        history_tick=self.tick)
 
+    def standalone(self) -> Snapshot:
+        """This snapshot with every view's histories whole as of it, and no store tick: what a
+        recording keeps, and what a replay of it hands back."""
+        views = tuple(replace(self.current(v), history_tick=0) if v.history_tick else v for v in self.processes)
+        return replace(self, processes=views, by_key={}, tick=0, history_len=0)
+
     def top(self, n: int = 100, sort: str = "rss", descending: bool = True,
             pids: tuple[int, ...] = ()) -> list[ProcessView]:
         """The n processes ranked by ``sort`` (n=0: all), plus any ``pids`` regardless of rank."""

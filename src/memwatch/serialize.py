@@ -383,7 +383,7 @@ def snapshot_to_dict(s: Snapshot, *, with_events: bool = True) -> dict[str, Any]
         "hostname": s.hostname,
         "system": flat_to_dict(s.system),
         "tracer": flat_to_dict(s.tracer),
-        "processes": [process_view_to_dict(s.current(v)) for v in s.processes],
+        "processes": [process_view_to_dict(s.current(v)) for v in s.processes],   # histories whole
         "events": [event_to_dict(e) for e in s.events] if with_events else None,
         "new_events": [event_to_dict(e) for e in s.new_events] if with_events else None,
         "system_history": [flat_to_dict(m) for m in s.system_history],
