@@ -268,6 +268,7 @@ def process_view_to_dict(v: ProcessView) -> dict[str, Any]:
         "kernel": flat_to_dict(v.kernel) if v.kernel is not None else None,
         "rollup": flat_to_dict(v.rollup) if v.rollup is not None else None,
         "growth_kb_s": v.growth_kb_s,
+        "cpu_percent": v.cpu_percent,
         "leak_suspect": v.leak_suspect,
         "leak_reason": v.leak_reason,
         "rss_history": list(v.rss_history),
