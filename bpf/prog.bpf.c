@@ -1097,17 +1097,28 @@ struct kernfs_node___old {
  * CONFIG_MEMCG is off), and the index is checked against the running kernel's size of subsys[]. On a v1 memory hierarchy this is
  * the v1 cgroup; on v2, the nearest cgroup that has the memory controller enabled.
  */
+static __always_inline int memory_subsys(void)
+{
+	int memory;
+
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return -1;
+	memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (memory < 0 || memory >= bpf_core_field_size(struct css_set, subsys) / sizeof(void *))
+		return -1;
+	return memory;
+}
+
+/* That id read with probe reads, for a task pointer the verifier cannot follow (a raw
+ * tracepoint's argument); dump_tasks has its own with plain loads. */
 static __always_inline __u64 memcg_id(struct task_struct *task)
 {
 	struct cgroup_subsys_state *css = NULL;
 	struct kernfs_node *kn;
 	struct css_set *cset;
-	int memory;
+	int memory = memory_subsys();
 
-	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
-		return 0;
-	memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-	if (memory < 0 || memory >= bpf_core_field_size(struct css_set, subsys) / sizeof(void *))
+	if (memory < 0)
 		return 0;
 	cset = BPF_CORE_READ(task, cgroups);
 	if (!cset || bpf_core_read(&css, sizeof(css), &cset->subsys[memory]) || !css)
