@@ -599,6 +599,7 @@ class Tracer:
         self.host_tgids = frozenset(hosts)
         if sweep is not None:
             self.swept = self._forget(sweep)
+            log.debug("swept %d live-mapping entries of exited processes", self.swept)
         return data
 
     def read_stats(self) -> dict[int, RawStats]:

@@ -627,7 +627,6 @@ class LiveSource:
         """Exited processes' live-mapping entries: listed now, deleted at the next tick's pass
         (which lists the living), so that the sweep costs no pass of its own."""
         if self.tracer is not None:
-            log.debug("swept %d live-mapping entries of exited processes", self.tracer.swept)
             self.tracer.sweep_at_next_pass()
 
     async def _tick(self) -> Snapshot:
