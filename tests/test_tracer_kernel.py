@@ -245,6 +245,8 @@ def test_one_pass_gives_the_table_row_and_the_exact_counts(open_tracer: Callable
         status = {k: v.split()[0] for k, _, v in (line.partition(":") for line in f) if v.strip()}
     assert (row.name, row.rss_kb, row.virt_kb) == ("workload", int(status["VmRSS"]), int(status["VmSize"]))
     assert row.start_ticks == tracer.start_ticks(st.start_boottime_ns) and st.comm == row.name
+    tracer.read_tasks()
+    assert tracer.stats[workload.pid] is st, "unchanged counts: the same object, which the store relies on"
 
 
 def test_child_process_exit_event_and_cleanup(open_tracer: Callable[..., Tracer], workload: Workload) -> None:
