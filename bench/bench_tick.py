@@ -3,8 +3,10 @@
 1. Tick cost: LiveSource ticks (/proc + store, and with the tracer: the dump_tasks iterator + store
    + kernel maps) with 0, 1,000 and 10,000 extra idle processes, as ms per tick and us per process;
    baselines in the same run: psutil.process_iter with the fields a row needs, and the /proc tick.
-   Per 1,000 processes: the whole tick and the process-table read alone (ProcReader against one
-   iterator read parsed by TaskTable), iterator against /proc as a ratio; and the tick in a steady
+   Per 1,000 processes: the whole tick and the process-table read alone (ProcReader against the
+   tick's one pass of the dump_tasks iterator, which brings the table and the kernel counters, parsed
+   by TaskTable and parse_counts), iterator against /proc as a ratio, with the pass's own share (the
+   kernel's walk and the copy, us per process); and the tick in a steady
    state, once every history window is full (--steady-history ticks), where the store shares the
    views of processes that did not change.
 2. Store memory with 5,000 extra processes and full histories (tracemalloc), against the memory of
@@ -69,9 +71,10 @@ def steady_source(bpf: bool, history: int) -> LiveSource:
     return LiveSource(3.0, use_bpf=bpf, store=Store(history_len=history))
 
 
-def table_reads(ticks: int) -> tuple[float, float | None, int]:
-    """Median seconds of one process-table read (after a warm-up read): /proc's, and the
-    iterator's with its parse (None without eBPF); and the process count."""
+def table_reads(ticks: int) -> tuple[float, float | None, float | None, int]:
+    """Median seconds of one process-table read (after a warm-up read): /proc's; the iterator's
+    with its parse, table and counters (None without eBPF); the iterator's pass alone; and the
+    process count."""
     from memwatch.ebpf import BpfUnavailable, Tracer
 
     def median(read: Callable[[], list[ProcessSample]]) -> tuple[float, int]:
@@ -88,11 +91,16 @@ def table_reads(ticks: int) -> tuple[float, float | None, int]:
         try:
             tracer = Tracer().open()
         except BpfUnavailable:
-            return proc, None, n
+            return proc, None, None, n
         with tracer:
             table = TaskTable(reader, start_ticks=tracer.start_ticks)
             it, _ = median(lambda: table.read(tracer.read_tasks()))
-    return proc, it, n
+            passes = []
+            for _ in range(ticks):
+                t0 = time.perf_counter()
+                tracer._run_iterator(tracer._tasks_iter)
+                passes.append(time.perf_counter() - t0)
+    return proc, it, statistics.median(passes), n
 
 
 def psutil_tick() -> float:
@@ -190,14 +198,16 @@ def main() -> int:
                 with_bpf, _ = asyncio.run(tick_times(LiveSource(3.0), args.ticks))
                 line += f"; with eBPF {with_bpf * 1e3:7.2f} ms ({with_bpf / base:.2f}x psutil)"
             print(line + f"; psutil {base * 1e3:7.2f} ms")
-            read_proc, read_iter, m = table_reads(args.ticks)
+            read_proc, read_iter, one_pass, m = table_reads(args.ticks)
             per = 1000 / n
             line = f"    per 1,000 processes: tick /proc {proc_only * per * 1e3:6.2f} ms"
             if with_bpf is not None:
                 line += f", iterator {with_bpf * per * 1e3:6.2f} ms ({with_bpf / proc_only:.2f}x /proc)"
             line += f"; table read /proc {read_proc * 1000 / m * 1e3:6.2f} ms"
-            if read_iter is not None:
-                line += f", iterator {read_iter * 1000 / m * 1e3:6.2f} ms ({read_iter / read_proc:.2f}x /proc)"
+            if read_iter is not None and one_pass is not None:
+                line += (f", iterator (table + counters) {read_iter * 1000 / m * 1e3:6.2f} ms "
+                         f"({read_iter / read_proc:.2f}x /proc; its one pass {one_pass / m * 1e6:.2f} us/process, "
+                         f"{one_pass / read_iter:.0%} of it)")
             print(line)
             # a dashboard that has run a while: every idle process's history window is full of
             # unchanged ticks, and the store shares its view (a shorter window, to get there sooner)

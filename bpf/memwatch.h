@@ -34,6 +34,7 @@
 #define SIGNAL_GROUP_EXIT 0x00000004   /* include/linux/sched/signal.h: signal_struct.flags */
 #define TS_COMPAT 0x0002               /* arch/x86/include/asm/thread_info.h: in a 32-bit syscall */
 #define MW_MAX_PIDNS_LEVEL 32          /* include/linux/pid_namespace.h: MAX_PID_NS_LEVEL */
+#define MW_PID_MAX_LIMIT (1 << 22)     /* include/linux/threads.h: PID_MAX_LIMIT on 64-bit machines */
 
 /* Kinds of ring-buffer records; every record starts with struct mw_event_header. */
 enum mw_event_kind {
@@ -120,18 +121,9 @@ struct mw_proc_stats {
 	__u64 brk_last;            /* the break after the last brk (seeded at fork, exec, attach); 0: unknown */
 	__u32 ns_tgid;             /* the tgid in memwatch's pid namespace; 0: none, the process is not traced */
 	__u32 stacks;              /* 1: a stack target (stack_targets); its calls carry their user stack */
+	__u32 called;              /* 1: its bit in called_tgids is set (see there) */
+	__u32 _pad;
 	char comm[MW_COMM_LEN];    /* group leader's name */
-};
-
-/* What the dump_stats iterator writes for each process: Python reads all of them in one go. */
-struct mw_stats_record_head {
-	__u32 tgid;                /* in memwatch's pid namespace; 0: the process has no pid there */
-	__u32 host_tgid;           /* in the initial namespace, as active_allocs keys it */
-};
-
-struct mw_stats_record {
-	struct mw_stats_record_head head;
-	struct mw_proc_stats stats;
 };
 
 /* Pids in events are those of memwatch's pid namespace (see mw_config.pidns_ino); processes that
@@ -237,14 +229,22 @@ struct mw_stack_target {
 	__u64 dropped;             /* records lost: stack_events full */
 };
 
-/* What the dump_tasks iterator writes for each process (thread group) of memwatch's pid namespace:
- * every figure the process table needs, so one read() replaces a tick of /proc/PID/stat, status
- * and statm reads. Pages are the kernel's page size; times are nanoseconds. */
+/*
+ * What the dump_tasks iterator writes: one pass over every task gives both the process table and
+ * the kernel counters. For each process (thread group) of memwatch's pid namespace, a struct
+ * mw_task_record with every figure the process table needs, so one read() replaces a tick of
+ * /proc/PID/stat, status and statm reads; and right after it, for a process that made a traced
+ * call since memwatch attached, a struct mw_task_counts. Both are MW_TASK_UNIT bytes long, so user
+ * space splits a read into units of one size; a counts unit has MW_COUNTS_TAG where a record has
+ * its tgid. Pages are the kernel's page size; times are nanoseconds.
+ */
 #define MW_RSS_FILE 0    /* rss[] indexes: the kernel's MM_FILEPAGES ... MM_SHMEMPAGES order */
 #define MW_RSS_ANON 1
 #define MW_RSS_SWAP 2    /* swap entries, not resident: VmSwap */
 #define MW_RSS_SHMEM 3
 #define MW_RSS_COUNTERS 4
+#define MW_TASK_UNIT 168
+#define MW_COUNTS_TAG 0xffffffffU   /* never a pid: PID_MAX_LIMIT is 2^22 */
 struct mw_task_record {
 	__u32 tgid;                /* in memwatch's pid namespace (tasks without one are left out) */
 	__u32 ppid;                /* likewise; 0 when the parent has none there */
@@ -263,6 +263,37 @@ struct mw_task_record {
 	__u32 flags;               /* task->flags of the leader (PF_KTHREAD) */
 	__u32 state;               /* the leader's state letter, as /proc/PID/stat shows it */
 	char comm[MW_COMM_LEN];    /* group leader's name */
+	__u64 _unit[3];            /* zero: a record is as long as a counts unit */
 };
+
+/* The counters of the process whose record precedes it (its tgid, start and name are there):
+ * the figures of struct mw_proc_stats that user space shows. */
+struct mw_task_counts {
+	__u32 tag;                 /* MW_COUNTS_TAG */
+	__u32 host_tgid;           /* in the initial pid namespace, as active_allocs keys it */
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	__u64 mmap_count;
+	__u64 mmap_bytes;
+	__u64 munmap_count;
+	__u64 munmap_bytes;
+	__u64 brk_count;
+	__u64 brk_grow_bytes;
+	__u64 brk_shrink_bytes;
+	__u64 mremap_count;
+	__u64 mremap_grow_bytes;
+	__u64 mremap_shrink_bytes;
+	__s64 outstanding_bytes;
+	__u64 outstanding_peak;
+	__u64 untracked_unmap_bytes;
+	__u64 lost_mappings;
+	__u64 lost_bytes;
+	__u64 failed_calls;
+	__u64 events_sent;
+	__u64 events_throttled;
+};
+
+_Static_assert(sizeof(struct mw_task_record) == MW_TASK_UNIT, "a task record is one unit");
+_Static_assert(sizeof(struct mw_task_counts) == MW_TASK_UNIT, "a counts unit is one unit");
 
 #endif /* MEMWATCH_H */

@@ -106,12 +106,30 @@ struct {
 	__type(value, struct mw_stack_target);
 } stack_targets SEC(".maps");
 
+/* The processes that made a traced call since memwatch attached, a bit each by tgid (in the initial
+ * pid namespace): dump_tasks looks up the counters of these alone, where a task-storage lookup for
+ * every process cost more than the rest of its record (~0.2 us: the storage's cache misses). A bit
+ * is set at a process's first call and cleared when it exits; one left set (by a process whose
+ * pid was reused) costs a lookup, never a figure. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MW_PID_MAX_LIMIT / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} called_tgids SEC(".maps");
+
+static __always_inline __u64 *called_word(__u32 tgid)
+{
+	__u32 word = tgid / 64;
+
+	return bpf_map_lookup_elem(&called_tgids, &word);
+}
+
 /* Keep the shared types in the object's BTF even where no map names them, for the layout check. */
 struct mw_call_event _mw_call_event = {};
 struct mw_exit_event _mw_exit_event = {};
 struct mw_oom_event _mw_oom_event = {};
 struct mw_config _mw_config = {};
-struct mw_stats_record _mw_stats_record = {};
 struct mw_stack_event _mw_stack_event = {};
 
 static __always_inline void count(__u32 idx)
@@ -793,6 +811,13 @@ static __always_inline int on_exit(__u32 kind, long ret, struct pt_regs *regs)
 	}
 	c.now = c.st->last_seen_ns;
 	c.mm = (__u64)task->mm;
+	if (!c.st->called) {   /* before anything is counted: see called_tgids */
+		__u64 *w = called_word(c.tgid);
+
+		if (w)
+			__sync_fetch_and_or(w, 1ULL << (c.tgid % 64));
+		c.st->called = 1;
+	}
 
 	if (kind == MW_EV_BRK) {   /* judged by its result alone: see account_brk */
 		account_brk(&c);
@@ -954,8 +979,16 @@ int handle_exit(struct bpf_raw_tracepoint_args *ctx)
 		bpf_ringbuf_submit(e, wakeup_flags(&life_events, MW_CNT_LIFE_WAKEUPS, sizeof(*e)));
 	}
 	/* the leader may linger as a zombie until it is reaped: its counters go now */
-	if (st)
+	if (st) {
+		if (st->called) {
+			__u32 tgid = BPF_CORE_READ(leader, tgid);
+			__u64 *w = called_word(tgid);
+
+			if (w)
+				__sync_fetch_and_and(w, ~(1ULL << (tgid % 64)));
+		}
 		bpf_task_storage_delete(&proc_stats, leader);
+	}
 	return 0;
 }
 
@@ -1015,26 +1048,6 @@ int mark_stacks(struct bpf_iter__task *ctx)
 	return 0;
 }
 
-/* Every process's counters in one read: Python iterates this instead of a map. */
-SEC("iter/task")
-int dump_stats(struct bpf_iter__task *ctx)
-{
-	struct task_struct *task = ctx->task;
-	struct mw_proc_stats *st;
-	struct mw_stats_record_head head;   /* struct mw_stats_record, written in two parts */
-
-	if (!task || task->pid != task->tgid)
-		return 0;   /* thread group leaders only */
-	st = bpf_task_storage_get(&proc_stats, task, 0, 0);
-	if (!st || !active(st))
-		return 0;   /* seeded at fork, exec or attach but no call since: nothing to report */
-	head.tgid = st->ns_tgid;
-	head.host_tgid = task->tgid;   /* active_allocs is keyed by it: the sweep needs it */
-	bpf_seq_write(ctx->meta->seq, &head, sizeof(head));
-	bpf_seq_write(ctx->meta->seq, st, sizeof(*st));
-	return 0;
-}
-
 /* CO-RE: kernels before 6.2 ("mm: convert mm's rss stats into percpu_counter") kept RSS in
  * struct mm_rss_stat, an array of atomics; since then mm->rss_stat is an array of percpu_counters,
  * whose count is the global part only (per-CPU deltas not folded in: it may run a little low).
@@ -1084,17 +1097,28 @@ struct kernfs_node___old {
  * CONFIG_MEMCG is off), and the index is checked against the running kernel's size of subsys[]. On a v1 memory hierarchy this is
  * the v1 cgroup; on v2, the nearest cgroup that has the memory controller enabled.
  */
+static __always_inline int memory_subsys(void)
+{
+	int memory;
+
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return -1;
+	memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (memory < 0 || memory >= bpf_core_field_size(struct css_set, subsys) / sizeof(void *))
+		return -1;
+	return memory;
+}
+
+/* That id read with probe reads, for a task pointer the verifier cannot follow (a raw
+ * tracepoint's argument); dump_tasks has its own with plain loads. */
 static __always_inline __u64 memcg_id(struct task_struct *task)
 {
 	struct cgroup_subsys_state *css = NULL;
 	struct kernfs_node *kn;
 	struct css_set *cset;
-	int memory;
+	int memory = memory_subsys();
 
-	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
-		return 0;
-	memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
-	if (memory < 0 || memory >= bpf_core_field_size(struct css_set, subsys) / sizeof(void *))
+	if (memory < 0)
 		return 0;
 	cset = BPF_CORE_READ(task, cgroups);
 	if (!cset || bpf_core_read(&css, sizeof(css), &cset->subsys[memory]) || !css)

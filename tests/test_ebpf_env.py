@@ -16,7 +16,16 @@ from conftest import Workload
 from memwatch.ebpf import BpfUnavailable, Tracer, TracerConfig, tracefs
 from memwatch.ebpf import errors as env
 from memwatch.ebpf.btf import LayoutMismatch, verify_layouts
-from memwatch.ebpf.layouts import MIRRORS, MwCallEvent, MwStatsRecord, RawStats, parse_stats_records
+from memwatch.ebpf.layouts import (
+    COUNTS_TAG,
+    MIRRORS,
+    TASK_UNIT,
+    MwCallEvent,
+    MwTaskCounts,
+    MwTaskRecord,
+    RawStats,
+    parse_counts,
+)
 from memwatch.ebpf.libbpf import load_libbpf
 from memwatch.ebpf.loader import PACKAGED_OBJECT
 
@@ -139,23 +148,35 @@ def test_packaged_object_matches_the_python_layouts() -> None:
     verify_layouts(load_libbpf(), PACKAGED_OBJECT)
 
 
-def test_stats_records_parse_every_member_by_name() -> None:
-    """The record parser is derived from the mirror: each RawStats field reads its own member."""
-    recs = (MwStatsRecord * 2)()
-    numbers = [f for f in RawStats.__dataclass_fields__ if f not in ("tgid", "comm")]
-    for n, rec in enumerate(recs):
-        rec.head.tgid = 100 + n
-        rec.head.host_tgid = 5000 + n
+def test_counts_parse_every_member_by_name() -> None:
+    """The counts parser is derived from the mirror: each RawStats field reads its own member; the
+    tgid, start and name are those of the record before the counts."""
+    numbers = [f for f in RawStats.__dataclass_fields__ if f not in ("tgid", "comm", "start_boottime_ns")]
+    units = b""
+    for n in range(3):
+        rec = MwTaskRecord(tgid=100 + n, start_boottime_ns=7000 + n, comm=b"[red]x\xff")
+        units += bytes(rec)
+        if n == 1:
+            continue   # a process without counters: no unit follows its record
+        counts = MwTaskCounts(tag=COUNTS_TAG, host_tgid=5000 + n)
         for i, name in enumerate(numbers):
-            setattr(rec.stats, name, 1000 * (n + 1) + i)
-        rec.stats.comm = b"[red]x\xff"
-    parsed, hosts = parse_stats_records(bytes(recs) + b"\0" * 7)   # a torn tail is ignored
-    assert sorted(parsed) == [100, 101]
-    assert hosts == {5000, 5001}
-    for n, tgid in enumerate((100, 101)):
-        got = parsed[tgid]
-        assert [getattr(got, name) for name in numbers] == [1000 * (n + 1) + i for i in range(len(numbers))]
+            setattr(counts, name, 1000 * (n + 1) + i)
+        counts.outstanding_bytes = -1   # its bytes are the tag's, where no unit starts
+        units += bytes(counts)
+    assert len(units) == 5 * TASK_UNIT
+    cache: dict[int, tuple[bytes, RawStats]] = {}
+    parsed, hosts = parse_counts(units + b"\0" * 7, cache)   # a torn tail is ignored
+    assert sorted(parsed) == [100, 102]
+    assert hosts == {5000, 5002}
+    for n in (0, 2):
+        got = parsed[100 + n]
+        expected = [1000 * (n + 1) + i for i in range(len(numbers))]
+        expected[numbers.index("outstanding_bytes")] = -1
+        assert [getattr(got, name) for name in numbers] == expected
+        assert (got.tgid, got.start_boottime_ns) == (100 + n, 7000 + n)
         assert got.comm == "[red]x\\xff"   # markup kept as text, a bad byte shown, never raised
+    again, _ = parse_counts(units, cache)
+    assert all(again[t] is parsed[t] for t in parsed), "unchanged counts: the same objects"
 
 
 def test_layout_drift_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Workload, bpf_unavailable, loaded_programs
 from memwatch.ebpf import Tracer, TracerConfig
+from memwatch.ebpf.layouts import LIVE_SLOTS
 from memwatch.model import EventKind, Snapshot
 from memwatch.sources.base import SnapshotSource
 from memwatch.sources.live import LiveSource
@@ -60,6 +61,36 @@ async def test_counts_events_and_exits_reach_the_snapshot(workload: Workload) ->
         await source.close()
     assert source.tracer is None
     await source.close()
+
+
+@pytest.mark.bpf
+async def test_one_iterator_pass_a_tick(workload: Workload) -> None:
+    """The process table, the counters and the sweep of exited processes' live-mapping entries all
+    come from one pass of the kernel's task iterator a tick."""
+    source = LiveSource(0.5, tracer_config=TracerConfig(events_per_sec=0), events_budget=NO_BUDGET)
+    snap = await source.open()
+    tracer, create, passes = source.tracer, None, []
+    try:
+        attached(snap)
+        assert tracer is not None and tracer._lib is not None
+        create = tracer._lib.bpf_iter_create
+        tracer._lib.bpf_iter_create = lambda fd: passes.append(fd) or create(fd)
+        workload("pid")
+        workload(f"mmap {256 * K}")
+        child = workload(f"fork {LIVE_SLOTS + 3} {8 * K} 0")   # 3 mappings pushed out to active_allocs
+        snap = await source.next()
+        assert len(passes) == 1
+        (view,) = [v for v in snap.processes if v.pid == workload.pid]
+        assert view.kernel is not None and (view.kernel.mmap_count, view.kernel.mmap_bytes) == (1, 256 * K)
+        assert any(e.kind is EventKind.EXIT and e.pid == child for e in snap.events)
+        assert tracer.map_tgids("active_allocs").count(child) == 3, "listed for the sweep, not swept yet"
+        await source.next()
+        assert len(passes) == 2
+        assert child not in tracer.map_tgids("active_allocs"), "swept by the next tick's pass"
+    finally:
+        if tracer is not None and tracer._lib is not None and create is not None:
+            tracer._lib.bpf_iter_create = create
+        await source.close()
 
 
 @pytest.mark.bpf

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import bpf_unavailable
 from memwatch.ebpf import BpfUnavailable, Tracer
-from memwatch.ebpf.layouts import TASK_RECORD, TASK_RECORD_NAMES
+from memwatch.ebpf.layouts import COUNTS_TAG, TASK_RECORD, TASK_RECORD_NAMES
 from memwatch.model import ProcessSample
 from memwatch.procfs import ProcReader
 from memwatch.task_table import TaskTable, cputime_split
@@ -74,7 +74,8 @@ def idle() -> Iterator[int]:
 def records(tracer: Tracer) -> dict[int, dict[str, object]]:
     data = tracer.read_tasks()
     assert len(data) % TASK_RECORD.size == 0
-    return {rec[0]: dict(zip(TASK_RECORD_NAMES, rec, strict=True)) for rec in TASK_RECORD.iter_unpack(data)}
+    return {rec[0]: dict(zip(TASK_RECORD_NAMES, rec, strict=True)) for rec in TASK_RECORD.iter_unpack(data)
+            if rec[0] != COUNTS_TAG}
 
 
 def status(pid: int) -> dict[str, str]:
@@ -192,12 +193,13 @@ def test_thousands_of_processes(tracer: Tracer) -> None:
 INSIDE = textwrap.dedent("""
     import json, os, subprocess, sys, time
     from memwatch.ebpf import Tracer
-    from memwatch.ebpf.layouts import TASK_RECORD
+    from memwatch.ebpf.layouts import COUNTS_TAG, TASK_RECORD
     child = subprocess.Popen(["sleep", "30"])
     time.sleep(0.2)
     with Tracer() as t:
-        pids = sorted(rec[0] for rec in TASK_RECORD.iter_unpack(t.read_tasks()))
-        ppids = {rec[0]: rec[1] for rec in TASK_RECORD.iter_unpack(t.read_tasks())}
+        recs = [rec for rec in TASK_RECORD.iter_unpack(t.read_tasks()) if rec[0] != COUNTS_TAG]
+        pids = sorted(rec[0] for rec in recs)
+        ppids = {rec[0]: rec[1] for rec in recs}
     proc = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
     child.kill()
     print(json.dumps({"self": os.getpid(), "child": child.pid, "pids": pids, "proc": proc,

@@ -16,7 +16,9 @@ import pytest
 
 from conftest import Workload, loaded_programs
 from memwatch.ebpf import RawCall, RawExit, RawStats, Tracer
-from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP, LIVE_SLOTS
+from memwatch.ebpf.layouts import EV_BRK, EV_MMAP, EV_MREMAP, EV_MUNMAP, LIVE_SLOTS, parse_counts
+from memwatch.procfs import ProcReader
+from memwatch.task_table import TaskTable
 
 pytestmark = pytest.mark.bpf
 
@@ -216,6 +218,35 @@ def test_brk_is_exact_from_the_first_call_of_every_process(open_tracer: Callable
     finally:
         fresh.close()
     assert tracer.counters().brk_unseen == unseen
+
+
+def test_one_pass_gives_the_table_row_and_the_exact_counts(open_tracer: Callable[..., Tracer],
+                                                            workload: Workload) -> None:
+    """One read of the dump_tasks iterator: the process's row as /proc shows it, and its exact
+    call counts, under the same identity."""
+    tracer = open_tracer(events_per_sec=0)
+    workload("pid")
+    tracer.read_tasks()
+    before = {name: getattr(tracer.stats[workload.pid], name) if workload.pid in tracer.stats else 0
+              for name in NUMERIC}
+    a = workload(f"mmap {256 * K}")
+    assert workload(f"munmap {a} {64 * K}") == 0
+    assert workload("badmmap") < 0
+    data = tracer.read_tasks()
+    st = tracer.stats[workload.pid]
+    d = delta({name: getattr(st, name) for name in NUMERIC}, before)
+    assert (d["mmap_count"], d["mmap_bytes"], d["munmap_count"], d["munmap_bytes"]) == (1, 256 * K, 1, 64 * K)
+    assert (d["failed_calls"], d["outstanding_bytes"]) == (1, 192 * K)
+    assert parse_counts(data)[0][workload.pid] == st, "what read_tasks parsed is in its read"
+    with ProcReader() as reader:
+        table = TaskTable(reader, start_ticks=tracer.start_ticks)
+        (row,) = [s for s in table.read(data) if s.pid == workload.pid]
+    with open(f"/proc/{workload.pid}/status") as f:
+        status = {k: v.split()[0] for k, _, v in (line.partition(":") for line in f) if v.strip()}
+    assert (row.name, row.rss_kb, row.virt_kb) == ("workload", int(status["VmRSS"]), int(status["VmSize"]))
+    assert row.start_ticks == tracer.start_ticks(st.start_boottime_ns) and st.comm == row.name
+    tracer.read_tasks()
+    assert tracer.stats[workload.pid] is st, "unchanged counts: the same object, which the store relies on"
 
 
 def test_child_process_exit_event_and_cleanup(open_tracer: Callable[..., Tracer], workload: Workload) -> None:

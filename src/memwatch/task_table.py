@@ -20,10 +20,15 @@ record's memory cgroup id changes, or when the collector says the cgroup vanishe
 name (looked up once per uid). A process that rewrites its own argv in place without an exec
 keeps its first command line here, where the /proc reader rereads it every ``slow_every`` ticks.
 
-The kernel's task iterator can miss a process /proc lists (on the Firecracker 6.18 kernel memwatch
-is developed on it never visits pid 1). Every ``check_every`` reads the table compares its pids with
-/proc's, and processes only /proc lists are read from /proc, each tick, until the iterator lists
-them.
+The kernel's task iterator can miss a process /proc lists: the 6.18 kernel memwatch is developed
+on carries a local patch (``task_iter_hides`` in its /proc/kallsyms) that hides pid 1 from task
+iterators. Every ``check_every`` reads the table compares its pids with /proc's, and processes
+only /proc lists are read from /proc, each tick, until the iterator lists them.
+
+The same read carries the kernel counters of the processes that made a traced call, each in a
+unit right after its process's record (:func:`memwatch.ebpf.layouts.parse_counts` reads them);
+the table skips those units by their tag, which it looks at only for a unit that is not an
+unchanged record, so an idle process costs nothing more for them.
 
 Kernel threads carry their task name (``kworker/0:1``), not the workqueue suffix /proc adds
 (``kworker/0:1-events``).
@@ -35,7 +40,7 @@ import os
 import struct
 from collections.abc import Callable, Collection
 
-from memwatch.ebpf.layouts import RSS_ANON, RSS_FILE, RSS_SHMEM, RSS_SWAP, TASK_RECORD, TASK_RECORD_NAMES
+from memwatch.ebpf.layouts import COUNTS_TAG, RSS_ANON, RSS_FILE, RSS_SHMEM, RSS_SWAP, TASK_RECORD, TASK_RECORD_NAMES
 from memwatch.model import ProcessSample
 from memwatch.procfs import (
     PF_KTHREAD,
@@ -137,6 +142,8 @@ class TaskTable:
         for tgid, rest in _KEY.iter_unpack(memoryview(data)[:usable]):
             k = known.get(tgid)
             if k is None or k.raw != rest or k.cgroup_due or k.sample is None:
+                if tgid == COUNTS_TAG:   # the counters of the process before it: not a process
+                    continue
                 k = parse(tgid, rest, k)
                 changed.append(k.sample)  # type: ignore[arg-type]  # parse always leaves one
             seen[tgid] = k

@@ -86,16 +86,10 @@ class MwProcStats(ctypes.Structure):
         ("brk_last", c_uint64),
         ("ns_tgid", c_uint32),
         ("stacks", c_uint32),
+        ("called", c_uint32),
+        ("_pad", c_uint32),
         ("comm", c_char * COMM_LEN),
     ]
-
-
-class MwStatsRecordHead(ctypes.Structure):
-    _fields_ = [("tgid", c_uint32), ("host_tgid", c_uint32)]
-
-
-class MwStatsRecord(ctypes.Structure):
-    _fields_ = [("head", MwStatsRecordHead), ("stats", MwProcStats)]
 
 
 class MwEventHeader(ctypes.Structure):
@@ -207,7 +201,15 @@ class MwTaskRecord(ctypes.Structure):
         ("flags", c_uint32),
         ("state", c_uint32),
         ("comm", c_char * COMM_LEN),
+        ("_unit", c_uint64 * 3),
     ]
+
+
+TASK_UNIT = 168
+"""Bytes of each unit of a dump_tasks read: a task record, or the counters of the one before it."""
+COUNTS_TAG = 0xFFFFFFFF
+"""Where a task record has its tgid, a counts unit has this (never a pid)."""
+
 
 
 # name in memwatch.h -> mirror; the BTF check walks this table.
@@ -215,8 +217,6 @@ MIRRORS: dict[str, type[ctypes.Structure]] = {
     "mw_config": MwConfig,
     "mw_counters": MwCounters,
     "mw_proc_stats": MwProcStats,
-    "mw_stats_record_head": MwStatsRecordHead,
-    "mw_stats_record": MwStatsRecord,
     "mw_event_header": MwEventHeader,
     "mw_call_event": MwCallEvent,
     "mw_exit_event": MwExitEvent,
@@ -284,6 +284,22 @@ class RawStats:
     events_sent: int
     events_throttled: int
     comm: str
+
+
+def _member_type(cls: type[ctypes.Structure], name: str) -> Any:
+    return next(spec[1] for spec in cls._fields_ if spec[0] == name)
+
+
+class MwTaskCounts(ctypes.Structure):
+    """A counts unit of dump_tasks: after its tag, the members of MwProcStats that RawStats shows
+    (all but the start, which the record before it has), in RawStats' order."""
+
+    _fields_ = [("tag", c_uint32), ("host_tgid", c_uint32),
+                *[(f, _member_type(MwProcStats, f)) for f in RawStats.__dataclass_fields__
+                  if f not in ("tgid", "start_boottime_ns", "comm")]]
+
+
+MIRRORS["mw_task_counts"] = MwTaskCounts   # here: its members are RawStats'
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,47 +385,59 @@ def flat_format(cls: type[ctypes.Structure], prefix: str = "") -> tuple[str, lis
     return fmt + "x" * (ctypes.sizeof(cls) - pos), names
 
 
-_RECORD_FMT, _RECORD_NAMES = flat_format(MwStatsRecord)
-_RECORD = struct.Struct("<" + _RECORD_FMT)
-assert _RECORD.size == ctypes.sizeof(MwStatsRecord)
 _RAW_STATS_NUMBERS = [f for f in RawStats.__dataclass_fields__ if f not in ("tgid", "comm")]
-_PICK = [_RECORD_NAMES.index(f"stats.{f}") for f in _RAW_STATS_NUMBERS]
-_COMM = _RECORD_NAMES.index("stats.comm")
 
+TASK_RECORD_FORMAT, TASK_RECORD_NAMES = flat_format(MwTaskRecord)
+"""The dump_tasks records for :mod:`struct` ("<" first), and the member each unpacked item is."""
+TASK_RECORD = struct.Struct("<" + TASK_RECORD_FORMAT)
+assert TASK_RECORD.size == ctypes.sizeof(MwTaskRecord) == ctypes.sizeof(MwTaskCounts) == TASK_UNIT
 
-_RECORD_KEY = struct.Struct(f"<II{_RECORD.size - 8}s")
-"""A stats record as its two tgids and the rest of its bytes: all an unchanged process costs."""
-_STATS_REST = struct.Struct("<" + _RECORD_FMT[2:])
-assert _RECORD_FMT.startswith("II"), "struct mw_stats_record must start with its two __u32 tgids"
+_COUNTS_FORMAT, _COUNTS_NAMES = flat_format(MwTaskCounts)
+_COUNTS = struct.Struct("<" + _COUNTS_FORMAT)
+_COUNTS_PICK = [_COUNTS_NAMES.index(f) for f in _RAW_STATS_NUMBERS[1:]]   # all but the start
+assert _RAW_STATS_NUMBERS[0] == "start_boottime_ns" and _COUNTS_NAMES[:2] == ["tag", "host_tgid"]
+_START_AT, _COMM_AT = MwTaskRecord.start_boottime_ns.offset, MwTaskRecord.comm.offset
+_OWNER = struct.Struct(f"<I{_START_AT - 4}xQ")
+"""The tgid and start of the process a counts unit belongs to, from the record before it."""
+_TAG = struct.pack("<I", COUNTS_TAG)
 
 StatsCache = dict[int, tuple[bytes, RawStats]]
-"""The last records by tgid, for :func:`parse_stats_records` to skip the unchanged ones."""
+"""The last counts by tgid, for :func:`parse_counts` to skip the unchanged ones."""
 
 
-def parse_stats_records(data: bytes, cache: StatsCache | None = None) -> tuple[dict[int, RawStats], set[int]]:
-    """The records the dump_stats iterator wrote: counters by tgid as memwatch's /proc shows it,
-    and the tgid of every listed process in the initial pid namespace (which keys active_allocs).
+def parse_counts(data: bytes, cache: StatsCache | None = None) -> tuple[dict[int, RawStats], set[int]]:
+    """The counters in a dump_tasks read, by tgid as memwatch's /proc shows it, and the tgid of
+    each of their processes in the initial pid namespace (which keys active_allocs).
 
-    With a ``cache`` (kept by the caller between reads, updated here), a process whose record did
-    not change gets the same RawStats object as last time, and nothing is unpacked for it."""
+    The counts units are found with ``bytes.find`` (a tag where a unit starts; one that does not
+    start a unit is a value inside one), so the records around them cost nothing here. With a
+    ``cache`` (kept by the caller between reads, updated here), a process whose counts, start and
+    name did not change gets the same RawStats object as last time, and nothing is unpacked."""
     out: dict[int, RawStats] = {}
     hosts: set[int] = set()
-    usable = len(data) - len(data) % _RECORD.size
-    pick, comm = [i - 2 for i in _PICK], _COMM - 2
+    usable = len(data) - len(data) % TASK_UNIT
     seen: StatsCache = {}
     old = cache if cache is not None else {}
-    for tgid, host, rest in _RECORD_KEY.iter_unpack(memoryview(data)[:usable]):
-        hosts.add(host)
-        if not tgid:
+    find, unit = data.find, TASK_UNIT
+    pos = find(_TAG, unit, usable)   # a counts unit follows its process's record: never first
+    while pos >= 0:
+        if pos % unit:
+            pos = find(_TAG, pos - pos % unit + unit, usable)
             continue
+        record = pos - unit
+        tgid, start = _OWNER.unpack_from(data, record)
+        comm = data[record + _COMM_AT:record + _COMM_AT + COMM_LEN]
+        key = data[pos:pos + unit] + data[record + _START_AT:record + _START_AT + 8] + comm
         known = old.get(tgid)
-        if known is not None and known[0] == rest:
+        if known is not None and known[0] == key:
             stats = known[1]
         else:
-            rec = _STATS_REST.unpack(rest)
-            stats = RawStats(tgid, *[rec[i] for i in pick], decode_comm(rec[comm]))  # type: ignore[call-arg]  # the numbers in order, checked by a test
+            rec = _COUNTS.unpack_from(data, pos)
+            stats = RawStats(tgid, start, *[rec[i] for i in _COUNTS_PICK], decode_comm(comm))  # type: ignore[call-arg]  # the numbers in order, checked by a test
+        hosts.add(int.from_bytes(data[pos + 4:pos + 8], "little"))
         out[tgid] = stats
-        seen[tgid] = (rest, stats)
+        seen[tgid] = (key, stats)
+        pos = find(_TAG, pos + unit, usable)
     if cache is not None:
         cache.clear()
         cache.update(seen)
@@ -420,11 +448,6 @@ def stats_from_struct(tgid: int, s: MwProcStats) -> RawStats:
     """The counters an exit event carries, read by name like the iterator's records."""
     return RawStats(tgid, *[getattr(s, f) for f in _RAW_STATS_NUMBERS], decode_comm(bytes(s.comm)))  # type: ignore[call-arg]  # the numbers in order, checked by a test
 
-
-TASK_RECORD_FORMAT, TASK_RECORD_NAMES = flat_format(MwTaskRecord)
-"""The dump_tasks records for :mod:`struct` ("<" first), and the member each unpacked item is."""
-TASK_RECORD = struct.Struct("<" + TASK_RECORD_FORMAT)
-assert TASK_RECORD.size == ctypes.sizeof(MwTaskRecord)
 
 _STACK_CALL = struct.Struct("<IIIxxxxQIIQQQQ")
 assert _STACK_CALL.size == ctypes.sizeof(MwStackCall), "struct format out of step with MwStackCall"

@@ -33,7 +33,7 @@ from memwatch.ebpf.errors import (
     read_object,
     tracefs_dir,
 )
-from memwatch.ebpf.layouts import MwAllocKey, MwConfig, MwCounters, RawStats, parse_stats_records
+from memwatch.ebpf.layouts import MwAllocKey, MwConfig, MwCounters, RawStats, parse_counts
 from memwatch.ebpf.libbpf import (
     BPF_STATS_RUN_TIME,
     BpfMapBatchOpts,
@@ -169,11 +169,13 @@ class Tracer:
         self._paused_flag: ctypes.c_uint32 | None = None
         self._bss: mmap.mmap | None = None
         self._ncpus = 1
-        self._stats_iter = -1
+        self._cpus_iter = -1
         self._seed_iter = -1
         self._tasks_iter = -1
         self._stats_cache: layouts.StatsCache = {}
-        """The last dump_stats records: an unchanged process's RawStats is handed out again."""
+        """The last pass's counters: an unchanged process's RawStats is handed out again."""
+        self._sweep: list[tuple[int, bytes]] | None = None
+        """Live-mapping entries listed for the sweep, checked against the next pass (see forget_processes)."""
         self._stats_fd = -1
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.boot_offset = 0.0
@@ -182,8 +184,12 @@ class Tracer:
         self.pidns_ino = 0
         self.program_ids: tuple[int, ...] = ()
         """Kernel ids of the programs this tracer loaded (kept after close, to check they are gone)."""
+        self.stats: dict[int, RawStats] = {}
+        """The counters the last pass (read_tasks) listed, by tgid as /proc shows it."""
         self.host_tgids: frozenset[int] = frozenset()
-        """Every process the last read_stats listed, by its tgid in the initial pid namespace."""
+        """The processes of ``stats``, by their tgid in the initial pid namespace."""
+        self.swept = 0
+        """Live-mapping entries the last pass deleted (see forget_processes)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -348,8 +354,8 @@ class Tracer:
             name = (lib.bpf_program__name(p) or b"").decode()
             link = check_ptr(lib.bpf_program__attach(p), f"attaching {name}")
             self._links.append(link)
-            if name == "dump_stats":
-                self._stats_iter = check_int(lib.bpf_link__fd(link), "the stats iterator")
+            if name == "find_cpus":
+                self._cpus_iter = check_int(lib.bpf_link__fd(link), "the CPU-finding iterator")
             elif name == "mark_stacks":
                 self._mark_iter = check_int(lib.bpf_link__fd(link), "the stack-marking iterator")
             elif name == "seed_stats":
@@ -360,13 +366,16 @@ class Tracer:
     def _destroy_links(self) -> None:
         lib = self._lib
         assert lib is not None
-        self._stats_iter = self._seed_iter = self._mark_iter = self._tasks_iter = -1
+        self._cpus_iter = self._seed_iter = self._mark_iter = self._tasks_iter = -1
         while self._links:
             lib.bpf_link__destroy(self._links.pop())
 
     def _seed(self) -> None:
-        """Once the syscall programs are attached: record every running process's break, so its
-        next brk is counted with its size (processes born later are seeded at fork and exec)."""
+        """Once the syscall programs are attached: note where each CPU's per-CPU data lies (for
+        dump_tasks' exact RSS), and record every running process's break, so its next brk is
+        counted with its size (processes born later are seeded at fork and exec)."""
+        if self._cpus_iter >= 0:
+            self._run_iterator(self._cpus_iter)
         if self._seed_iter >= 0:
             self._run_iterator(self._seed_iter)
 
@@ -577,21 +586,26 @@ class Tracer:
 
     # -- readers ---------------------------------------------------------------------------------
 
-    def read_stats(self) -> dict[int, RawStats]:
-        """Every process's counters, by tgid as /proc shows it: one pass of the dump_stats iterator
-        over all tasks (of memwatch's pid namespace)."""
-        if self._lib is None or self._stats_iter < 0:
-            raise RuntimeError("the tracer is not open")
-        stats, hosts = parse_stats_records(self._run_iterator(self._stats_iter), self._stats_cache)
-        self.host_tgids = frozenset(hosts)
-        return stats
-
     def read_tasks(self) -> bytes:
-        """The whole process table of memwatch's pid namespace: one pass of the dump_tasks iterator,
-        an :data:`layouts.TASK_RECORD` per process (thread group), in pid order."""
+        """The whole process table of memwatch's pid namespace and every process's counters: one
+        pass of the dump_tasks iterator over all tasks, in pid order, :data:`layouts.TASK_UNIT`
+        bytes a unit: a record per process (thread group), each followed by its counters if it
+        made a traced call. The counters are parsed here into :attr:`stats`."""
         if self._lib is None or self._tasks_iter < 0:
             raise RuntimeError("the tracer is not open")
-        return self._run_iterator(self._tasks_iter)
+        sweep, self._sweep = self._sweep, None
+        data = self._run_iterator(self._tasks_iter)
+        self.stats, hosts = parse_counts(data, self._stats_cache)
+        self.host_tgids = frozenset(hosts)
+        if sweep is not None:
+            self.swept = self._forget(sweep)
+            log.debug("swept %d live-mapping entries of exited processes", self.swept)
+        return data
+
+    def read_stats(self) -> dict[int, RawStats]:
+        """Every process's counters, by tgid as /proc shows it: a pass of its own (read_tasks)."""
+        self.read_tasks()
+        return self.stats
 
     def _dump(self, fd: int, key_size: int, value_size: int,
               chunk: int) -> Iterable[tuple[bytes, bytes, int]]:
@@ -672,17 +686,25 @@ class Tracer:
         The kernel deletes a process's counters when it exits, but not its live-mapping entries
         (walking them there would cost every exit a map scan); memwatch sweeps them here. The
         entries are listed first and the living processes after: a process with entries has made
-        a traced call, so dump_stats lists it for as long as it lives, and one born after the
-        entries were listed has none among them. Entries that outlive a pid's reuse are caught in
-        the kernel, which checks the mm each entry belongs to.
+        a traced call, so a pass lists its counters for as long as it lives, and one born after
+        the entries were listed has none among them. Entries that outlive a pid's reuse are caught
+        in the kernel, which checks the mm each entry belongs to. This costs a pass of its own:
+        :meth:`sweep_at_next_pass` leaves it to the next one.
         """
-        entries = self._alloc_keys()
-        if not entries:
-            return 0
-        self.read_stats()
+        self.sweep_at_next_pass()
+        self.read_tasks()
+        return self.swept
+
+    def sweep_at_next_pass(self) -> None:
+        """:meth:`forget_processes` without a pass of its own: the entries are listed now and
+        those of processes the next :meth:`read_tasks` does not list are deleted then
+        (:attr:`swept` says how many)."""
+        self._sweep = self._alloc_keys()
+
+    def _forget(self, entries: list[tuple[int, bytes]]) -> int:
         alive = self.host_tgids
         dead = [key for tgid, key in entries if tgid not in alive]
-        return self._delete_keys(self._fd("active_allocs"), dead, ctypes.sizeof(MwAllocKey))
+        return self._delete_keys(self._fd("active_allocs"), dead, ctypes.sizeof(MwAllocKey)) if dead else 0
 
     def _delete_keys(self, fd: int, keys: list[bytes], key_size: int) -> int:
         """Delete keys with batch deletes (one syscall per chunk), one by one where unsupported."""

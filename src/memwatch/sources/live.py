@@ -593,7 +593,10 @@ class LiveSource:
         """Kernel counters by process, and the tracer's health; runs in the tick's worker thread."""
         tracer, conv = self.tracer, self._converter
         assert tracer is not None and conv is not None
-        counts = conv.all_counts(tracer.read_stats())
+        # the counters came with the process table, in the tick's one pass (_read_samples):
+        # read before the events drained for this tick, where they used to be read after them,
+        # so a call an event of this tick shows may be counted at the next tick only
+        counts = conv.all_counts(tracer.stats if self._table is not None else tracer.read_stats())
         c = tracer.counters()
         now = time.monotonic()
         dt = now - self._last_tick if self._last_tick else 0.0
@@ -636,9 +639,10 @@ class LiveSource:
         return max(0.0, spent - last[0]) / (now - last[1]) * 100
 
     def _sweep(self) -> None:
+        """Exited processes' live-mapping entries: listed now, deleted at the next tick's pass
+        (which lists the living), so that the sweep costs no pass of its own."""
         if self.tracer is not None:
-            deleted = self.tracer.forget_processes()
-            log.debug("swept %d live-mapping entries of exited processes", deleted)
+            self.tracer.sweep_at_next_pass()
 
     async def _tick(self) -> Snapshot:
         """One tick, all of its work in a worker thread: the event loop (and a dashboard running on
