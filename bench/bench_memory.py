@@ -12,8 +12,27 @@ snapshot hold (every object reachable from them, counted once), per process, and
 
     .venv/bin/python bench/bench_memory.py [--processes 10000] [--history 120] [--busy 0.1]
 
+With ``--live`` (as root) it measures the real dashboard instead: ``memwatch --interval S`` in a
+120x40 pseudo-terminal, eBPF on, over --processes extra ``sleep`` processes, in a private pid
+namespace (so that nobody else's processes are counted: the kernel's task iterator and /proc
+show memwatch only that namespace's). Its RSS is sampled every --every seconds for --seconds
+(at a 1 s interval the 120-point histories are full after two minutes; --seconds 420 --interval 3
+is the real length), broken down from /proc/PID/smaps: pymalloc's arenas and other anonymous
+mmaps, glibc's heap and its per-thread arenas (64 MiB-aligned), BPF maps, files; with what the
+process sees from inside (bench/memprobe.py: pymalloc's used/free bytes, glibc's in-use/free
+bytes and arena count). In the same run, baselines: the same interpreter with the dashboard's
+modules imported, idle; and the dashboard over no extra process. It prints the RSS at one
+minute, when the histories are full and at the end (end/full: 1.00 is flat), and the cost per
+1,000 processes over the empty dashboard. ``--env K=V`` (repeatable) adds a round with that
+environment, printed as a ratio to the plain round (``--env MEMPROBE_TRACEMALLOC=1`` prints the
+top allocation sites at the end). ``--churn S`` replaces the sleepers by new ones every S seconds
+(exits, births: what a build machine does).
+
+    .venv/bin/python bench/bench_memory.py --live [--processes 10000] [--interval 1] [--seconds 150]
+
 MEMWATCH_BENCH_SMOKE=1 (see bench/smoke.py: how tests/test_readme.py runs the README's command)
-makes it --processes 500 --history 20 --after 5: the same lines, in seconds.
+makes it --processes 500 --history 20 --after 5 (--live: 200 processes, 0.5 s interval, 12 s):
+the same lines, in seconds.
 """
 
 from __future__ import annotations
@@ -88,8 +107,22 @@ def main() -> int:
     ap.add_argument("--history", type=int, default=120, help="points per history (the store's default)")
     ap.add_argument("--busy", type=float, default=0.1, help="share of processes that change every tick")
     ap.add_argument("--after", type=int, default=40, help="ticks after the histories are full")
-    smoke_defaults(ap, processes=500, history=20, after=5)
+    ap.add_argument("--live", action="store_true", help="the real dashboard's RSS over time, broken down")
+    ap.add_argument("--interval", type=float, default=1.0, help="--live: the dashboard's interval (default 1 s)")
+    ap.add_argument("--seconds", type=float, default=150.0, help="--live: how long the main round runs")
+    ap.add_argument("--every", type=float, default=10.0, help="--live: seconds between samples")
+    ap.add_argument("--env", action="append", default=[], metavar="K=V",
+                    help="--live: one more round with this in the dashboard's environment (repeatable; "
+                         "several K=V joined by commas make one round)")
+    ap.add_argument("--churn", type=float, default=0.0, metavar="S",
+                    help="--live: every S seconds the sleep processes exit and as many new ones start")
+    live_smoke = {"interval": 0.5, "seconds": 12.0, "every": 3.0} if "--live" in sys.argv else {}
+    smoke_defaults(ap, processes=200 if "--live" in sys.argv else 500, history=20, after=5, **live_smoke)
     args = ap.parse_args()
+    if args.live:
+        from live_memory import live_main
+
+        return live_main(args)
     n, busy = args.processes, int(args.processes * args.busy)
     idle = make_idle(n)
     kernel_idle = {s.key: KernelCounts() for s in idle}

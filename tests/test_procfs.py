@@ -334,6 +334,32 @@ def test_without_statm_or_status_rss_is_stats_approximation(
     assert p is not None and p.rss_kb == 2048 - STAT_LAG_KB  # better than nothing
 
 
+def test_processes_that_share_a_name_and_cgroup_share_one_copy_of_each() -> None:
+    """Real /proc: at 10,000 processes a copy of the same texts for each one costs megabytes."""
+    children = [subprocess.Popen(["sleep", "60"]) for _ in range(3)]
+    try:
+        reader = ProcReader()
+        samples = [s for s in reader.read_processes() if s.pid in {c.pid for c in children}]
+        assert len(samples) == 3
+        for field in ("name", "cmdline", "cgroup", "memory_cgroup"):
+            values = [getattr(s, field) for s in samples]
+            assert values[0] == "sleep 60" if field == "cmdline" else values[0]
+            assert all(v is values[0] for v in values), f"{field}: {len(set(map(id, values)))} copies"
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+
+
+def test_the_shared_texts_stay_bounded() -> None:
+    long = b"x" * (procfs._SHARED_LEN + 1)
+    assert procfs._decode(long) == long.decode() and long not in procfs._shared_texts
+    for i in range(procfs._SHARED_MAX + 10):
+        assert procfs._decode(b"name-%d" % i) == f"name-{i}"
+    assert 0 < len(procfs._shared_texts) <= procfs._SHARED_MAX
+    assert procfs._decode(b"\xffname") == "\\xffname"
+
+
 def test_missing_proc_root_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ProcfsUnavailable, match="is procfs mounted"):
         read_processes(str(tmp_path / "nope"), clock_ticks=HZ)

@@ -853,6 +853,13 @@ check_bench_memory = bench(
     (rf"^ +full(\+after)? \(tick +\d+\): store \+ snapshot +[\d.]+ MiB, +\d+ B/process, {RATIO} the typed arrays$", 2),
     (r"^flat once full: full\+5 ticks / full = \d+\.\d\d; \d+ ms a tick$", 1),
 )
+check_bench_memory_live = bench(
+    (r"^memwatch --interval 0\.5 \(eBPF on\), private pid namespace, 12 s; RSS by mapping from smaps, MiB$", 1),
+    (r"^  (idle modules|no extra proc) +[\d.]+( +[\d.]+){6}", 2),
+    (r"^  (1 min|full|end) \(\d+s\) +[\d.]+( +[\d.]+){6}$", 3),
+    (rf"^  end/full \d+\.\d\d \(1\.00 is flat\).*; full / idle modules {RATIO}, / no extra process {RATIO}; "
+     r"per 1,000 processes -?[\d.]+ MiB$", 1),
+)
 check_bench_tick = bench(
     (r"^  \+\s+(0|100) extra .* /proc only .*, (\d+\.\d\d)x psutil\); with eBPF .* \(\d+\.\d\dx psutil\)", 2),
     (r"^    per 1,000 processes: tick /proc .* ms, iterator .* ms \(\d+\.\d\dx /proc\); table read /proc .* ms, "
@@ -968,6 +975,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_procfs.py": Way(check_bench_procfs, "bench"),
     ".venv/bin/python bench/bench_tick.py": Way(check_bench_tick, "bench"),
     ".venv/bin/python bench/bench_memory.py": Way(check_bench_memory, "bench"),
+    ".venv/bin/python bench/bench_memory.py --live": Way(check_bench_memory_live, "bench"),
     ".venv/bin/python bench/bench_exporter.py": Way(check_bench_exporter, "bench"),
     ".venv/bin/python bench/bench_spike.py": Way(check_bench_spike, "bench"),
     ".venv/bin/python bench/bench_dashboard.py --live": Way(check_bench_dashboard, "bench"),

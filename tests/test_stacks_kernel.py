@@ -89,6 +89,34 @@ def test_only_the_targets_send_records_and_every_call_is_exact(open_tracer: Call
         other.close()
 
 
+def bpf_maps_rss_kib() -> int:
+    """This process's RSS in mappings of BPF maps (ring buffers, mmapped arrays)."""
+    total, bpf = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                bpf = "anon_inode:bpf" in line
+            elif bpf and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_the_stack_ring_is_mapped_at_its_first_use_with_what_came_before(open_tracer: Callable[..., Tracer],
+                                                                       workload: Workload) -> None:
+    """The ring's pages count in memwatch's RSS once mapped (twice its size: the kernel maps them
+    twice over), so an 8 MiB ring nobody reads must not be mapped; records the kernel wrote into
+    it before are still read."""
+    tracer = open_tracer(stacks=True, stacks_per_sec=0, stack_ring_bytes=8 << 20)
+    unmapped = bpf_maps_rss_kib()
+    workload("pid")
+    assert workload.pid in tracer.set_stack_targets([workload.pid])
+    a = workload(f"mmap {64 * K}")
+    assert bpf_maps_rss_kib() == unmapped, "the stack ring was mapped before anyone read it"
+    got = records(tracer, workload.pid)
+    assert [(r.call, r.addr) for r in got] == [(EV_MMAP, a)]
+    assert bpf_maps_rss_kib() >= unmapped + 2 * (8 << 10)
+
+
 def test_over_the_budget_calls_come_without_their_stack(open_tracer: Callable[..., Tracer],
                                                         workload: Workload) -> None:
     tracer = open_tracer(stacks=True, stacks_per_sec=5)

@@ -252,6 +252,14 @@ def _raise_file_limit() -> None:
         pass
 
 
+def _tune_malloc() -> None:
+    """Large blocks go back to the kernel when freed (see memwatch.ebpf.malloc): memwatch runs for
+    days, and a tick frees megabytes."""
+    from memwatch.ebpf.malloc import keep_large_blocks_unmapped
+
+    keep_large_blocks_unmapped()
+
+
 def _setup_logging(verbose: bool, *, dashboard: bool) -> None:
     level = logging.INFO if verbose else logging.WARNING
     if os.environ.get("MEMWATCH_DEBUG"):
@@ -485,6 +493,7 @@ def run_serve(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _raise_file_limit()
+    _tune_malloc()
     try:
         if argv and argv[0] == "record":
             return run_record(argv[1:])

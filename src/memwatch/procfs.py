@@ -97,9 +97,31 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+_SHARED_MAX = 2048
+"""Texts :func:`_shared` keeps to hand out again; when full it starts over."""
+_SHARED_LEN = 256
+"""Longer texts are not kept (a worst case of a few hundred KiB for the cache)."""
+_shared_texts: dict[bytes, tuple[bytes, str]] = {}
+
+
+def _shared(raw: bytes) -> tuple[bytes, str]:
+    """``raw`` and its text (:func:`_decode`), the same two objects for the same bytes while they
+    are in a bounded cache: at 10,000 processes most share a name, a cgroup and often a command
+    line, and then share one copy of each instead of holding 10,000 (about 2.5 MiB)."""
+    known = _shared_texts.get(raw)
+    if known is None:
+        known = (raw, raw.decode("utf-8", "backslashreplace"))
+        if len(raw) <= _SHARED_LEN:
+            if len(_shared_texts) >= _SHARED_MAX:
+                _shared_texts.clear()
+            _shared_texts[raw] = known
+    return known
+
+
 def _decode(raw: bytes) -> str:
-    """Bytes from the kernel as text; undecodable bytes show as ``\\xNN`` instead of failing."""
-    return raw.decode("utf-8", "backslashreplace")
+    """Bytes from the kernel as text; undecodable bytes show as ``\\xNN`` instead of failing.
+    Equal texts are one object (see :func:`_shared`)."""
+    return _shared(raw)[1]
 
 
 def clock_ticks() -> int:
@@ -311,8 +333,8 @@ def read_cgroup(base: str, k: CgroupHolder) -> None:
         data = _read(base + "cgroup")
     except OSError:
         return
-    k.cgroup, k.memcg_raw = _cgroup_paths(data)
-    k.memcg = _decode(k.memcg_raw)
+    k.cgroup, memcg_raw = _cgroup_paths(data)
+    k.memcg_raw, k.memcg = _shared(memcg_raw)
 
 
 def memory_cgroup_paths(known: Iterable[CgroupHolder]) -> dict[str, bytes]:

@@ -235,7 +235,6 @@ class Tracer:
             self._ncpus = check_int(lib.libbpf_num_possible_cpus(), "counting CPUs")
             self._ring = RingReader(lib, self._fds["mem_events"])
             self._life = RingReader(lib, self._fds["life_events"])
-            self._stacks = RingReader(lib, self._fds["stack_events"])
         except OSError as exc:
             self.close()
             raise explain_load_error(exc) from exc
@@ -511,9 +510,15 @@ class Tracer:
 
     @property
     def stacks(self) -> RingReader:
-        """Calls of the stack targets, with their stacks (:func:`layouts.parse_stack_record`)."""
+        """Calls of the stack targets, with their stacks (:func:`layouts.parse_stack_record`).
+
+        Mapped at the first use, not at open: the kernel maps a ring buffer's pages when it is
+        mmapped, twice over (for records that wrap), so the dashboard's 8 MiB stack ring would
+        add 16 MiB to memwatch's RSS from the start, in every session, used or not."""
         if self._stacks is None:
-            raise RuntimeError("the tracer is not open")
+            if self._lib is None or self._ring is None:   # not open (the other rings are made at open)
+                raise RuntimeError("the tracer is not open")
+            self._stacks = RingReader(self._lib, self._fds["stack_events"])
         return self._stacks
 
     def set_stack_targets(self, tgids: Iterable[int]) -> dict[int, int]:
