@@ -288,8 +288,9 @@ def print_ratios(ours: str, figure: float, cpu: dict[str, float], label: str | N
             continue
         other = name.split()[0]
         head = f"    ratio {label}/{other}:"
-        print(f"{head:<28}{figure / cpu[name]:.2f}x" if cpu[name] > 0 else
-              f"{head:<28}{other} used no measurable CPU; no ratio")
+        head = f"{head:<{max(28, len(head) + 1)}}"
+        print(f"{head}{figure / cpu[name]:.2f}x" if cpu[name] > 0 else
+              f"{head}{other} used no measurable CPU; no ratio")
 
 
 def monitors_side_by_side(seconds: float, interval: float, extra: int, warmup: float) -> None:
