@@ -129,7 +129,7 @@ def tree_rows(tree: ProcessTree, *, sort: str = "rss", descending: bool = True,
         keys = tree.roots if key is None else tree.nodes[key].children
         if shown is not None:
             keys = tuple(k for k in keys if k in shown)
-        return sorted(keys, key=order, reverse=reverse)
+        return sorted(keys, key=order, reverse=reverse) if len(keys) > 1 else list(keys)  # most have none
 
     # (key, the glyphs of its ancestors' columns, last among its siblings, is a root)
     stack: list[tuple[ProcessKey, str, bool, bool]] = []
