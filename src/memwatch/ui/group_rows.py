@@ -144,8 +144,9 @@ def tree_rows(tree: ProcessTree, *, sort: str = "rss", descending: bool = True,
         if hidden:
             continue
         below = kids(key)
-        inner = "" if root else lead + ("   " if last else "│  ")
-        stack.extend((k, inner, i == len(below) - 1, False) for i, k in reversed(list(enumerate(below))))
+        if below:
+            inner = "" if root else lead + ("   " if last else "│  ")
+            stack.extend((k, inner, i == len(below) - 1, False) for i, k in reversed(list(enumerate(below))))
     return out
 
 
