@@ -30,7 +30,6 @@ import dataclasses
 import os
 import pty
 import random
-import resource
 import shutil
 import signal
 import statistics
@@ -67,8 +66,11 @@ STORM = (
 
 # ----- a synthetic 1000-process source ------------------------------------------------------------
 
-def scaled_frames(processes: int, count: int, seed: int = 7) -> list[Snapshot]:
-    """``count`` frames of ``processes`` processes cloned from the test frames, RSS jittered per frame."""
+def scaled_frames(processes: int, count: int, seed: int = 7, changing: float = 1.0) -> list[Snapshot]:
+    """``count`` frames of ``processes`` processes cloned from the test frames, RSS jittered per
+    frame. With ``changing`` < 1 only that share of them (drawn anew each frame) changes; the
+    others keep their view object from the frame before, as the store hands on the views of
+    processes that did not change."""
     rng = random.Random(seed)
     base = make_frames(5)[-2]
     templates = list(base.processes)
@@ -76,6 +78,9 @@ def scaled_frames(processes: int, count: int, seed: int = 7) -> list[Snapshot]:
     for i in range(count):
         views: list[ProcessView] = []
         for n in range(processes):
+            if frames and rng.random() >= changing:
+                views.append(frames[-1].processes[n])
+                continue
             t = templates[n % len(templates)]
             rss = max(0, t.sample.rss_kb + rng.randint(-4096, 4096) + n)
             sample = dataclasses.replace(t.sample, pid=10_000 + n, start_ticks=1_000 + n,
@@ -150,6 +155,16 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_cpu_s(pid: int) -> tuple[float, float]:
+    """(main thread, all the other threads) utime + stime of a process, in seconds. memwatch's main
+    thread runs the event loop: the UI (and the eBPF ring drain); its worker threads collect."""
+    main = proc_cpu_s(pid)
+    with open(f"/proc/{pid}/task/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    loop = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return loop, main - loop
+
+
 def proc_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -215,6 +230,69 @@ def spawn_sleepers(n: int) -> list[subprocess.Popen[bytes]]:
 
 # ----- (a) CPU ----------------------------------------------------------------------------------------
 
+def start_baselines(monitors: dict[str, Monitor], interval: float, config_home: str) -> None:
+    """htop and btop (those installed) at ``interval``, each in its own pty, into ``monitors``."""
+    cols, rows = PTY_SIZE
+    if os.path.exists("/usr/bin/htop"):
+        monitors[f"htop -d {round(interval * 10)}"] = start_htop(max(1, round(interval * 10)), cols, rows)
+    if shutil.which("btop"):
+        monitors[f"btop update_ms {round(interval * 1000)}"] = start_btop(round(interval * 1000), cols, rows,
+                                                                          config_home)
+
+
+@dataclasses.dataclass
+class Measured:
+    """What :func:`measure` read over its window."""
+
+    cpu: dict[str, float]
+    """Each monitor's CPU, % of one core."""
+    rss: dict[str, float]
+    """Each monitor's RSS at the end, MiB."""
+    threads: tuple[float, float]
+    """The first monitor's (main thread, other threads) CPU, % of one core."""
+
+
+def measure(monitors: dict[str, Monitor], seconds: float, warmup: float) -> Measured:
+    """Each monitor's CPU over ``seconds`` after ``warmup`` (the first one's by thread too)."""
+    time.sleep(warmup)
+    for name, (pid, _, _) in monitors.items():
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            raise SystemExit(f"{name} exited during the warm-up")
+    first = next(iter(monitors.values()))[0]
+    before = {name: proc_cpu_s(m[0]) for name, m in monitors.items()}
+    threads0 = thread_cpu_s(first)
+    wall0 = time.perf_counter()
+    time.sleep(seconds)
+    after = {name: proc_cpu_s(m[0]) for name, m in monitors.items()}
+    threads1 = thread_cpu_s(first)
+    wall = time.perf_counter() - wall0
+    loop, others = (100 * (b - a) / wall for a, b in zip(threads0, threads1, strict=True))
+    return Measured({name: 100 * (after[name] - before[name]) / wall for name in monitors},
+                    {name: proc_rss_mib(m[0]) for name, m in monitors.items()}, (loop, others))
+
+
+def stop_all(monitors: dict[str, Monitor], children: list[subprocess.Popen[bytes]]) -> None:
+    for monitor in monitors.values():
+        stop(monitor)
+    for child in children:
+        child.kill()
+    for child in children:
+        child.wait()
+
+
+def print_ratios(ours: str, figure: float, cpu: dict[str, float], label: str | None = None) -> None:
+    """``figure`` (% of one core) against each baseline in ``cpu`` (all but ``ours``)."""
+    label = label or ours
+    for name in cpu:
+        if name == ours:
+            continue
+        other = name.split()[0]
+        head = f"    ratio {label}/{other}:"
+        head = f"{head:<{max(28, len(head) + 1)}}"
+        print(f"{head}{figure / cpu[name]:.2f}x" if cpu[name] > 0 else
+              f"{head}{other} used no measurable CPU; no ratio")
+
+
 def monitors_side_by_side(seconds: float, interval: float, extra: int, warmup: float) -> None:
     """memwatch, htop and btop over ``extra`` spawned sleep processes, each in its own pty; prints
     each one's CPU (% of one core) and RSS, and memwatch's ratios to the other two."""
@@ -226,40 +304,18 @@ def monitors_side_by_side(seconds: float, interval: float, extra: int, warmup: f
             children = spawn_sleepers(extra)
             monitors["memwatch"] = start_in_pty([sys.executable, "-m", "memwatch", "--interval", f"{interval:g}"],
                                                 cols, rows, {"PYTHONPATH": str(ROOT / "src")})
-            if os.path.exists("/usr/bin/htop"):
-                monitors[f"htop -d {round(interval * 10)}"] = start_htop(max(1, round(interval * 10)), cols, rows)
-            if shutil.which("btop"):
-                monitors[f"btop update_ms {round(interval * 1000)}"] = start_btop(
-                    round(interval * 1000), cols, rows, config_home)
-            time.sleep(warmup)
-            for name, (pid, _, _) in monitors.items():
-                if os.waitpid(pid, os.WNOHANG) != (0, 0):
-                    raise SystemExit(f"{name} exited during the warm-up")
-            before = {name: proc_cpu_s(m[0]) for name, m in monitors.items()}
-            wall0 = time.perf_counter()
-            time.sleep(seconds)
-            after = {name: proc_cpu_s(m[0]) for name, m in monitors.items()}
-            wall = time.perf_counter() - wall0
-            rss = {name: proc_rss_mib(m[0]) for name, m in monitors.items()}
+            start_baselines(monitors, interval, config_home)
+            got = measure(monitors, seconds, warmup)
         finally:
-            for monitor in monitors.values():
-                stop(monitor)
-            for child in children:
-                child.kill()
-            for child in children:
-                child.wait()
-    cpu = {name: 100 * (after[name] - before[name]) / wall for name in monitors}
+            stop_all(monitors, children)
     print(f"(a) CPU over {seconds:g}s, +{extra} extra processes, interval {interval:g}s, live collector, "
           f"each monitor in its own {cols}x{rows} pty")
     for name in monitors:
-        print(f"    {name + ':':<22}{cpu[name]:6.2f}% of one core, RSS {rss[name]:6.1f} MiB")
-    ours = cpu["memwatch"]
-    for name in monitors:
-        if name == "memwatch":
-            continue
-        other = name.split()[0]
-        print(f"    ratio memwatch/{other + ':':<9}{ours / cpu[name]:.2f}x" if cpu[name] > 0 else
-              f"    ratio memwatch/{other + ':':<9}{other} used no measurable CPU; no ratio")
+        print(f"    {name + ':':<22}{got.cpu[name]:6.2f}% of one core, RSS {got.rss[name]:6.1f} MiB")
+    loop, workers = got.threads
+    print(f"    memwatch by thread: event loop (UI, ring drain) {loop:.2f}%, workers (collection) {workers:.2f}%")
+    print_ratios("memwatch", got.cpu["memwatch"], got.cpu)
+    print_ratios("memwatch", loop, got.cpu, "memwatch event loop")
     for other in ("htop", "btop"):
         if not any(name.startswith(other) for name in monitors):
             print(f"    {other} not installed: no baseline")
@@ -272,35 +328,65 @@ def live_source(interval: float) -> Any:
     return LiveSource(interval)
 
 
-async def measure_cpu(seconds: float, interval: float, processes: int, size: tuple[int, int],
-                      warmup: float) -> tuple[float, float | None, int]:
-    # Enough distinct frames that none repeats during the run: a repeated frame would flatter any
-    # cache keyed on cell values.
-    source = SyntheticSource(scaled_frames(processes, int((seconds + warmup) / interval) + 3), interval)
-    app = MemwatchApp(source, top=100)
-    htop: tuple[int, int, threading.Thread] | None = None
-    if shutil.which("htop") and os.path.exists("/usr/bin/htop"):
-        htop = start_htop(max(1, round(interval * 10)), *size)
-    try:
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause(warmup)
-            produced0 = getattr(source, "produced", 0)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            htop0 = proc_cpu_s(htop[0]) if htop else 0.0
-            await asyncio.sleep(seconds)
-            cpu1, wall1 = time.process_time(), time.perf_counter()
-            htop1 = proc_cpu_s(htop[0]) if htop else 0.0
-            produced = getattr(source, "produced", 0) - produced0
-            await pilot.press("q")
-    finally:
-        if htop:
-            os.kill(htop[0], signal.SIGTERM)
-            os.waitpid(htop[0], 0)
-            os.close(htop[1])
-    wall = wall1 - wall0
-    ours = 100 * (cpu1 - cpu0) / wall
-    theirs = 100 * (htop1 - htop0) / wall if htop else None
-    return ours, theirs, produced
+def start_synthetic_ui(args: argparse.Namespace, interval: float, frames: int, ready: str) -> Monitor:
+    """The dashboard alone, fed pre-built synthetic frames, in its own pty (a real terminal, whose
+    writes count): a child running this file with --serve-synthetic."""
+    argv = [sys.executable, __file__, "--serve-synthetic", "--processes", str(args.processes),
+            "--interval", f"{interval:g}", "--frames", str(frames), "--changing", f"{args.changing:g}",
+            "--ready", ready]
+    return start_in_pty(argv, *PTY_SIZE, {"PYTHONPATH": str(ROOT / "src")})
+
+
+def serve_synthetic(args: argparse.Namespace) -> int:
+    """The child of :func:`start_synthetic_ui`: builds its frames, says so, runs the dashboard."""
+    source = SyntheticSource(scaled_frames(args.processes, args.frames, changing=args.changing), args.interval)
+    Path(args.ready).touch()
+    return MemwatchApp(source, top=100).run() or 0
+
+
+def wait_ready(path: str, monitor: Monitor, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if os.waitpid(monitor[0], os.WNOHANG) != (0, 0) or time.monotonic() > deadline:
+            raise SystemExit("the synthetic dashboard did not start")
+        time.sleep(0.2)
+
+
+def ui_side_by_side(args: argparse.Namespace, warmup: float) -> None:
+    """(a) without --live: the dashboard on synthetic frames (the UI's own cost, in a pty) beside
+    htop and btop over as many spawned processes, then the dashboard alone with no new frame."""
+    cols, rows = PTY_SIZE
+    seconds, interval = args.seconds, args.interval
+    children: list[subprocess.Popen[bytes]] = []
+    monitors: dict[str, Monitor] = {}
+    idle: dict[str, Monitor] = {}
+    idle_seconds = min(seconds, 10.0)
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as scratch:
+        try:
+            children = [] if args.no_sleepers else spawn_sleepers(args.processes)
+            # Enough distinct frames that none repeats during the run: a repeated frame would
+            # flatter any cache keyed on cell values.
+            ready = os.path.join(scratch, "ready")
+            monitors["memwatch UI"] = start_synthetic_ui(args, interval, int((seconds + warmup) / interval) + 3, ready)
+            wait_ready(ready, monitors["memwatch UI"])
+            start_baselines(monitors, interval, os.path.join(scratch, "config"))
+            got = measure(monitors, seconds, warmup)
+            done = dict(monitors)
+            monitors.clear()
+            stop_all(done, [])
+            ready = os.path.join(scratch, "idle-ready")
+            idle["idle"] = start_synthetic_ui(args, 1e6, 1, ready)  # one frame, the next never comes
+            wait_ready(ready, idle["idle"])
+            still = measure(idle, idle_seconds, warmup).cpu["idle"]
+        finally:
+            stop_all({**monitors, **idle}, children)
+    changing = "all" if args.changing >= 1 else f"{100 * args.changing:g}%"
+    print(f"(a) CPU over {seconds:g}s, {args.processes} processes ({changing} of them changing each frame), "
+          f"interval {interval:g}s, synthetic frames (the UI alone), each monitor in its own {cols}x{rows} pty")
+    for name in got.cpu:
+        print(f"    {name + ':':<22}{got.cpu[name]:6.2f}% of one core, RSS {got.rss[name]:6.1f} MiB")
+    print(f"    memwatch UI, no new frame for {idle_seconds:g}s: {still:.3f}% of one core")
+    print_ratios("memwatch UI", got.cpu["memwatch UI"], got.cpu)
 
 
 # ----- (b) latency ------------------------------------------------------------------------------------
@@ -369,40 +455,24 @@ def main() -> int:
     parser.add_argument("--counts", default="1000,10000",
                         help="extra processes of each --live round (default 1000,10000)")
     parser.add_argument("--latency-only", action="store_true", help="skip (a), the CPU figure")
+    parser.add_argument("--changing", type=float, default=1.0,
+                        help="without --live: the share of processes that change each frame (default 1: all)")
+    parser.add_argument("--serve-synthetic", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("--ready", help=argparse.SUPPRESS)
     smoke_defaults(parser, seconds=6.0, interval=1.0, processes=100, presses=10, counts="100")
     args = parser.parse_args()
+    if args.serve_synthetic:
+        return serve_synthetic(args)
     size = (200, 50)
     if not args.latency_only and args.live:
         _raise_file_limit()
         for extra in (int(c) for c in args.counts.split(",")):
             monitors_side_by_side(args.seconds, args.interval, extra, warmup=max(5.0, 3 * args.interval))
     elif not args.latency_only:
-        measure_cpu_figure(args, size)
+        ui_side_by_side(args, warmup=max(5.0, 3 * args.interval))
     measure_latency_figure(args, size)
     return 0
-
-
-def measure_cpu_figure(args: argparse.Namespace, size: tuple[int, int]) -> None:
-    sleepers = [] if args.no_sleepers else spawn_sleepers(args.processes)
-    try:
-        ours, theirs, produced = asyncio.run(measure_cpu(args.seconds, args.interval, args.processes, size, 3.0))
-    finally:
-        for child in sleepers:
-            child.kill()
-        for child in sleepers:
-            child.wait()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"(a) CPU over {args.seconds:g}s, {args.processes} processes, interval {args.interval:g}s, "
-          f"{produced} synthetic snapshots, terminal {size[0]}x{size[1]}")
-    print(f"    memwatch dashboard (headless): {ours:.2f}% of one core")
-    if theirs is not None:
-        print(f"    htop -d {round(args.interval * 10)} in a pty:        {theirs:.2f}% of one core "
-              f"({len(sleepers)} sleep processes spawned)")
-        print(f"    ratio memwatch/htop:           {ours / theirs:.2f}x" if theirs > 0 else
-              "    htop used no measurable CPU; no ratio")
-    else:
-        print("    htop not installed: no baseline")
-    print(f"    (max RSS of the bench process: {usage.ru_maxrss / 1024:.0f} MiB)")
 
 
 def measure_latency_figure(args: argparse.Namespace, size: tuple[int, int]) -> None:

@@ -101,3 +101,25 @@ def test_sorting_by_any_field_works_and_text_sorts_a_to_z() -> None:
     assert names == sorted(names)
     pids = [v.pid for v in frame.top(0, "pid", descending=False)]
     assert pids == sorted(pids)
+
+
+def test_the_top_n_are_the_first_n_of_the_whole_ranking() -> None:
+    """Snapshot.top picks its n without sorting the rest: the same processes in the same order as
+    the head of the full ranking, ties (equal values, missing ones) by pid, for every field both
+    ways, with the pinned pids after them in ranking order."""
+    frame = make_frames(5)[-1]
+    clones = []
+    for n in range(60):  # many equal values: ties decide most places
+        base = frame.processes[n % len(frame.processes)]
+        sample = replace(base.sample, pid=5000 + (n * 37) % 101, rss_kb=1024 * (n % 4))
+        clones.append(replace(base, sample=sample))
+    crowd = replace(frame, processes=tuple(clones), by_key={})
+    for key in SORT_KEYS:
+        for descending in (True, False):
+            whole = crowd.top(0, key, descending)
+            assert [v.pid for v in crowd.top(7, key, descending)] == [v.pid for v in whole[:7]], key
+            pinned = (whole[-1].pid, whole[-3].pid)
+            expected = whole[:7] + [v for v in whole[7:] if v.pid in pinned]
+            assert [v.pid for v in crowd.top(7, key, descending, pinned)] == [v.pid for v in expected], key
+    rss = [(v.sample.rss_kb, v.pid) for v in crowd.top(10, "rss", True)]
+    assert rss == sorted(rss, key=lambda r: (-r[0], r[1]))  # largest first, equal ones lower pid first

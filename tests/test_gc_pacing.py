@@ -79,3 +79,25 @@ async def test_the_dashboard_paces_collections_and_gives_the_thresholds_back() -
         await pilot.press("down")
         assert app._gc._last_input > app._gc._last_full, "a key counts as input"
     assert gc.get_threshold() == before
+
+
+def test_the_pacer_says_when_to_wake_instead_of_being_polled() -> None:
+    clock, collected = FakeClock(), []
+    pacer = make_pacer(clock, collected)
+    pacer.start()
+    try:
+        assert pacer.due_in() == 30, "a dashboard sitting still wakes for the next full collection only"
+        clock.now += 29.8
+        pacer.note_input()
+        assert abs(pacer.due_in() - 0.5) < 1e-9, "keys put it off until they pause"
+        clock.now += 0.5
+        assert pacer.due_in() == 0 and pacer.tick()
+        assert pacer.due_in() == 30
+        for _ in range(300 * 4):  # keys never pause: due every 0.5 s, collected at the bound
+            clock.now += 0.25
+            pacer.note_input()
+            assert pacer.due_in() <= 300
+            pacer.tick()
+        assert collected == [2, 2]
+    finally:
+        pacer.stop()

@@ -883,8 +883,18 @@ check_bench_dashboard = bench(
     (r"^\(a\) CPU over 6s, \+100 extra processes, interval 1s, live collector, each monitor in its own "
      r"120x40 pty$", 1),
     (r"^    (memwatch|htop -d 10|btop update_ms 1000): +\d+\.\d\d% of one core, RSS +[\d.]+ MiB$", 3),
+    (r"^    memwatch by thread: event loop \(UI, ring drain\) \d+\.\d\d%, workers \(collection\) \d+\.\d\d%$", 1),
     (rf"^    ratio memwatch/htop: +{RATIO}$", 1),
     (rf"^    ratio memwatch/btop: +{RATIO}$", 1),
+    (rf"^    ratio memwatch event loop/(htop|btop): +{RATIO}$", 2),
+    (rf"^    p50 [\d.]+ ms   p95 [\d.]+ ms   max [\d.]+ ms   \(target p95 <= 50 ms: {RATIO} of it\)$", 1),
+)
+check_bench_dashboard_ui = bench(
+    (r"^\(a\) CPU over 6s, 100 processes \(all of them changing each frame\), interval 1s, synthetic frames "
+     r"\(the UI alone\), each monitor in its own 120x40 pty$", 1),
+    (r"^    (memwatch UI|htop -d 10|btop update_ms 1000): +\d+\.\d\d% of one core, RSS +[\d.]+ MiB$", 3),
+    (r"^    memwatch UI, no new frame for 6s: \d+\.\d\d\d% of one core$", 1),
+    (rf"^    ratio memwatch UI/(htop|btop): +{RATIO}$", 2),
     (rf"^    p50 [\d.]+ ms   p95 [\d.]+ ms   max [\d.]+ ms   \(target p95 <= 50 ms: {RATIO} of it\)$", 1),
 )
 _check_bench_groups = bench(
@@ -979,6 +989,7 @@ COMMANDS: dict[str, Way] = {
     ".venv/bin/python bench/bench_exporter.py": Way(check_bench_exporter, "bench"),
     ".venv/bin/python bench/bench_spike.py": Way(check_bench_spike, "bench"),
     ".venv/bin/python bench/bench_dashboard.py --live": Way(check_bench_dashboard, "bench"),
+    ".venv/bin/python bench/bench_dashboard.py": Way(check_bench_dashboard_ui, "bench"),
     ".venv/bin/python bench/bench_storm.py": Way(check_bench_storm, "storm"),
     ".venv/bin/python bench/bench_groups.py": Way(check_bench_groups, "bench"),
     ".venv/bin/python bench/bench_group_views.py": Way(check_bench_group_views, "bench"),

@@ -274,15 +274,27 @@ _MISSING = float("-inf")
 
 def sort_value(view: ProcessView, key: str) -> float | str:
     """The value a field sorts by; unknown values sort below every known one, text A-Z."""
+    return sort_key(key)(view)
+
+
+def sort_key(key: str) -> Callable[[ProcessView], float | str]:
+    """:func:`sort_value` for one field as a function of the view: the field is looked up and
+    checked once, not once per process (a ranking calls it for every process of every frame)."""
     f = field(key)
     if not f.sortable:
         raise ValueError(f"{key!r} cannot be sorted by; choose one of {', '.join(SORT_KEYS)}")
-    v = f.read(view)
-    if v is None:
-        return _MISSING if f.unit is not Unit.TEXT else ""
-    if isinstance(v, str):
-        return v.lower()
-    return float(v)
+    read = f.read
+    missing: float | str = _MISSING if f.unit is not Unit.TEXT else ""
+
+    def value(view: ProcessView) -> float | str:
+        v = read(view)
+        if v is None:
+            return missing
+        if isinstance(v, str):
+            return v.lower()
+        return float(v)
+
+    return value
 
 
 def plain_text(f: Field, view: ProcessView) -> str:

@@ -6,6 +6,7 @@ recorder can never be changed under their feet by the collector that keeps runni
 
 from __future__ import annotations
 
+import heapq
 import signal as _signal
 from array import array
 from collections.abc import Iterator, Sequence
@@ -578,13 +579,28 @@ class Snapshot:
     def top(self, n: int = 100, sort: str = "rss", descending: bool = True,
             pids: tuple[int, ...] = ()) -> list[ProcessView]:
         """The n processes ranked by ``sort`` (n=0: all), plus any ``pids`` regardless of rank."""
-        from memwatch.fields import sort_value  # the registry reads views: it imports this module
+        return rank_views(self.processes, n, sort, descending, pids)
 
-        sign = -1 if descending else 1   # equal values: the lower pid first, either way
-        ranked = sorted(self.processes, key=lambda v: (sort_value(v, sort), sign * v.pid), reverse=descending)
-        chosen = ranked if n <= 0 else ranked[:n]
-        if pids:
-            wanted = set(pids)
-            have = {v.pid for v in chosen}
-            chosen = chosen + [v for v in ranked if v.pid in wanted and v.pid not in have]
-        return chosen
+
+def rank_views(views: Sequence[ProcessView], n: int = 100, sort: str = "rss", descending: bool = True,
+               pids: tuple[int, ...] = ()) -> list[ProcessView]:
+    """:meth:`Snapshot.top` over any views. The first n of 10,000 are picked without sorting the
+    other 9,900 (heapq's partial selection, documented equal to ``sorted(...)[:n]``)."""
+    from memwatch.fields import sort_key  # the registry reads views: it imports this module
+
+    value = sort_key(sort)
+    sign = -1 if descending else 1   # equal values: the lower pid first, either way
+
+    def key(v: ProcessView) -> tuple[float | str, int]:
+        return value(v), sign * v.sample.pid
+
+    if 0 < n < len(views):
+        chosen = (heapq.nlargest if descending else heapq.nsmallest)(n, views, key=key)
+    else:
+        chosen = sorted(views, key=key, reverse=descending)
+    if pids:
+        wanted = set(pids)
+        have = {v.pid for v in chosen}
+        extra = [v for v in views if v.pid in wanted and v.pid not in have]
+        chosen += sorted(extra, key=key, reverse=descending)
+    return chosen

@@ -180,9 +180,14 @@ class MemwatchApp(App[int]):
         gc.collect()
         gc.freeze()
         self._gc.start()
-        self.set_interval(self._gc.check_every_s, self._gc.tick, name="gc-pacer")
+        self._pace_gc()
         workers.start(self, self.feed.pump(self._arrived, self._ended), name="snapshot-pump", group="source",
                       exclusive=True, description="reading the source")
+
+    def _pace_gc(self) -> None:
+        """Run the full collection if it is due, and wake again when the next one may be."""
+        self._gc.tick()
+        self.set_timer(self._gc.due_in(), self._pace_gc, name="gc-pacer")
 
     def _arrived(self, snap: Snapshot) -> None:
         self.post_message(SnapshotArrived(snap))

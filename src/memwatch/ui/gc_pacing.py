@@ -24,10 +24,10 @@ NEVER = 1_000_000_000
 
 @dataclass
 class GcPacer:
-    """Call :meth:`start` once, :meth:`tick` every ``check_every_s``, :meth:`note_input` on every
-    key or mouse event, and :meth:`stop` on the way out (it gives the thresholds back)."""
+    """Call :meth:`start` once, :meth:`tick` when :meth:`due_in` says (or at any time),
+    :meth:`note_input` on every key or mouse event, and :meth:`stop` on the way out (it gives
+    the thresholds back)."""
 
-    check_every_s: float = 1.0
     full_every_s: float = 30.0
     full_idle_s: float = 0.5
     full_at_most_s: float = 300.0
@@ -50,6 +50,16 @@ class GcPacer:
 
     def note_input(self) -> None:
         self._last_input = self.clock()
+
+    def due_in(self) -> float:
+        """Seconds until a full collection may be due, as things stand (input meanwhile puts it
+        off: :meth:`tick` then finds nothing to do and this says how long to wait again). A
+        dashboard sitting still wakes for its collections once every ``full_every_s``, not on
+        a polling beat."""
+        now = self.clock()
+        since_full = now - self._last_full
+        wait = max(self.full_every_s - since_full, self.full_idle_s - (now - self._last_input))
+        return max(0.0, min(wait, self.full_at_most_s - since_full))
 
     def tick(self) -> bool:
         """Run a full collection if one is due now; returns whether it ran."""

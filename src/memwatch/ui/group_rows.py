@@ -129,7 +129,7 @@ def tree_rows(tree: ProcessTree, *, sort: str = "rss", descending: bool = True,
         keys = tree.roots if key is None else tree.nodes[key].children
         if shown is not None:
             keys = tuple(k for k in keys if k in shown)
-        return sorted(keys, key=order, reverse=reverse)
+        return sorted(keys, key=order, reverse=reverse) if len(keys) > 1 else list(keys)  # most have none
 
     # (key, the glyphs of its ancestors' columns, last among its siblings, is a root)
     stack: list[tuple[ProcessKey, str, bool, bool]] = []
@@ -144,8 +144,9 @@ def tree_rows(tree: ProcessTree, *, sort: str = "rss", descending: bool = True,
         if hidden:
             continue
         below = kids(key)
-        inner = "" if root else lead + ("   " if last else "│  ")
-        stack.extend((k, inner, i == len(below) - 1, False) for i, k in reversed(list(enumerate(below))))
+        if below:
+            inner = "" if root else lead + ("   " if last else "│  ")
+            stack.extend((k, inner, i == len(below) - 1, False) for i, k in reversed(list(enumerate(below))))
     return out
 
 

@@ -8,10 +8,11 @@ the transitions are plain functions, tested without an app.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from memwatch.fields import BY_KEY, DEFAULT_COLUMNS, SORT_KEYS
-from memwatch.model import ProcessKey, ProcessView, Snapshot
+from memwatch.model import ProcessKey, ProcessView, Snapshot, rank_views
 from memwatch.ui.group_rows import ASCENDING, DEFAULT_SORT, MODES, SORTS, GroupChoice, Mode, in_group
 
 DEFAULT_TOP = 100
@@ -205,25 +206,20 @@ class ViewState:
             return []
         if self.group is not None:
             return self._rank_group(snap)
-        if not self.filter:
-            if self.top < 0:
-                wanted = set(self.pids)
-                return [v for v in snap.top(0, self.sort, self.descending) if v.pid in wanted]
-            return snap.top(self.top, self.sort, self.descending, self.pids)
-        ranked = [v for v in snap.top(0, self.sort, self.descending) if matches_filter(v, self.filter)]
+        # Choose first, rank what is left: ranking only the processes shown (the top N of those
+        # the filter keeps, or the --pid ones) costs a fraction of sorting all of them.
+        views: Sequence[ProcessView] = snap.processes
+        if self.filter:
+            views = [v for v in views if matches_filter(v, self.filter)]
         if self.top < 0:
             wanted = set(self.pids)
-            return [v for v in ranked if v.pid in wanted]
-        chosen = ranked if self.top == 0 else ranked[: self.top]
-        if self.pids:
-            wanted, have = set(self.pids), {v.pid for v in chosen}
-            chosen += [v for v in ranked if v.pid in wanted and v.pid not in have]
-        return chosen
+            return rank_views([v for v in views if v.pid in wanted], 0, self.sort, self.descending)
+        return rank_views(views, self.top, self.sort, self.descending, self.pids)
 
     def _rank_group(self, snap: Snapshot) -> list[ProcessView]:
         """A group's processes: every one of them (the group is the choice, not the top N),
         filtered and sorted as the table asks."""
         group = self.group
         assert group is not None
-        return [v for v in snap.top(0, self.sort, self.descending)
-                if in_group(v, group) and matches_filter(v, self.filter)]
+        return rank_views([v for v in snap.processes if in_group(v, group) and matches_filter(v, self.filter)],
+                          0, self.sort, self.descending)

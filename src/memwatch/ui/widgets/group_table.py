@@ -29,7 +29,8 @@ def group_row_key(row: GroupRow) -> str:
     """How a row is followed across frames: a process by pid and start time, a cgroup by path, a
     user by uid (and name, for data recorded before uids were kept)."""
     if isinstance(row, TreeRow):
-        return f"{row.key[0]}:{row.key[1]}"
+        s = row.node.view.sample  # its key's parts, read directly: this runs for every process of the tree
+        return f"{s.pid}:{s.start_ticks}"
     if isinstance(row, CgroupRow):
         return f"cgroup:{row.view.path}"
     return f"user:{row.uid}:{row.name}"
