@@ -863,7 +863,7 @@ check_bench_memory_live = bench(
 check_bench_tick = bench(
     (r"^  \+\s+(0|100) extra .* /proc only .*, (\d+\.\d\d)x psutil\); with eBPF .* \(\d+\.\d\dx psutil\)", 2),
     (r"^    per 1,000 processes: tick /proc .* ms, iterator .* ms \(\d+\.\d\dx /proc\); table read /proc .* ms, "
-     r"iterator .* ms \(\d+\.\d\dx /proc\)$", 2),
+     r"iterator \(table \+ counters\) .* ms \(\d+\.\d\dx /proc; its one pass \d+\.\d\d us/process, \d+% of it\)$", 2),
     (r"^    steady state, 3-tick histories full, per 1,000 processes: tick /proc .* ms, iterator .* ms "
      r"\(\d+\.\d\dx /proc\)$", 2),
     (rf"^store memory, .* {RATIO} one tick's samples$", 1),
