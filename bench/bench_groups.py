@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 from bench_procfs import reap, spawn  # noqa: E402
 from memwatch.cgroups import CgroupReader, find_memory_hierarchy  # noqa: E402
 from memwatch.cli import _raise_file_limit  # noqa: E402
-from memwatch.groups import build_cgroups, build_users  # noqa: E402
+from memwatch.groups import GroupTally, build_cgroups, build_users  # noqa: E402
 from memwatch.procfs import ProcReader  # noqa: E402
 from memwatch.sources.live import LiveSource  # noqa: E402
 from smoke import smoke_defaults  # noqa: E402
@@ -60,9 +60,11 @@ async def paired_ticks(bpf: bool, ticks: int) -> tuple[list[tuple[float, float]]
     return out
 
 
-def parts(ticks: int) -> tuple[float, float, int]:
-    """Median seconds of the cgroup reader's pass and of the sums, and the cgroups read."""
-    reads, sums = [], []
+def parts(ticks: int) -> tuple[float, float, float, int]:
+    """Median seconds of the cgroup reader's pass, of the sums made afresh and of the sums as the
+    store keeps them (its GroupTally, told of changed processes only: none here), and the cgroups
+    read."""
+    reads, sums, kept = [], [], []
     n = 0
     names: dict[str, tuple[str, str]] = {}   # as the store keeps them between ticks
     with ProcReader() as procs, CgroupReader() as reader:
@@ -71,6 +73,8 @@ def parts(ticks: int) -> tuple[float, float, int]:
         from memwatch.model import ProcessView
 
         views = [ProcessView(s, None) for s in samples]
+        tally = GroupTally()
+        tally.add_all(views)
         for _ in range(ticks):
             procs.read_processes()
             t0 = time.perf_counter()
@@ -81,7 +85,11 @@ def parts(ticks: int) -> tuple[float, float, int]:
             build_cgroups(views, got, version=reader.version, names=names)
             build_users(views)
             sums.append(time.perf_counter() - t0)
-    return statistics.median(reads), statistics.median(sums), n
+            t0 = time.perf_counter()
+            tally.cgroups(got, version=reader.version, names=names)
+            tally.users()
+            kept.append(time.perf_counter() - t0)
+    return statistics.median(reads), statistics.median(sums), statistics.median(kept), n
 
 
 def main() -> int:
@@ -137,9 +145,10 @@ def main() -> int:
                 ag = statistics.mean(t[i] for t in grouped)
                 print(f"  {label}, {what}: tick without groups {mp * 1e3:6.2f} ms, with groups {mg * 1e3:6.2f} ms: "
                       f"{mg / mp:.2f}x (median); mean {ap_ * 1e3:6.2f} -> {ag * 1e3:6.2f} ms, {ag / ap_:.2f}x")
-        read, sums, n = parts(args.ticks)
+        read, sums, kept, n = parts(args.ticks)
         print(f"  parts: the cgroup reader's pass over {n} cgroups {read * 1e3:.2f} ms "
-              f"({read / max(n, 1) * 1e6:.1f} us a cgroup), the cgroup and user sums {sums * 1e3:.2f} ms")
+              f"({read / max(n, 1) * 1e6:.1f} us a cgroup), the cgroup and user sums {sums * 1e3:.2f} ms made "
+              f"afresh, {kept * 1e3:.2f} ms kept by the store's tally ({kept / sums:.2f}x)")
     finally:
         reap(children)
         for directory in reversed(made):
