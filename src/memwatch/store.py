@@ -5,6 +5,13 @@ Histories live in rings of immutable chunks (packed, 8 bytes a point, or one num
 equal values) because a busy machine has thousands of processes, most of them idle; a snapshot
 shares the full chunks and copies only the last partial one, so readers never see a history
 change and snapshots stay cheap.
+
+Most processes sit still, so a tick looks only at those that moved: the source says which
+samples are new or changed (or the store compares them), and a process that sat still for a tick,
+whose RSS was flat over its window and whose history holds SHARED_MIN_POINTS points, is settled:
+it is not visited again until it changes, its view goes to every snapshot as it is, and the ticks
+it sat out are added to its histories by Snapshot.history_of (for readers) and by its rings when
+it is next visited. Cgroup and user sums follow the views that change (groups.GroupTally).
 """
 
 from __future__ import annotations
