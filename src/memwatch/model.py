@@ -113,10 +113,10 @@ class History(Sequence[_N]):
         ``cap`` points: what it became over ticks in which its process did not change."""
         if more <= 0 or not self._len:
             return self
-        last = self._values()[-1]
+        values = self._values()
+        last = values[-1]
         if more >= cap:
             return History((), self._code, 0, cap, last)
-        values = self._values()
         values.extend(repeat(last, more))
         return History.of(values[-cap:])
 

@@ -186,8 +186,6 @@ class _Proc:
     rollup: SmapsRollup | None = None
     recent: deque[Event] | None = None
     """Made at the first call event: an empty deque costs 760 bytes, and most processes get none."""
-    first_seen: float = 0.0
-    last_seen: float = 0.0
     last_rss: int = -1
     last_change: float = 0.0
     verdict: LeakVerdict = _NO_VERDICT
@@ -207,7 +205,6 @@ class _Proc:
         if rss != self.last_rss and self.last_rss >= 0:
             self.last_change = t
         self.last_rss = rss
-        self.last_seen = t
         self.tick = tick
         self.rss.append(rss)
         self.outstanding.append(outstanding)
@@ -438,7 +435,7 @@ class Store:
                 if old is not None:   # the pid was reused
                     self._forget(old)
                 proc = procs[key] = _Proc(s, _Ring("q", self.history_len), _Ring("q", self.history_len),
-                                          _Ring("d", self.history_len), first_seen=now, last_change=now)
+                                          _Ring("d", self.history_len), last_change=now)
                 by_pid[s.pid] = key
                 for ev in self._orphans.pop(s.pid, ()):
                     self._remember(proc, ev)
