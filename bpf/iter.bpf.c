@@ -102,16 +102,6 @@ extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
 extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
 
-/* Before 6.2 mm->rss_stat was one atomic per counter (struct mm_rss_stat), exactly what /proc
- * shows (the per-thread caches of SPLIT_RSS_COUNTING are not in /proc's figure either). */
-struct mm_rss_stat___pre62 {
-	atomic_long_t count[4];
-} __attribute__((preserve_access_index));
-
-struct mm_struct___pre62 {
-	struct mm_rss_stat___pre62 rss_stat;
-} __attribute__((preserve_access_index));
-
 /* Before 5.14 a task's state was `volatile long state`, since then `unsigned int __state`. */
 struct task_struct___pre514 {
 	long state;
@@ -159,8 +149,10 @@ static __always_inline void read_rss(struct mm_struct *mm, __u64 *out)
 	struct mw_cpus *cpus;
 	__u32 zero = 0;
 
-	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
-		struct mm_struct___pre62 *old = (void *)mm;
+	/* before 6.2 mm->rss_stat was one atomic per counter (prog.bpf.c's mm_struct___old), exactly
+	 * what /proc shows (the per-thread caches of SPLIT_RSS_COUNTING are not in its figure either) */
+	if (bpf_core_type_exists(struct mm_rss_stat___old)) {
+		struct mm_struct___old *old = (void *)mm;
 
 		for (int i = 0; i < MW_RSS_COUNTERS; i++) {
 			long v = old->rss_stat.count[i].counter;
